@@ -1,0 +1,358 @@
+"""Task generators: deterministic by seed, vectorised torch, cached on disk.
+
+Tasks (all predict every particle's position after a fixed time from positions, velocities and
+a per-particle scalar):
+
+``gravity``  GATr's N-body setup: a star and 3 planets, star mass log-uniform in [1, 10], planet
+             masses log-uniform in [0.01, 0.1], planets at radius 0.1–1 in the x–y plane on
+             near-circular orbits (velocity noise 0.01), G = 1, 100 semi-implicit Euler steps over
+             T = 0.1. Samples whose bodies move more than 2 are dropped, as in GATr.
+``charged``  EGNN's charged N-body setup: 5 particles with charges ±1, Gaussian positions (σ = 1)
+             and velocities (σ = 0.5), Coulomb forces (softened, ε = 0.1, so energy is
+             conserved), target after 1000 leapfrog steps of dt = 0.001.
+``field``    ``charged`` plus a constant external field E·ẑ (force q·E): symmetric only under
+             rotations about z (and translations), broken on purpose for every other rotation.
+
+Splits: train / val / test from one seeded stream, and ``ood``: the test initial conditions moved
+by a random rotation (Haar) and a translation (N(0, σ²), σ = ``ood_translation_std``), then
+*simulated* — so for the field task the OOD targets follow the real, unrotated field.
+
+The training frame is canonical on purpose: gravity systems lie in the x–y plane around the
+origin, so a model that has not learned rotations fails on the rotated OOD set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import __version__
+from ._util import atomic_torch_save
+from .budget import Budget, get_budget
+from .fields import Field, Sample, TaskSpec
+from .groups import SO2, SO3, Group, Permutations, Transform, Translations, euclidean_group
+
+Tensor = torch.Tensor
+
+DATA_FORMAT = 1  # bump when generation changes, so old caches are not reused
+
+# --------------------------------------------------------------------------------------------
+# physics (float64, batched [B, N, 3])
+# --------------------------------------------------------------------------------------------
+
+
+def pairwise(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Differences d[b, i, j] = x_i − x_j and distances |d| (zero on the diagonal)."""
+    d = x[:, :, None, :] - x[:, None, :, :]
+    return d, torch.linalg.norm(d, dim=-1)
+
+
+def gravity_acceleration(x: Tensor, m: Tensor, G: float = 1.0) -> Tensor:
+    """a_i = G Σ_j m_j (x_j − x_i) / |x_j − x_i|³. ``m``: [B, N, 1]."""
+    d, r = pairwise(x)
+    r = torch.where(r > 0, r, torch.ones_like(r))
+    inv = (1.0 / r**3) * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
+    return -G * torch.einsum("bijk,bij,bj->bik", d, inv, m[..., 0])
+
+
+def coulomb_acceleration(x: Tensor, q: Tensor, softening: float = 0.1,
+                         field: Tensor | None = None) -> Tensor:
+    """Unit masses, a_i = Σ_j q_i q_j (x_i − x_j) / (|x_i − x_j|² + ε²)^{3/2} + q_i E."""
+    d, r = pairwise(x)
+    inv = (r**2 + softening**2) ** -1.5 * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
+    qq = q[..., 0][:, :, None] * q[..., 0][:, None, :]
+    a = torch.einsum("bijk,bij->bik", d, qq * inv)
+    if field is not None:
+        a = a + q * field.to(x.dtype)
+    return a
+
+
+def coulomb_energy(x: Tensor, v: Tensor, q: Tensor, softening: float = 0.1,
+                   field: Tensor | None = None) -> Tensor:
+    """Total energy per system (kinetic + softened Coulomb + field potential −q E·x)."""
+    _, r = pairwise(x)
+    qq = q[..., 0][:, :, None] * q[..., 0][:, None, :]
+    pot = (qq / torch.sqrt(r**2 + softening**2)).triu(diagonal=1).sum((1, 2))
+    kin = 0.5 * (v**2).sum((1, 2))
+    if field is not None:
+        pot = pot - (q * (x @ field.to(x.dtype))[..., None]).sum((1, 2))
+    return kin + pot
+
+
+def simulate_gravity(x: Tensor, v: Tensor, m: Tensor, steps: int = 100, time_: float = 0.1,
+                     G: float = 1.0) -> tuple[Tensor, Tensor]:
+    """GATr's integrator: v += a dt; x += v dt, ``steps`` times over ``time_``."""
+    dt = time_ / steps
+    for _ in range(steps):
+        v = v + dt * gravity_acceleration(x, m, G)
+        x = x + dt * v
+    return x, v
+
+
+def simulate_coulomb(x: Tensor, v: Tensor, q: Tensor, steps: int = 1000, dt: float = 1e-3,
+                     softening: float = 0.1, field: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Leapfrog (kick–drift–kick), symplectic: energy is conserved to O(dt²)."""
+    a = coulomb_acceleration(x, q, softening, field)
+    for _ in range(steps):
+        v = v + 0.5 * dt * a
+        x = x + dt * v
+        a = coulomb_acceleration(x, q, softening, field)
+        v = v + 0.5 * dt * a
+    return x, v
+
+
+# --------------------------------------------------------------------------------------------
+# task definitions
+# --------------------------------------------------------------------------------------------
+
+NBODY_OUTPUTS = {"pos_next": Field("point")}
+
+
+def _nbody_spec(n: int, scalar: str) -> TaskSpec:
+    return TaskSpec(
+        inputs={"pos": Field("point"), "vel": Field("vector"), scalar: Field("scalar")},
+        outputs=dict(NBODY_OUTPUTS), n_particles=n, residual={"pos_next": "pos"},
+    )
+
+
+@dataclass
+class TaskDef:
+    """How to make one task: initial conditions, the simulator, its symmetry."""
+
+    name: str
+    spec: TaskSpec
+    scalar: str  # name of the per-particle scalar input (mass or charge)
+    sample_initial: Callable[..., dict[str, Tensor]]
+    simulate: Callable[[dict[str, Tensor]], Tensor]  # inputs -> pos_next
+    symmetry: Callable[[float], Group]  # the true symmetry, given a translation std
+    outlier_threshold: float
+    description: str
+    defaults: dict = field(default_factory=dict)
+
+
+def _log_uniform(lo, hi, shape, gen, dtype):
+    u = torch.rand(shape, generator=gen, dtype=dtype)
+    return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+
+
+def _gravity_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_planets: int = 3,
+                     shift_std: float = 0.0, orientation: str = "plane") -> dict[str, Tensor]:
+    star_m = _log_uniform(1.0, 10.0, (n, 1), gen, dtype)
+    planet_m = _log_uniform(0.01, 0.1, (n, n_planets), gen, dtype)
+    r = torch.sqrt(0.1**2 + (1.0 - 0.1**2) * torch.rand(n, n_planets, generator=gen, dtype=dtype))
+    phi = 2 * math.pi * torch.rand(n, n_planets, generator=gen, dtype=dtype)
+    ppos = torch.stack([r * torch.cos(phi), r * torch.sin(phi), torch.zeros_like(r)], -1)
+    spin = torch.randint(2, (n, n_planets), generator=gen).to(dtype) * 2 - 1  # ±ẑ
+    zhat = torch.zeros_like(ppos)
+    zhat[..., 2] = spin
+    speed = torch.sqrt(star_m)[:, :, None] / r[..., None] ** 1.5
+    pvel = torch.cross(zhat, ppos, dim=-1) * speed + 0.01 * torch.randn(
+        n, n_planets, 3, generator=gen, dtype=dtype)
+    pos = torch.cat([torch.zeros(n, 1, 3, dtype=dtype), ppos], 1)
+    vel = torch.cat([torch.zeros(n, 1, 3, dtype=dtype), pvel], 1)
+    if orientation == "haar":
+        g = SO3().sample(n, generator=gen, dtype=dtype)
+        pos, vel = (torch.einsum("bij,bnj->bni", g.rot, t) for t in (pos, vel))
+    elif orientation != "plane":
+        raise ValueError(f"orientation must be 'plane' or 'haar', got {orientation!r}")
+    if shift_std:
+        pos = pos + shift_std * torch.randn(n, 1, 3, generator=gen, dtype=dtype)
+    return {"pos": pos, "vel": vel, "mass": torch.cat([star_m, planet_m], 1)[..., None]}
+
+
+def _charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_particles: int = 5,
+                     pos_std: float = 1.0, vel_std: float = 0.5) -> dict[str, Tensor]:
+    pos = pos_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype)
+    vel = vel_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype)
+    charge = torch.randint(2, (n, n_particles, 1), generator=gen).to(dtype) * 2 - 1
+    return {"pos": pos, "vel": vel, "charge": charge}
+
+
+FIELD_AXIS = (0.0, 0.0, 1.0)
+FIELD_STRENGTH = 1.0
+
+
+def _field_vector(dtype=torch.float64, device=None) -> Tensor:
+    return FIELD_STRENGTH * torch.tensor(FIELD_AXIS, dtype=dtype, device=device)
+
+
+def _sim_gravity(inp: dict[str, Tensor]) -> Tensor:
+    return simulate_gravity(inp["pos"], inp["vel"], inp["mass"])[0]
+
+
+def _sim_charged(inp: dict[str, Tensor]) -> Tensor:
+    return simulate_coulomb(inp["pos"], inp["vel"], inp["charge"])[0]
+
+
+def _sim_field(inp: dict[str, Tensor]) -> Tensor:
+    f = _field_vector(inp["pos"].dtype, inp["pos"].device)
+    return simulate_coulomb(inp["pos"], inp["vel"], inp["charge"], field=f)[0]
+
+
+TASKS: dict[str, TaskDef] = {
+    "gravity": TaskDef(
+        "gravity", _nbody_spec(4, "mass"), "mass", _gravity_initial, _sim_gravity,
+        lambda s: euclidean_group(4, reflections=True, translation_std=s), 2.0,
+        "gravity N-body (GATr setup): star + 3 planets, 100 Euler steps over T = 0.1",
+    ),
+    "charged": TaskDef(
+        "charged", _nbody_spec(5, "charge"), "charge", _charged_initial, _sim_charged,
+        lambda s: euclidean_group(5, reflections=True, translation_std=s), 5.0,
+        "charged N-body (EGNN setup): 5 charges ±1, positions after 1000 steps of dt 0.001",
+    ),
+    "field": TaskDef(
+        "field", _nbody_spec(5, "charge"), "charge", _charged_initial, _sim_field,
+        lambda s: SO2(FIELD_AXIS) * Translations(s) * Permutations(5), 5.0,
+        "charged N-body in a constant field along z: symmetric only under SO(2) about z",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# the Task: splits, symmetry, provenance
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    name: str
+    spec: TaskSpec
+    splits: dict[str, Sample]
+    group: Group  # the true symmetry of the data
+    config: dict
+    provenance: dict
+
+    def __getitem__(self, split: str) -> Sample:
+        try:
+            return self.splits[split]
+        except KeyError:
+            have = sorted(self.splits)
+            raise KeyError(f"task {self.name!r} has splits {have}, not {split!r}") from None
+
+    def to(self, device=None, dtype=None) -> Task:
+        return Task(self.name, self.spec, {k: v.to(device, dtype) for k, v in self.splits.items()},
+                    self.group, self.config, self.provenance)
+
+    def simulate(self, inputs: Sample | dict[str, Tensor]) -> Tensor:
+        """Run the task's simulator on (float64) inputs: the ground truth for any initial state."""
+        data = inputs.data if isinstance(inputs, Sample) else inputs
+        return TASKS[self.name].simulate({k: data[k].double() for k in self.spec.inputs})
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
+        return f"Task({self.name}: {sizes}; symmetry {self.group})"
+
+
+def _generate(tdef: TaskDef, n: int, gen: torch.Generator, init_kw: dict) -> dict[str, Tensor]:
+    """n samples (initial conditions and targets), outliers dropped and replaced, float64."""
+    got: list[dict[str, Tensor]] = []
+    have = 0
+    while have < n:
+        want = int(math.ceil((n - have) * 1.15)) + 8
+        inp = tdef.sample_initial(want, gen, **init_kw)
+        y = tdef.simulate(inp)
+        moved = torch.linalg.norm(y - inp["pos"], dim=-1).amax(dim=1)
+        keep = torch.isfinite(moved) & (moved <= tdef.outlier_threshold)
+        got.append({**{k: v[keep] for k, v in inp.items()}, "pos_next": y[keep]})
+        have += int(keep.sum())
+    return {k: torch.cat([g[k] for g in got])[:n] for k in got[0]}
+
+
+def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 0,
+                  ood_translation_std: float = 2.0, **init_kw) -> dict[str, dict[str, Tensor]]:
+    """Generate all splits (float64 tensors) of a task, deterministically from ``seed``."""
+    tdef = _task_def(name)
+    for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{k} must be a positive int, got {v!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    data = _generate(tdef, n_train + n_val + n_test, gen, init_kw)
+    cuts = {"train": (0, n_train), "val": (n_train, n_train + n_val),
+            "test": (n_train + n_val, n_train + n_val + n_test)}
+    splits = {k: {f: v[a:b] for f, v in data.items()} for k, (a, b) in cuts.items()}
+    # OOD: move the test initial conditions by a random rotation and translation, then simulate
+    test = splits["test"]
+    g = SO3().sample(n_test, generator=gen, dtype=torch.float64)
+    shift = Translations(ood_translation_std).sample(n_test, generator=gen, dtype=torch.float64)
+    g = Transform(g.rot, shift.trans)
+    spec = tdef.spec.inputs
+    ood = {k: spec[k].act(g, test[k]) for k in spec}
+    ood["pos_next"] = tdef.simulate(ood)
+    splits["ood"] = ood
+    return splits
+
+
+def _task_def(name: str) -> TaskDef:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}: choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def cache_dir() -> Path:
+    """``$EQHELPERS_CACHE``, else ``~/.cache/eqhelpers``."""
+    return Path(os.environ.get("EQHELPERS_CACHE") or Path.home() / ".cache" / "eqhelpers")
+
+
+def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed: int = 0,
+              n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+              ood_translation_std: float = 2.0, dtype: torch.dtype = torch.float32,
+              device=None, cache: bool = True, progress: bool = False, **init_kw) -> Task:
+    """Load (or generate and cache) a task with sizes from ``budget`` unless given explicitly.
+
+    The cache key covers the task, sizes, seed and generator settings; a corrupt cache file is
+    reported, moved aside (kept, never deleted) and regenerated.
+    """
+    tdef = _task_def(name)
+    b = get_budget(budget)
+    config = {"task": name, "n_train": n_train or b.n_train, "n_val": n_val or b.n_val,
+              "n_test": n_test or b.n_test, "seed": int(seed),
+              "ood_translation_std": float(ood_translation_std), "init": dict(sorted(init_kw.items())),
+              "format": DATA_FORMAT}
+    key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{name}-{key}.pt"
+    splits = _read_cache(path, config) if cache else None
+    provenance: dict
+    if splits is None:
+        t0 = time.perf_counter()
+        splits = generate_task(name, config["n_train"], config["n_val"], config["n_test"],
+                               seed=seed, ood_translation_std=ood_translation_std, **init_kw)
+        provenance = {"generated_s": round(time.perf_counter() - t0, 3), "version": __version__,
+                      "date": time.strftime("%Y-%m-%d"), "cache": str(path) if cache else None}
+        if cache:
+            atomic_torch_save({"config": config, "splits": splits, "provenance": provenance}, path)
+    else:
+        splits, provenance = splits
+    spec = tdef.spec
+    samples = {k: Sample(v, spec.spec).to(device, dtype) for k, v in splits.items()}
+    group = tdef.symmetry(ood_translation_std)
+    return Task(name, spec, samples, group, config, {**provenance, "description": tdef.description})
+
+
+def _read_cache(path: Path, config: dict):
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob["config"] != config:
+            raise ValueError("its config does not match the requested one")
+        splits = blob["splits"]
+        for split in ("train", "val", "test", "ood"):
+            for k, v in splits[split].items():
+                if not torch.isfinite(v).all():
+                    raise ValueError(f"{split}/{k} holds non-finite values")
+        return splits, blob["provenance"]
+    except Exception as exc:  # unreadable pickle, missing keys, wrong types: all "corrupt"
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        os.replace(path, aside)
+        warnings.warn(f"data cache {path} is corrupt ({exc}); moved it to {aside.name} and "
+                      f"regenerating", stacklevel=3)
+        return None

@@ -1,0 +1,266 @@
+"""Measuring and training equivariance.
+
+Errors (label-free, over M sampled group elements g_1..g_M per sample x):
+
+* **E**  — how far the back-transformed prediction on a transformed input is from the prediction
+  on the input itself: ``g⁻¹·f(g·x)`` against ``f(x)``. Zero iff f commutes with every sampled g.
+* **E′** — how much the back-transformed predictions vary over the orbit: ``g⁻¹·f(g·x)`` against
+  their mean over the M elements. It does not single out the frame the sample happens to be given
+  in, so it measures the model's (in)consistency across the whole orbit.
+
+Both come absolute (mean squared difference per output entry, the units of the task MSE) and
+relative (‖difference‖ / ‖reference output‖ per sample and element, point outputs centred first so
+translations do not inflate the norm).
+
+Objectives, each ``objective(model, batch, generator) -> (loss, parts)``:
+
+* :class:`REMUL` — ``α·L_task + β·L_equi``; ``mode="label"`` anchors the equivariance term to the
+  labels (``f(g·x)`` vs ``g·y``, as in the paper), ``mode="self"`` uses self-consistency
+  (``f(g·x)`` vs ``g·f(x)``); ``weighting="gradnorm"`` adapts the weights (Chen et al. 2018).
+  The original and the transformed batch go through **one** forward pass.
+* :class:`Augmentation` — the data-augmentation baseline ``L_task(f(g·x), g·y)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ._util import check_weight
+from .fields import Field, Sample, act, check_group_fits
+from .groups import Group
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# losses on dicts of output fields
+# --------------------------------------------------------------------------------------------
+
+
+def field_mse(pred: dict[str, Tensor], target: dict[str, Tensor] | Sample) -> Tensor:
+    """Mean over output fields of each field's mean squared error."""
+    if not pred:
+        raise ValueError("no predicted fields")
+    losses = []
+    for k, p in pred.items():
+        t = target[k]
+        if p.shape != t.shape:
+            raise ValueError(f"prediction {k!r} has shape {tuple(p.shape)}, target {tuple(t.shape)}")
+        losses.append(torch.mean((p - t.to(p.dtype)) ** 2))
+    return torch.stack(losses).mean()
+
+
+def _flat(d: dict[str, Tensor], b: int) -> Tensor:
+    return torch.cat([v.reshape(b, -1) for v in d.values()], dim=1)
+
+
+def _centred(d: dict[str, Tensor], spec: dict[str, Field]) -> dict[str, Tensor]:
+    return {k: v - v.mean(dim=1, keepdim=True) if spec[k].kind == "point" and spec[k].per_particle
+            else v for k, v in d.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# E and E′
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EquivarianceErrors:
+    """Mean errors and the per-sample values behind them (see the module docstring)."""
+
+    E: float
+    E_prime: float
+    E_rel: float
+    E_prime_rel: float
+    M: int
+    group: str
+    per_sample: dict[str, Tensor] = field(repr=False, default_factory=dict)
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {"E": self.E, "E_prime": self.E_prime, "E_rel": self.E_rel,
+                "E_prime_rel": self.E_prime_rel, "M": self.M, "group": self.group}
+
+
+@torch.no_grad()
+def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 20,
+                       generator: torch.Generator | None = None,
+                       chunk_size: int = 256) -> EquivarianceErrors:
+    """Label-free equivariance errors E and E′ of ``model`` on ``sample`` under ``group``.
+
+    ``model.spec`` (a TaskSpec) says which fields are inputs and how outputs transform.
+    """
+    if not isinstance(M, int) or M < 2:
+        raise ValueError(f"M must be an int >= 2 (E′ needs a spread), got {M!r}")
+    spec = model.spec
+    check_group_fits(group, spec.spec, spec.n_particles)
+    x_all = sample.select(spec.inputs)
+    was_training = model.training
+    model.eval()
+    per = {k: [] for k in ("E", "E_prime", "E_rel", "E_prime_rel")}
+    try:
+        for x in x_all.split([chunk_size] * (len(x_all) // chunk_size)
+                             + ([len(x_all) % chunk_size] if len(x_all) % chunk_size else [])):
+            b = len(x)
+            f = model(x)
+            xr = x.repeat_interleave(M)
+            g = group.sample(b * M, generator=generator, device=x.device, dtype=x.dtype)
+            back = act(g.inverse(), model(act(g, xr)), spec.outputs)
+            back_f = _flat(back, b * M).view(b, M, -1)
+            f_f = _flat(f, b)[:, None, :]
+            mean_f = back_f.mean(dim=1, keepdim=True)
+            ref = _flat(_centred(f, spec.outputs), b).norm(dim=1).clamp_min(1e-30)
+            mean_c = {k: v.view(b, M, *v.shape[1:]).mean(1) for k, v in back.items()}
+            ref_p = _flat(_centred(mean_c, spec.outputs), b).norm(dim=1).clamp_min(1e-30)
+            d_e, d_p = back_f - f_f, back_f - mean_f
+            per["E"].append((d_e ** 2).mean(dim=(1, 2)))
+            per["E_prime"].append((d_p ** 2).mean(dim=(1, 2)))
+            per["E_rel"].append((d_e.norm(dim=2) / ref[:, None]).mean(1))
+            per["E_prime_rel"].append((d_p.norm(dim=2) / ref_p[:, None]).mean(1))
+    finally:
+        model.train(was_training)
+    per_t = {k: torch.cat(v) for k, v in per.items()}
+    means = {k: float(v.double().mean()) for k, v in per_t.items()}
+    return EquivarianceErrors(**means, M=M, group=group.name, per_sample=per_t)
+
+
+# --------------------------------------------------------------------------------------------
+# objectives
+# --------------------------------------------------------------------------------------------
+
+
+class Objective:
+    """Base: ``__call__(model, batch, generator) -> (loss, parts)`` with parts a dict of scalars."""
+
+    name = "objective"
+    group: Group | None = None
+
+    def _check(self, model: nn.Module) -> None:
+        if self.group is not None and not getattr(self, "_checked", False):
+            spec = model.spec
+            check_group_fits(self.group, spec.spec, spec.n_particles)
+            self._checked = True
+
+    def config(self) -> dict:
+        return {"objective": self.name}
+
+
+class REMUL(Objective):
+    """``α·L_task + β·L_equi`` (see the module docstring). β = 0 is the plain model."""
+
+    name = "remul"
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, group: Group | None = None,
+                 mode: str = "label", weighting: str = "fixed", gradnorm_asymmetry: float = 1.5,
+                 gradnorm_lr: float = 0.025):
+        self.alpha = check_weight("alpha", alpha)
+        self.beta = check_weight("beta", beta)
+        if self.alpha == 0 and self.beta == 0:
+            raise ValueError("alpha and beta cannot both be zero: the loss would be zero")
+        if mode not in ("label", "self"):
+            raise ValueError(f"mode must be 'label' or 'self', got {mode!r}")
+        if weighting not in ("fixed", "gradnorm"):
+            raise ValueError(f"weighting must be 'fixed' or 'gradnorm', got {weighting!r}")
+        if self.beta > 0 and group is None:
+            raise ValueError("beta > 0 needs a group to sample transformations from")
+        if weighting == "gradnorm" and (self.alpha == 0 or self.beta == 0):
+            raise ValueError("GradNorm balances two losses: alpha and beta must both be > 0")
+        self.group, self.mode, self.weighting = group, mode, weighting
+        if weighting == "gradnorm":
+            total = self.alpha + self.beta
+            self._gn_total = total
+            self.weights = torch.tensor([self.alpha, self.beta], dtype=torch.float32,
+                                        requires_grad=True)
+            self._gn_opt = torch.optim.Adam([self.weights], lr=gradnorm_lr * total)
+            self._gn_a = float(gradnorm_asymmetry)
+            self._gn_l0: Tensor | None = None
+
+    def config(self) -> dict:
+        return {"objective": self.name, "alpha": self.alpha, "beta": self.beta, "mode": self.mode,
+                "weighting": self.weighting, "group": None if self.group is None else self.group.name}
+
+    def __call__(self, model: nn.Module, batch: Sample, generator: torch.Generator | None = None):
+        self._check(model)
+        outputs = model.spec.outputs
+        if self.beta == 0:
+            task = field_mse(model(batch), batch)
+            return self.alpha * task, {"task": task}
+        b = len(batch)
+        g = self.group.sample(b, generator=generator, device=batch.device, dtype=batch.dtype)
+        gbatch = act(g, batch)  # moves inputs and targets alike
+        out = model(Sample.cat([batch, gbatch]))  # one forward pass for both
+        pred = {k: v[:b] for k, v in out.items()}
+        pred_g = {k: v[b:] for k, v in out.items()}
+        task = field_mse(pred, batch)
+        if self.mode == "label":
+            equi = field_mse(pred_g, gbatch)
+        else:
+            equi = field_mse(pred_g, act(g, pred, outputs))
+        if self.weighting == "gradnorm":
+            w = self._gradnorm_update(model, task, equi)
+            loss = w[0] * task + w[1] * equi
+            return loss, {"task": task, "equi": equi, "w_task": w[0], "w_equi": w[1]}
+        return self.alpha * task + self.beta * equi, {"task": task, "equi": equi}
+
+    # GradNorm (Chen et al., 2018): make each weighted loss's gradient norm on the last shared
+    # layer follow its relative training rate; weights renormalised to keep α + β.
+    def _gradnorm_update(self, model: nn.Module, task: Tensor, equi: Tensor) -> Tensor:
+        if self.weights.device != task.device:  # move once to where training happens
+            self.weights = self.weights.detach().to(task.device).requires_grad_(True)
+            lr = self._gn_opt.param_groups[0]["lr"]
+            self._gn_opt = torch.optim.Adam([self.weights], lr=lr)
+        w = self.weights
+        shared = model.head.weight
+        losses = torch.stack([task, equi])
+        grads = [torch.autograd.grad(w[i] * losses[i], shared, retain_graph=True,
+                                     create_graph=True)[0].norm() for i in range(2)]
+        gnorm = torch.stack(grads)
+        if self._gn_l0 is None:
+            self._gn_l0 = losses.detach().clamp_min(1e-12)
+        ratio = losses.detach() / self._gn_l0
+        target = (gnorm.mean() * (ratio / ratio.mean()) ** self._gn_a).detach()
+        gn_loss = (gnorm - target).abs().sum()
+        (grad_w,) = torch.autograd.grad(gn_loss, self.weights, retain_graph=True)
+        self._gn_opt.zero_grad(set_to_none=True)
+        self.weights.grad = grad_w
+        self._gn_opt.step()
+        with torch.no_grad():
+            self.weights.clamp_(min=1e-4)
+            self.weights.mul_(self._gn_total / self.weights.sum())
+        return self.weights.detach().clone()
+
+
+class Augmentation(Objective):
+    """Data augmentation: train on ``(g·x, g·y)`` with a fresh g per sample and step."""
+
+    name = "augmentation"
+
+    def __init__(self, group: Group):
+        if group is None:
+            raise ValueError("augmentation needs a group")
+        self.group = group
+
+    def config(self) -> dict:
+        return {"objective": self.name, "group": self.group.name}
+
+    def __call__(self, model: nn.Module, batch: Sample, generator: torch.Generator | None = None):
+        self._check(model)
+        g = self.group.sample(len(batch), generator=generator, device=batch.device,
+                              dtype=batch.dtype)
+        gbatch = act(g, batch)
+        task = field_mse(model(gbatch), gbatch)
+        return task, {"task": task}
+
+
+def make_objective(kind: str = "remul", group: Group | None = None, alpha: float = 1.0,
+                   beta: float = 0.0, mode: str = "label", weighting: str = "fixed") -> Objective:
+    """``"plain"`` (β = 0), ``"remul"``, ``"augment"``: the three training regimes by name."""
+    if kind == "plain":
+        return REMUL(alpha=alpha if alpha > 0 else 1.0, beta=0.0)
+    if kind == "remul":
+        return REMUL(alpha, beta, group, mode=mode, weighting=weighting)
+    if kind in ("augment", "augmentation"):
+        return Augmentation(group)
+    raise ValueError(f"unknown objective {kind!r}: use 'plain', 'remul' or 'augment'")

@@ -1,0 +1,328 @@
+"""Typed fields, samples and the one group action every task uses.
+
+A :class:`Sample` is a batch of named tensors plus a spec saying how each transforms:
+
+============== =================================== ===============================
+kind           transforms as                       example
+============== =================================== ===============================
+scalar         unchanged                           mass, charge, energy
+vector         v ↦ R v                             velocity, force
+pseudovector   v ↦ det(R) R v                      angular momentum
+point          x ↦ R x + t                         position
+Irreps         x ↦ D(R) x (e3nn, with parity)      "2x0e + 1o + 2e"
+============== =================================== ===============================
+
+Per-particle fields have shape ``[B, N, c]`` and are also permuted; global fields ``[B, c]``.
+``act(g, sample)`` transforms any sample of any task; there is no per-task rotation code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import torch
+
+from ._util import check_finite
+from .groups import Group, Transform
+
+Tensor = torch.Tensor
+
+KINDS = ("scalar", "vector", "pseudovector", "point")
+
+
+class Field:
+    """How one named tensor transforms. ``kind`` is one of KINDS or an e3nn Irreps (string ok)."""
+
+    def __init__(self, kind="scalar", channels: int | None = None, per_particle: bool = True):
+        self.per_particle = bool(per_particle)
+        self.irreps = None
+        if isinstance(kind, str) and kind in KINDS:
+            self.kind = kind
+            if kind == "scalar":
+                self.channels = 1 if channels is None else int(channels)
+            else:
+                if channels not in (None, 3):
+                    raise ValueError(f"a {kind} field has 3 channels, got channels={channels}")
+                self.channels = 3
+        else:
+            from e3nn import o3
+
+            try:
+                self.irreps = o3.Irreps(kind)
+            except Exception as exc:  # e3nn raises several types for bad strings
+                raise ValueError(
+                    f"field kind must be one of {KINDS} or an e3nn Irreps, got {kind!r}"
+                ) from exc
+            self.kind = "irreps"
+            self.channels = self.irreps.dim
+            if channels not in (None, self.channels):
+                raise ValueError(f"irreps {self.irreps} have {self.channels} channels, got {channels}")
+        if self.channels < 1:
+            raise ValueError("a field needs at least one channel")
+
+    # ------------------------------------------------------------------
+    @property
+    def translates(self) -> bool:
+        return self.kind == "point"
+
+    @property
+    def rotates(self) -> bool:
+        if self.kind == "irreps":
+            return any(ir.l > 0 or ir.p == -1 for _, ir in self.irreps)
+        return self.kind != "scalar"
+
+    def representation(self, rot: Tensor) -> Tensor:
+        """The matrix [B, c, c] by which rotations ``rot`` [B, 3, 3] act on this field."""
+        det = torch.linalg.det(rot)[:, None, None]
+        if self.kind == "vector" or self.kind == "point":
+            return rot
+        if self.kind == "pseudovector":
+            return det * rot
+        if self.kind == "scalar":
+            eye = torch.eye(self.channels, dtype=rot.dtype, device=rot.device)
+            return eye.expand(rot.shape[0], -1, -1)
+        return irreps_matrix(self.irreps, rot)
+
+    def act(self, g: Transform, x: Tensor) -> Tensor:
+        """Apply ``g`` to a tensor of this field: [B, N, c] (per particle) or [B, c]."""
+        if g.rot is not None and self.rotates:
+            if g.rot.shape[-1] != 3 and self.kind != "vector" and self.kind != "point":
+                raise ValueError(f"a {self.kind} field needs 3D rotations, got {g.rot.shape[-1]}D")
+            if self.kind in ("vector", "point"):
+                if x.shape[-1] != g.rot.shape[-1]:
+                    raise ValueError(
+                        f"{self.kind} field has {x.shape[-1]} components but the group acts on "
+                        f"R^{g.rot.shape[-1]}"
+                    )
+                mat = g.rot
+            else:
+                mat = self.representation(g.rot)
+            eq = "bij,bnj->bni" if self.per_particle else "bij,bj->bi"
+            x = torch.einsum(eq, mat.to(x.dtype), x)
+        if g.trans is not None and self.translates:
+            x = x + (g.trans[:, None, :] if self.per_particle else g.trans).to(x.dtype)
+        if g.perm is not None and self.per_particle:
+            if g.perm.shape[1] != x.shape[1]:
+                raise ValueError(
+                    f"permutation of {g.perm.shape[1]} particles applied to {x.shape[1]} particles"
+                )
+            x = torch.gather(x, 1, g.perm[:, :, None].expand(-1, -1, x.shape[-1]))
+        return x
+
+    def __repr__(self) -> str:
+        kind = str(self.irreps) if self.kind == "irreps" else self.kind
+        where = "" if self.per_particle else ", global"
+        ch = f", {self.channels}" if self.kind == "scalar" and self.channels != 1 else ""
+        return f"Field({kind}{ch}{where})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Field) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+def irreps_matrix(irreps, rot: Tensor) -> Tensor:
+    """Block-diagonal D(R) [B, dim, dim] for e3nn ``irreps``, with parity det(R)^p.
+
+    l = 0 and l = 1 blocks are built exactly from ``rot`` (e3nn 0.6's basis for l = 1 is
+    Cartesian x, y, z — checked in the tests); higher l use e3nn's Wigner matrices.
+    """
+    det = torch.linalg.det(rot)
+    blocks = []
+    proper = rot * det[:, None, None]  # an SO(3) matrix
+    for mul, ir in irreps:
+        # R = det · P with P proper; the inversion −I acts on (l, p) by p, so D(R) = p^[det<0] D_l(P)
+        sign = det ** ((1 - ir.p) // 2)
+        if ir.l == 0:
+            d = torch.ones(rot.shape[0], 1, 1, dtype=rot.dtype, device=rot.device)
+        elif ir.l == 1:
+            d = proper
+        else:
+            d = ir.D_from_matrix(proper)
+        d = d * sign[:, None, None]
+        blocks.extend([d] * mul)
+    return torch.stack([torch.block_diag(*bs) for bs in zip(*blocks)]) if blocks else rot[:, :0, :0]
+
+
+@dataclass
+class TaskSpec:
+    """What a model sees and predicts: input and output fields, and residual links.
+
+    ``residual`` maps an output name to the input it is added to (``{"pos_next": "pos"}``: the
+    model predicts a displacement). ``n_particles`` is fixed per task.
+    """
+
+    inputs: dict[str, Field]
+    outputs: dict[str, Field]
+    n_particles: int
+    residual: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clash = set(self.inputs) & set(self.outputs)
+        if clash:
+            raise ValueError(f"names used for both inputs and outputs: {sorted(clash)}")
+        for out, inp in self.residual.items():
+            if out not in self.outputs or inp not in self.inputs:
+                raise ValueError(f"residual {out!r} -> {inp!r} names an unknown field")
+            if self.outputs[out].channels != self.inputs[inp].channels:
+                raise ValueError(f"residual {out!r} -> {inp!r}: channel counts differ")
+
+    @property
+    def spec(self) -> dict[str, Field]:
+        return {**self.inputs, **self.outputs}
+
+    def points(self) -> list[str]:
+        return [k for k, f in self.inputs.items() if f.kind == "point"]
+
+
+class Sample:
+    """A batch of named tensors and the field spec saying how each one transforms."""
+
+    def __init__(self, data: Mapping[str, Tensor], spec: Mapping[str, Field], validate: bool = True):
+        self.data = dict(data)
+        self.spec = {k: spec[k] for k in self.data} if validate else dict(spec)
+        if validate:
+            self._validate(spec)
+
+    def _validate(self, spec: Mapping[str, Field]) -> None:
+        missing = [k for k in self.data if k not in spec]
+        if missing:
+            raise ValueError(f"no field type given for {missing}; spec has {sorted(spec)}")
+        if not self.data:
+            raise ValueError("a Sample needs at least one field")
+        b = n = None
+        for k, x in self.data.items():
+            f = spec[k]
+            if not isinstance(x, Tensor):
+                raise TypeError(f"field {k!r} must be a torch.Tensor, got {type(x).__name__}")
+            want = 3 if f.per_particle else 2
+            if x.dim() != want or x.shape[-1] != f.channels:
+                shape = "[B, N, c]" if f.per_particle else "[B, c]"
+                raise ValueError(
+                    f"field {k!r} ({f}) must have shape {shape} with c={f.channels}, "
+                    f"got {tuple(x.shape)}"
+                )
+            check_finite(f"field {k!r}", x)
+            if b is None:
+                b = x.shape[0]
+            elif x.shape[0] != b:
+                raise ValueError(f"field {k!r} has batch size {x.shape[0]}, others have {b}")
+            if f.per_particle:
+                if n is None:
+                    n = x.shape[1]
+                elif x.shape[1] != n:
+                    raise ValueError(f"field {k!r} has {x.shape[1]} particles, others have {n}")
+
+    # -- access ---------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Tensor:
+        try:
+            return self.data[name]
+        except KeyError:
+            raise KeyError(f"sample has no field {name!r}; it has {sorted(self.data)}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.data
+
+    def keys(self):
+        return self.data.keys()
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.data.values())).shape[0]
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    @property
+    def n_particles(self) -> int | None:
+        for k, f in self.spec.items():
+            if f.per_particle:
+                return self.data[k].shape[1]
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.data.values())).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.data.values())).dtype
+
+    # -- new samples ----------------------------------------------------------------
+    def _new(self, data: dict[str, Tensor]) -> Sample:
+        return Sample(data, self.spec, validate=False)
+
+    def select(self, names: Iterable[str]) -> Sample:
+        return Sample({k: self[k] for k in names}, self.spec, validate=False)
+
+    def replace(self, **tensors: Tensor) -> Sample:
+        unknown = [k for k in tensors if k not in self.spec]
+        if unknown:
+            raise ValueError(f"replace() got fields not in the spec: {unknown}")
+        return self._new({**self.data, **tensors})
+
+    def index(self, idx) -> Sample:
+        return self._new({k: v[idx] for k, v in self.data.items()})
+
+    def to(self, device=None, dtype=None) -> Sample:
+        return self._new(
+            {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+             for k, v in self.data.items()}
+        )
+
+    def repeat_interleave(self, k: int) -> Sample:
+        return self._new({n: v.repeat_interleave(k, dim=0) for n, v in self.data.items()})
+
+    @staticmethod
+    def cat(samples: list[Sample]) -> Sample:
+        keys = list(samples[0].keys())
+        for s in samples[1:]:
+            if list(s.keys()) != keys:
+                raise ValueError(f"cannot concatenate samples with fields {keys} and {list(s.keys())}")
+        return samples[0]._new({k: torch.cat([s.data[k] for s in samples]) for k in keys})
+
+    def split(self, sizes: list[int]) -> list[Sample]:
+        parts = {k: v.split(sizes) for k, v in self.data.items()}
+        return [self._new({k: parts[k][i] for k in self.data}) for i in range(len(sizes))]
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}: {tuple(v.shape)} {self.spec[k]}" for k, v in self.data.items())
+        return f"Sample(B={self.batch_size}; {body})"
+
+
+def act(g: Transform, x: Sample | Mapping[str, Tensor], spec: Mapping[str, Field] | None = None):
+    """Apply group elements ``g`` (one per batch row) to a Sample or a dict of tensors.
+
+    ``spec`` is needed for a dict (for a Sample its own spec is used). Returns the same type.
+    """
+    if isinstance(x, Sample):
+        data, spec = x.data, x.spec
+    else:
+        if spec is None:
+            raise ValueError("act() on a dict of tensors needs the field spec")
+        data = dict(x)
+    b = next(iter(data.values())).shape[0]
+    if g.batch_size != b:
+        raise ValueError(f"{g.batch_size} group elements for a batch of {b}")
+    out = {}
+    for k, v in data.items():
+        if k not in spec:
+            raise ValueError(f"no field type for {k!r}")
+        out[k] = spec[k].act(g, v)
+    return x._new(out) if isinstance(x, Sample) else out
+
+
+def check_group_fits(group: Group, spec: Mapping[str, Field], n_particles: int | None) -> None:
+    """Raise a clear error if ``group`` cannot act on samples with this spec."""
+    if group.has_rotation and group.dim is not None:
+        for k, f in spec.items():
+            if f.kind in ("vector", "point") and f.channels != group.dim:
+                raise ValueError(f"{group} acts on R^{group.dim} but field {k!r} is {f.channels}D")
+            if f.kind in ("pseudovector", "irreps") and group.dim != 3:
+                raise ValueError(f"{group} acts on R^{group.dim}; {f.kind} field {k!r} needs R^3")
+    if group.has_permutation and group.n_particles != n_particles:
+        raise ValueError(
+            f"{group} permutes {group.n_particles} particles but the task has {n_particles}"
+        )

@@ -1,0 +1,494 @@
+"""Groups and their elements.
+
+A batch of group elements is a :class:`Transform`: an orthogonal matrix ``rot`` acting on R^d, a
+translation ``trans`` and a permutation ``perm`` of the particle axis, each optional (``None`` is
+the identity). Acting on a point cloud ``x`` of shape ``[B, N, d]``::
+
+    (g·x)[b, i] = rot[b] @ x[b, perm[b, i]] + trans[b]
+
+Groups sample elements (``sample(n, generator=, device=, dtype=)``), give the identity, and, where
+they are Lie groups, a basis of their Lie algebra (``generators()``). Products such as
+``SE3() * Permutations(5)`` combine groups that touch different parts of a Transform.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ._util import check_finite
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# elements
+# --------------------------------------------------------------------------------------------
+
+
+def _orthogonality_tol(dtype: torch.dtype) -> float:
+    return 1e-8 if dtype == torch.float64 else 1e-4
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A batch of B group elements. ``rot``: [B,d,d] orthogonal, ``trans``: [B,d], ``perm``: [B,N]."""
+
+    rot: Tensor | None = None
+    trans: Tensor | None = None
+    perm: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        sizes = {t.shape[0] for t in (self.rot, self.trans, self.perm) if t is not None}
+        if not sizes:
+            raise ValueError("a Transform needs at least one of rot, trans, perm")
+        if len(sizes) > 1:
+            raise ValueError(f"rot, trans and perm disagree on the batch size: {sorted(sizes)}")
+        if self.rot is not None:
+            r = self.rot
+            if r.dim() != 3 or r.shape[1] != r.shape[2]:
+                raise ValueError(f"rot must have shape [B, d, d], got {tuple(r.shape)}")
+            if not r.is_floating_point():
+                raise ValueError("rot must be a floating-point tensor")
+            check_finite("rot", r)
+            eye = torch.eye(r.shape[-1], dtype=r.dtype, device=r.device)
+            err = (r.transpose(1, 2) @ r - eye).abs().amax() if r.numel() else r.new_zeros(())
+            if float(err) > _orthogonality_tol(r.dtype):
+                raise ValueError(
+                    f"rot is not orthogonal: max |RᵀR − I| = {float(err):.2e} "
+                    f"(tolerance {_orthogonality_tol(r.dtype):.0e} for {r.dtype})"
+                )
+        if self.trans is not None:
+            if self.trans.dim() != 2:
+                raise ValueError(f"trans must have shape [B, d], got {tuple(self.trans.shape)}")
+            check_finite("trans", self.trans)
+            if self.rot is not None and self.trans.shape[1] != self.rot.shape[1]:
+                raise ValueError(
+                    f"trans has dimension {self.trans.shape[1]} but rot acts on "
+                    f"R^{self.rot.shape[1]}"
+                )
+        if self.perm is not None:
+            p = self.perm
+            if p.dim() != 2 or p.dtype != torch.long:
+                raise ValueError(f"perm must be a [B, N] long tensor, got {p.dtype} {tuple(p.shape)}")
+            ok = torch.sort(p, dim=1).values == torch.arange(p.shape[1], device=p.device)
+            if not bool(ok.all()):
+                raise ValueError("perm rows must be permutations of 0..N-1")
+
+    # -- basic facts -----------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        for t in (self.rot, self.trans, self.perm):
+            if t is not None:
+                return t.shape[0]
+        raise AssertionError  # unreachable: __post_init__ requires one part
+
+    @property
+    def dim(self) -> int | None:
+        if self.rot is not None:
+            return self.rot.shape[-1]
+        if self.trans is not None:
+            return self.trans.shape[-1]
+        return None
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def det(self) -> Tensor | None:
+        """det(rot) per element (+1 or −1); None when there is no rotation part."""
+        return None if self.rot is None else torch.linalg.det(self.rot)
+
+    # -- algebra ---------------------------------------------------------------------------
+    def compose(self, other: Transform) -> Transform:
+        """``self ∘ other``: apply ``other`` first, then ``self``."""
+        if self.batch_size != other.batch_size:
+            raise ValueError(f"cannot compose batches of {self.batch_size} and {other.batch_size}")
+        r1, r2, t1, t2 = self.rot, other.rot, self.trans, other.trans
+        rot = r2 if r1 is None else (r1 if r2 is None else r1 @ r2)
+        if t2 is None:
+            trans = t1
+        else:
+            moved = t2 if r1 is None else torch.einsum("bij,bj->bi", r1, t2)
+            trans = moved if t1 is None else moved + t1
+        p1, p2 = self.perm, other.perm
+        if p1 is None:
+            perm = p2
+        elif p2 is None:
+            perm = p1
+        else:  # (g1∘g2)·x[i] = x[p2[p1[i]]]
+            perm = torch.gather(p2, 1, p1)
+        return Transform(rot, trans, perm)
+
+    def __matmul__(self, other: Transform) -> Transform:
+        return self.compose(other)
+
+    def inverse(self) -> Transform:
+        rot = None if self.rot is None else self.rot.transpose(1, 2)
+        trans = None
+        if self.trans is not None:
+            trans = -self.trans if rot is None else -torch.einsum("bij,bj->bi", rot, self.trans)
+        perm = None if self.perm is None else torch.argsort(self.perm, dim=1)
+        return Transform(rot, trans, perm)
+
+    def matrix(self) -> Tensor:
+        """Homogeneous matrices [B, d+1, d+1] of the affine part (rotation and translation)."""
+        d = self.dim
+        if d is None:
+            raise ValueError("a pure permutation has no matrix form on R^d")
+        ref = self.rot if self.rot is not None else self.trans
+        m = torch.eye(d + 1, dtype=ref.dtype, device=ref.device).repeat(self.batch_size, 1, 1)
+        if self.rot is not None:
+            m[:, :d, :d] = self.rot
+        if self.trans is not None:
+            m[:, :d, d] = self.trans
+        return m
+
+    # -- batching --------------------------------------------------------------------------
+    def _map(self, fn) -> Transform:
+        return Transform(*(None if t is None else fn(t) for t in (self.rot, self.trans, self.perm)))
+
+    def index(self, idx) -> Transform:
+        return self._map(lambda t: t[idx])
+
+    def repeat_interleave(self, k: int) -> Transform:
+        return self._map(lambda t: t.repeat_interleave(k, dim=0))
+
+    def to(self, device=None, dtype=None) -> Transform:
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+        return self._map(move)
+
+    @staticmethod
+    def cat(items: list[Transform]) -> Transform:
+        parts = []
+        for name in ("rot", "trans", "perm"):
+            present = [getattr(t, name) is not None for t in items]
+            if all(present):
+                parts.append(torch.cat([getattr(t, name) for t in items]))
+            elif not any(present):
+                parts.append(None)
+            else:
+                raise ValueError(f"cannot concatenate transforms where only some have {name}")
+        return Transform(*parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Lie algebra helpers
+# --------------------------------------------------------------------------------------------
+
+
+def so3_generators(dtype=torch.float64, device=None) -> Tensor:
+    """The basis L_x, L_y, L_z of so(3): (L_k)_{ij} = −ε_{kij}, so L_k v = e_k × v."""
+    g = torch.zeros(3, 3, 3, dtype=dtype, device=device)
+    for k, (i, j) in enumerate([(1, 2), (2, 0), (0, 1)]):
+        g[k, i, j] = -1.0
+        g[k, j, i] = 1.0
+    return g
+
+
+def skew(v: Tensor) -> Tensor:
+    """[..., 3] -> [..., 3, 3] with skew(v) @ w = v × w."""
+    return torch.einsum("...k,kij->...ij", v, so3_generators(v.dtype, v.device))
+
+
+def axis_angle_to_matrix(axis: Tensor, angle: Tensor) -> Tensor:
+    """Rodrigues' formula for unit ``axis`` [..., 3] and ``angle`` [...]."""
+    k = skew(axis)
+    s, c = torch.sin(angle)[..., None, None], torch.cos(angle)[..., None, None]
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
+    return eye + s * k + (1 - c) * (k @ k)
+
+
+def quaternion_to_matrix(q: Tensor) -> Tensor:
+    """Unit quaternions [..., 4] (w, x, y, z) to rotation matrices [..., 3, 3]."""
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(q.shape[:-1] + (3, 3))
+
+
+def rotation_angle(rot: Tensor) -> Tensor:
+    """The angle θ ∈ [0, π] of rotations [..., 3, 3] (from the trace)."""
+    tr = rot.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.arccos(((tr - 1) / 2).clamp(-1.0, 1.0))
+
+
+def _unit_axis(axis, dtype, device) -> Tensor:
+    a = torch.as_tensor(axis, dtype=dtype, device=device)
+    if a.shape != (3,):
+        raise ValueError(f"axis must have 3 components, got shape {tuple(a.shape)}")
+    n = torch.linalg.norm(a)
+    if not torch.isfinite(n) or float(n) == 0.0:
+        raise ValueError(f"axis must be a finite non-zero vector, got {a.tolist()}")
+    return a / n
+
+
+# --------------------------------------------------------------------------------------------
+# groups
+# --------------------------------------------------------------------------------------------
+
+
+class Group:
+    """Base class. Subclasses set the flags and implement ``_sample``."""
+
+    name = "group"
+    dim: int | None = 3  # dimension of the space the rotation part acts on
+    has_rotation = False
+    has_reflections = False
+    has_translation = False
+    has_permutation = False
+    n_particles: int | None = None
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device=None,
+               dtype=torch.float32) -> Transform:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        if generator is not None and device is None:
+            device = generator.device
+        return self._sample(n, generator, torch.device(device or "cpu"), dtype)
+
+    def _sample(self, n, generator, device, dtype) -> Transform:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def identity(self, n: int = 1, device=None, dtype=torch.float32) -> Transform:
+        rot = trans = perm = None
+        if self.has_rotation:
+            rot = torch.eye(self.dim, dtype=dtype, device=device).repeat(n, 1, 1)
+        if self.has_translation:
+            trans = torch.zeros(n, self.dim, dtype=dtype, device=device)
+        if self.has_permutation:
+            perm = torch.arange(self.n_particles, device=device).repeat(n, 1)
+        return Transform(rot, trans, perm)
+
+    def generators(self, dtype=torch.float64, device=None) -> Tensor | None:
+        """A basis of the Lie algebra as matrices [k, D, D], or None for a discrete group.
+
+        Rotation groups give d×d matrices; groups with translations give (d+1)×(d+1)
+        homogeneous matrices (rotation generators first, then translations).
+        """
+        return None
+
+    def __mul__(self, other: Group) -> ProductGroup:
+        return ProductGroup(self, other)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class SO2(Group):
+    """Rotations about one axis (in 3D), or all rotations of the plane (``dim=2``)."""
+
+    has_rotation = True
+
+    def __init__(self, axis=(0.0, 0.0, 1.0), dim: int = 3):
+        if dim not in (2, 3):
+            raise ValueError(f"SO2 acts on R^2 or R^3, got dim={dim}")
+        self.dim = dim
+        self.axis = None if dim == 2 else _unit_axis(axis, torch.float64, "cpu")
+        self.name = "SO(2)" if dim == 2 else f"SO(2) about {[round(v, 3) for v in self.axis.tolist()]}"
+
+    def _matrix(self, theta: Tensor) -> Tensor:
+        if self.dim == 2:
+            c, s = torch.cos(theta), torch.sin(theta)
+            return torch.stack([c, -s, s, c], -1).reshape(-1, 2, 2)
+        axis = self.axis.to(theta.dtype).to(theta.device).expand(theta.shape[0], 3)
+        return axis_angle_to_matrix(axis, theta)
+
+    def _angles(self, n, generator, device, dtype) -> Tensor:
+        return 2 * math.pi * torch.rand(n, generator=generator, device=device, dtype=dtype)
+
+    def _sample(self, n, generator, device, dtype):
+        return Transform(rot=self._matrix(self._angles(n, generator, device, dtype)))
+
+    def generators(self, dtype=torch.float64, device=None):
+        if self.dim == 2:
+            return torch.tensor([[[0.0, -1.0], [1.0, 0.0]]], dtype=dtype, device=device)
+        return skew(self.axis.to(dtype=dtype, device=device))[None]
+
+
+class Cyclic(SO2):
+    """C_k: rotations by multiples of 2π/k about an axis (a discrete group: no generators)."""
+
+    def __init__(self, k: int, axis=(0.0, 0.0, 1.0), dim: int = 3):
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        super().__init__(axis, dim)
+        self.k = k
+        self.name = f"C_{k}" + self.name[len("SO(2)"):]
+
+    def _angles(self, n, generator, device, dtype):
+        j = torch.randint(self.k, (n,), generator=generator, device=device)
+        return (2 * math.pi / self.k) * j.to(dtype)
+
+    def generators(self, dtype=torch.float64, device=None):
+        return None
+
+
+class SO3(Group):
+    """Rotations of R^3, sampled from the Haar measure (normalised Gaussian quaternions)."""
+
+    name = "SO(3)"
+    has_rotation = True
+
+    def _rotations(self, n, generator, device, dtype):
+        q = torch.randn(n, 4, generator=generator, device=device, dtype=dtype)
+        return quaternion_to_matrix(q / torch.linalg.norm(q, dim=-1, keepdim=True))
+
+    def _sample(self, n, generator, device, dtype):
+        return Transform(rot=self._rotations(n, generator, device, dtype))
+
+    def generators(self, dtype=torch.float64, device=None):
+        return so3_generators(dtype, device)
+
+
+class O3(SO3):
+    """Rotations and reflections: a Haar rotation times ±I, each sign with probability 1/2."""
+
+    name = "O(3)"
+    has_reflections = True
+
+    def _rotations(self, n, generator, device, dtype):
+        r = super()._rotations(n, generator, device, dtype)
+        sign = torch.randint(2, (n,), generator=generator, device=device).to(dtype) * 2 - 1
+        return r * sign[:, None, None]
+
+
+class Translations(Group):
+    """Translations of R^d. Non-compact: elements are drawn from N(0, std² I) for sampling."""
+
+    has_translation = True
+
+    def __init__(self, std: float = 1.0, dim: int = 3):
+        if not (std > 0 and math.isfinite(std)):
+            raise ValueError(f"translation std must be finite and > 0, got {std!r}")
+        self.std, self.dim = float(std), dim
+        self.name = f"T({dim})"
+
+    def _sample(self, n, generator, device, dtype):
+        t = self.std * torch.randn(n, self.dim, generator=generator, device=device, dtype=dtype)
+        return Transform(trans=t)
+
+    def generators(self, dtype=torch.float64, device=None):
+        d = self.dim
+        g = torch.zeros(d, d + 1, d + 1, dtype=dtype, device=device)
+        for k in range(d):
+            g[k, k, d] = 1.0
+        return g
+
+
+class _Euclidean(Group):
+    """Rotation part (SO(3) or O(3)) and a translation drawn from N(0, std² I)."""
+
+    has_rotation = has_translation = True
+
+    def __init__(self, rotations: SO3, translation_std: float = 1.0):
+        self._rot_group = rotations
+        self._trans_group = Translations(translation_std, 3)
+        self.has_reflections = rotations.has_reflections
+        self.translation_std = float(translation_std)
+
+    def _sample(self, n, generator, device, dtype):
+        rot = self._rot_group._rotations(n, generator, device, dtype)
+        trans = self._trans_group._sample(n, generator, device, dtype).trans
+        return Transform(rot, trans)
+
+    def generators(self, dtype=torch.float64, device=None):
+        rot = torch.zeros(3, 4, 4, dtype=dtype, device=device)
+        rot[:, :3, :3] = so3_generators(dtype, device)
+        return torch.cat([rot, self._trans_group.generators(dtype, device)])
+
+
+class SE3(_Euclidean):
+    name = "SE(3)"
+
+    def __init__(self, translation_std: float = 1.0):
+        super().__init__(SO3(), translation_std)
+
+
+class E3(_Euclidean):
+    name = "E(3)"
+
+    def __init__(self, translation_std: float = 1.0):
+        super().__init__(O3(), translation_std)
+
+
+class Permutations(Group):
+    """S_n acting on the particle axis, sampled uniformly."""
+
+    has_permutation = True
+    dim = None
+
+    def __init__(self, n: int):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        self.n_particles = n
+        self.name = f"S_{n}"
+
+    def _sample(self, n, generator, device, dtype):
+        u = torch.rand(n, self.n_particles, generator=generator, device=device)
+        return Transform(perm=torch.argsort(u, dim=1))
+
+
+class ProductGroup(Group):
+    """Direct product of groups acting on different parts of a Transform (e.g. SE(3) × S_n)."""
+
+    def __init__(self, *groups: Group):
+        flat: list[Group] = []
+        for g in groups:
+            flat.extend(g.factors if isinstance(g, ProductGroup) else [g])
+        parts = [(g.has_rotation, g.has_translation, g.has_permutation) for g in flat]
+        for k, what in enumerate(("rotation", "translation", "permutation")):
+            if sum(p[k] for p in parts) > 1:
+                raise ValueError(f"more than one factor has a {what} part: {flat}")
+        dims = {g.dim for g in flat if g.dim is not None}
+        if len(dims) > 1:
+            raise ValueError(f"factors act on spaces of different dimension: {sorted(dims)}")
+        self.factors = flat
+        self.dim = dims.pop() if dims else None
+        self.has_rotation = any(p[0] for p in parts)
+        self.has_translation = any(p[1] for p in parts)
+        self.has_permutation = any(p[2] for p in parts)
+        self.has_reflections = any(g.has_reflections for g in flat)
+        self.n_particles = next((g.n_particles for g in flat if g.has_permutation), None)
+        self.name = " × ".join(g.name for g in flat)
+
+    def _sample(self, n, generator, device, dtype):
+        out: dict[str, Tensor | None] = {"rot": None, "trans": None, "perm": None}
+        for g in self.factors:
+            t = g._sample(n, generator, device, dtype)
+            for k in out:
+                if getattr(t, k) is not None:
+                    out[k] = getattr(t, k)
+        return Transform(**out)
+
+    def generators(self, dtype=torch.float64, device=None):
+        gens = [g.generators(dtype, device) for g in self.factors if g.generators() is not None]
+        if not gens:
+            return None
+        if len(gens) == 1:
+            return gens[0]
+        # rotations (d×d) and translations ((d+1)×(d+1)): embed all in homogeneous form
+        d = self.dim
+        out = []
+        for g in gens:
+            if g.shape[-1] == d:
+                h = torch.zeros(g.shape[0], d + 1, d + 1, dtype=dtype, device=device)
+                h[:, :d, :d] = g
+                g = h
+            out.append(g)
+        return torch.cat(out)
+
+
+def euclidean_group(n_particles: int | None = None, reflections: bool = False,
+                    translation_std: float = 1.0) -> Group:
+    """E(3) or SE(3), times S_n when ``n_particles`` is given: the usual symmetry of N-body tasks."""
+    g: Group = E3(translation_std) if reflections else SE3(translation_std)
+    return g * Permutations(n_particles) if n_particles else g

@@ -1,0 +1,39 @@
+"""Models with one interface: ``model(sample) -> {output field: tensor}``, built from a TaskSpec.
+
+Unconstrained: ``transformer``, ``mlp``, ``gnn``. Equivariant baselines: ``egnn``, ``e3nn``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..fields import TaskSpec
+from .base import Model, build_edges, other_index
+from .e3nn_net import E3NN
+from .egnn import EGNN
+from .gnn import GNN
+from .mlp import MLP
+from .transformer import Transformer
+
+MODELS: dict[str, type[Model]] = {
+    "transformer": Transformer, "mlp": MLP, "gnn": GNN, "egnn": EGNN, "e3nn": E3NN,
+}
+
+
+def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
+               dtype: torch.dtype = torch.float32, **kwargs) -> Model:
+    """Build a model by name, e.g. ``make_model("egnn", task.spec, width=64, layers=3)``.
+
+    ``dtype`` is the parameter dtype; ask for float64 here rather than calling ``.double()``
+    later (the e3nn network keeps its constants exact only that way).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
+    for k, v in (("width", width), ("layers", layers)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{k} must be a positive int, got {v!r}")
+    return MODELS[name](spec, width=width, layers=layers, **kwargs).to(dtype)
+
+
+__all__ = ["MODELS", "Model", "make_model", "Transformer", "MLP", "GNN", "EGNN", "E3NN",
+           "build_edges", "other_index"]

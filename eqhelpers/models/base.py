@@ -1,0 +1,101 @@
+"""What every model shares: built from a TaskSpec, maps a Sample to a dict of output fields."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..fields import Sample, TaskSpec
+
+Tensor = torch.Tensor
+
+
+class Model(nn.Module):
+    """Base class. Subclasses implement ``predict(sample) -> [B, N, out_channels]`` (or a dict).
+
+    ``self.head`` is the last layer feeding the outputs (GradNorm measures gradients there).
+    """
+
+    equivariant = False  # by construction, under E(3) and permutations
+
+    def __init__(self, spec: TaskSpec):
+        super().__init__()
+        if not isinstance(spec, TaskSpec):
+            raise TypeError(f"a model is built from a TaskSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.in_channels = sum(f.channels for f in spec.inputs.values())
+        self.out_channels = sum(f.channels for f in spec.outputs.values())
+        for name, f in spec.outputs.items():
+            if not f.per_particle:
+                raise ValueError(f"output {name!r}: models predict per-particle fields only")
+
+    def check(self, sample: Sample) -> None:
+        missing = [k for k in self.spec.inputs if k not in sample]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs input fields {missing}; "
+                             f"the sample has {sorted(sample.keys())}")
+        n = sample[next(iter(self.spec.inputs))].shape[1]
+        if n != self.spec.n_particles:
+            raise ValueError(f"{type(self).__name__} was built for {self.spec.n_particles} "
+                             f"particles, got {n}")
+
+    def features(self, sample: Sample) -> Tensor:
+        """All inputs concatenated per particle, [B, N, in_channels] (global fields broadcast)."""
+        n = self.spec.n_particles
+        parts = []
+        for k, f in self.spec.inputs.items():
+            x = sample[k]
+            parts.append(x if f.per_particle else x[:, None, :].expand(-1, n, -1))
+        return torch.cat(parts, dim=-1)
+
+    def split_outputs(self, sample: Sample, raw: Tensor) -> dict[str, Tensor]:
+        """Split [B, N, out_channels] into the output fields and add residual inputs."""
+        out, i = {}, 0
+        for k, f in self.spec.outputs.items():
+            out[k] = raw[..., i:i + f.channels]
+            i += f.channels
+            if k in self.spec.residual:
+                out[k] = out[k] + sample[self.spec.residual[k]]
+        return out
+
+    def forward(self, sample: Sample) -> dict[str, Tensor]:
+        self.check(sample)
+        return self.predict(sample)
+
+    def predict(self, sample: Sample) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def mlp(sizes: list[int], act=nn.SiLU, last_act: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or last_act:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def other_index(n: int, device=None) -> Tensor:
+    """[N, N-1] indices j ≠ i for each i: the fully connected neighbourhood without self-loops."""
+    idx = torch.arange(n, device=device)
+    return idx.repeat(n, 1)[~torch.eye(n, dtype=torch.bool, device=device)].view(n, n - 1)
+
+
+def build_edges(pos: Tensor, radius: float | None = None) -> Tensor:
+    """Edges [2, E] (source j, target i) over the flattened B·N nodes, in pure torch.
+
+    Fully connected within each sample (no self-loops) when ``radius`` is None, else only pairs
+    closer than ``radius`` (which costs a host sync for the data-dependent edge count).
+    """
+    b, n, _ = pos.shape
+    dev = pos.device
+    mask = ~torch.eye(n, dtype=torch.bool, device=dev).expand(b, n, n)
+    if radius is not None:
+        if radius <= 0:
+            raise ValueError(f"radius must be > 0, got {radius}")
+        mask = mask & (torch.cdist(pos, pos) < radius)
+    bi, i, j = mask.nonzero(as_tuple=True)
+    return torch.stack([bi * n + j, bi * n + i])
