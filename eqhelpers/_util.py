@@ -95,3 +95,22 @@ def check_weight(name: str, value: float) -> float:
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return value
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A markdown table. ``columns``: (key, header, format spec such as ".3g" or "")."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = []
+    for r in rows:
+        cells = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            if v is None:
+                cells.append("–")
+            elif fmt and isinstance(v, (int, float)):
+                cells.append(format(v, fmt))
+            else:
+                cells.append(str(v))
+        body.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *body])

@@ -1,0 +1,130 @@
+"""Command line: ``python -m eqhelpers {train,bench} ...`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ._util import atomic_json, atomic_write, format_table
+
+TRAIN_COLUMNS = [
+    ("model", "model", ""), ("objective", "objective", ""), ("alpha", "α", "g"), ("beta", "β", "g"),
+    ("test_mse", "test MSE", ".3e"), ("ood_mse", "rotated+translated MSE", ".3e"),
+    ("E_prime", "E′", ".3e"), ("E_prime_rel", "E′ rel.", ".2e"), ("steps_per_s", "steps/s", ".1f"),
+    ("device", "device", ""),
+]
+
+
+def _nonneg(x: str) -> float:
+    v = float(x)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {x}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .budget import BUDGETS
+    from .data import TASKS
+    from .models import MODELS
+
+    p = argparse.ArgumentParser(prog="python -m eqhelpers", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one model, evaluate it, write metrics.json")
+    t.add_argument("--task", default="gravity", choices=sorted(TASKS))
+    t.add_argument("--model", default="transformer", choices=sorted(MODELS))
+    t.add_argument("--objective", default="remul", choices=["plain", "remul", "augment"])
+    t.add_argument("--alpha", type=_nonneg, default=1.0, help="weight of the task loss")
+    t.add_argument("--beta", type=_nonneg, default=30.0, help="weight of the equivariance loss")
+    t.add_argument("--group", default="task", choices=["task", "e3"],
+                   help="group of the equivariance term: the data's own symmetry or full E(3)×S_N")
+    t.add_argument("--mode", default="label", choices=["label", "self"],
+                   help="equivariance term anchored to labels (paper) or self-consistency")
+    t.add_argument("--weighting", default="fixed", choices=["fixed", "gradnorm"])
+    t.add_argument("--budget", default=None, choices=sorted(BUDGETS),
+                   help="run size (default: $EQHELPERS_BUDGET, else cpu or gpu by device)")
+    t.add_argument("--steps", type=int, default=None, help="override the budget's step count")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    t.add_argument("--out", default="runs/train", help="output directory")
+    t.add_argument("--no-progress", action="store_true")
+
+    b = sub.add_parser("bench", help="inference and training throughput of each model")
+    b.add_argument("--task", default="gravity", choices=sorted(TASKS))
+    b.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS))
+    b.add_argument("--batch-sizes", nargs="+", type=int, default=[64])
+    b.add_argument("--budget", default="cpu", choices=sorted(BUDGETS),
+                   help="model width and depth come from this budget")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--min-time", type=float, default=1.0, help="seconds per timed window")
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--out", default=None, help="write bench.json and bench.md here")
+    b.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def cmd_train(a) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .train import run
+    from .viz import plot_history
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, hist, metrics = run(a.task, a.model, a.objective, alpha=a.alpha, beta=a.beta,
+                               group=a.group, mode=a.mode, weighting=a.weighting, budget=a.budget,
+                               device=a.device, seed=a.seed, steps=a.steps, out=out,
+                               compile=a.compile, amp=a.amp, progress=not a.no_progress)
+    metrics["command"] = "python -m eqhelpers " + shlex.join(sys.argv[1:])
+    atomic_json(metrics, out / "metrics.json")
+    atomic_json(hist.as_dict(), out / "history.json")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    label = a.objective + (f", β/α = {a.beta / a.alpha:g}" if a.objective == "remul" and a.alpha else "")
+    plot_history(hist, ax, title=f"{a.model} on {a.task} ({label})")
+    fig.tight_layout()
+    atomic_write(out / "training.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    print(format_table([metrics], TRAIN_COLUMNS))
+    print(f"\nE′: under {metrics['group_measured']}, M = {metrics['M']} elements, "
+          f"{metrics['eval_samples']} test systems. OOD: the test set rotated and translated, "
+          f"then re-simulated.\nWrote {out}/: metrics.json, history.json, training.png, best.pt")
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from .bench import DEFAULT_MODELS, benchmark, to_markdown
+
+    if any(bs < 1 for bs in a.batch_sizes):
+        raise SystemExit("batch sizes must be positive")
+    result = benchmark(a.task, tuple(a.models or DEFAULT_MODELS), tuple(a.batch_sizes), a.budget,
+                       a.device, a.min_time, a.repeats, progress=not a.no_progress)
+    result["meta"]["command"] = "python -m eqhelpers " + shlex.join(sys.argv[1:])
+    md = to_markdown(result)
+    print(md)
+    print("\n" + json.dumps(result, indent=None, default=str))
+    if a.out:
+        out = Path(a.out)
+        atomic_json(result, out / "bench.json")
+        atomic_write(out / "bench.md", lambda tmp: Path(tmp).write_text(md + "\n"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "bench": cmd_bench}[a.command](a)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Throughput of each model on one task: inference, a plain training step and a REMUL step.
+
+Measurement, not a test: numbers depend on the machine and are printed with the device. Each
+figure is the median over ``repeats`` timed windows of at least ``min_time`` seconds after a
+warm-up; CUDA is synchronised around every window.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from ._util import format_table, make_generator, resolve_device, seed_everything
+from .budget import get_budget
+from .data import load_task
+from .equivariance import REMUL
+from .models import make_model
+from .train import _device_name
+
+DEFAULT_MODELS = ("transformer", "mlp", "gnn", "egnn", "e3nn")
+
+
+def _rate(fn, device, min_time: float, repeats: int, warmup: int = 3) -> float:
+    """Calls per second of ``fn``: median over ``repeats`` windows of ≥ ``min_time`` seconds."""
+    for _ in range(warmup):
+        fn()
+    rates = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            if device.type == "cuda" and calls % 10:
+                continue
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            if dt >= min_time and calls >= 3:
+                break
+        rates.append(calls / dt)
+    return statistics.median(rates)
+
+
+def _measure(model, batch, gen, group, dev, min_time, repeats) -> tuple[float, float, float]:
+    """Rates of inference calls, plain training steps and REMUL training steps."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def infer():
+        with torch.no_grad():
+            model(batch)
+
+    def step(obj):
+        def fn():
+            loss, _ = obj(model, batch, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return fn
+
+    model.eval()
+    r_inf = _rate(infer, dev, min_time, repeats)
+    model.train()
+    r_plain = _rate(step(REMUL(1.0, 0.0)), dev, min_time, repeats)
+    r_remul = _rate(step(REMUL(1.0, 1.0, group)), dev, min_time, repeats)
+    return r_inf, r_plain, r_remul
+
+
+def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), budget="cpu",
+              device="auto", min_time: float = 1.0, repeats: int = 3, seed: int = 0,
+              progress: bool = True) -> dict:
+    """Measure every model at every batch size. Returns {"rows": [...], "meta": {...}}."""
+    dev = resolve_device(device)
+    b = get_budget(budget, dev)
+    t = load_task(task, b)
+    data = t["train"].to(dev)
+    rows = []
+    jobs = [(m, bs) for m in models for bs in batch_sizes]
+    for name, bs in tqdm(jobs, desc="bench", disable=not progress):
+        seed_everything(seed)
+        gen = make_generator(seed, dev)
+        model = make_model(name, t.spec, width=b.width, layers=b.layers).to(dev)
+        batch = data.index(torch.randint(len(data), (bs,), device=dev, generator=gen))
+        r_inf, r_plain, r_remul = _measure(model, batch, gen, t.group, dev, min_time, repeats)
+        rows.append({"model": name, "equivariant": model.equivariant, "batch": bs,
+                     "params": model.n_parameters(),
+                     "infer_samples_s": r_inf * bs, "train_steps_s": r_plain,
+                     "train_samples_s": r_plain * bs, "remul_steps_s": r_remul,
+                     "remul_cost": r_plain / r_remul})
+    meta = {"task": task, "budget": b.name, "width": b.width, "layers": b.layers,
+            "device": _device_name(dev), "torch": torch.__version__, "version": __version__,
+            "date": time.strftime("%Y-%m-%d"), "min_time": min_time, "repeats": repeats}
+    return {"rows": rows, "meta": meta}
+
+
+COLUMNS = [("model", "model", ""), ("batch", "batch", "d"), ("params", "params", ",d"),
+           ("infer_samples_s", "inference samples/s", ",.0f"),
+           ("train_steps_s", "train steps/s", ",.1f"), ("train_samples_s", "train samples/s", ",.0f"),
+           ("remul_steps_s", "REMUL steps/s", ",.1f"), ("remul_cost", "REMUL step cost ×", ".2f")]
+
+
+def to_markdown(result: dict) -> str:
+    m = result["meta"]
+    head = (f"Task `{m['task']}`, budget `{m['budget']}` (width {m['width']}, {m['layers']} layers), "
+            f"device {m['device']}, torch {m['torch']}, eqhelpers {m['version']}, {m['date']}.")
+    return head + "\n\n" + format_table(result["rows"], COLUMNS)
