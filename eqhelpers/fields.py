@@ -124,26 +124,48 @@ class Field:
 
 
 def irreps_matrix(irreps, rot: Tensor) -> Tensor:
-    """Block-diagonal D(R) [B, dim, dim] for e3nn ``irreps``, with parity det(R)^p.
+    """Block-diagonal D(R) [B, dim, dim] for e3nn ``irreps``, with parity.
 
-    l = 0 and l = 1 blocks are built exactly from ``rot`` (e3nn 0.6's basis for l = 1 is
-    Cartesian x, y, z — checked in the tests); higher l use e3nn's Wigner matrices.
+    Exact to the working precision for every l (see :func:`wigner_d`); e3nn 0.6's own
+    ``D_from_matrix`` goes through Euler angles and is only ~1e-7 accurate even in float64.
     """
     det = torch.linalg.det(rot)
+    proper = rot * det[:, None, None]  # R = det · P with P in SO(3)
     blocks = []
-    proper = rot * det[:, None, None]  # an SO(3) matrix
     for mul, ir in irreps:
-        # R = det · P with P proper; the inversion −I acts on (l, p) by p, so D(R) = p^[det<0] D_l(P)
+        # the inversion −I acts on (l, p) by p, so D(R) = p^[det<0] D_l(P)
         sign = det ** ((1 - ir.p) // 2)
-        if ir.l == 0:
-            d = torch.ones(rot.shape[0], 1, 1, dtype=rot.dtype, device=rot.device)
-        elif ir.l == 1:
-            d = proper
-        else:
-            d = ir.D_from_matrix(proper)
-        d = d * sign[:, None, None]
-        blocks.extend([d] * mul)
+        blocks.extend([wigner_d(ir.l, proper) * sign[:, None, None]] * mul)
     return torch.stack([torch.block_diag(*bs) for bs in zip(*blocks)]) if blocks else rot[:, :0, :0]
+
+
+_PROBES: dict = {}
+
+
+def wigner_d(l: int, rot: Tensor) -> Tensor:
+    """The Wigner matrix D_l(R) [B, 2l+1, 2l+1] in e3nn's real basis, for R in SO(3).
+
+    Spherical harmonics are polynomials with Y_l(R x) = D_l(R) Y_l(x); on a fixed set of probe
+    points X this is linear in D_l, solved once by least squares (pseudo-inverse of Y_l(X),
+    cached per l and dtype). l = 0 is 1 and l = 1 is R itself in e3nn ≥ 0.5's (x, y, z) basis.
+    """
+    b = rot.shape[0]
+    if l == 0:
+        return torch.ones(b, 1, 1, dtype=rot.dtype, device=rot.device)
+    if l == 1:
+        return rot
+    from e3nn import o3
+
+    key = (l, rot.dtype, rot.device)
+    if key not in _PROBES:
+        gen = torch.Generator().manual_seed(1234 + l)
+        x = torch.randn(4 * (2 * l + 1), 3, generator=gen, dtype=torch.float64)
+        y = o3.spherical_harmonics(l, x, normalize=True)  # [P, 2l+1]
+        _PROBES[key] = (x.to(rot.dtype).to(rot.device),
+                        torch.linalg.pinv(y).to(rot.dtype).to(rot.device))
+    x, y_pinv = _PROBES[key]
+    y_rot = o3.spherical_harmonics(l, torch.einsum("bij,pj->bpi", rot, x), normalize=True)
+    return torch.einsum("bpi,jp->bij", y_rot, y_pinv)  # D = Y(RX)ᵀ · pinv(Y(X))ᵀ
 
 
 @dataclass
@@ -182,9 +204,9 @@ class Sample:
 
     def __init__(self, data: Mapping[str, Tensor], spec: Mapping[str, Field], validate: bool = True):
         self.data = dict(data)
-        self.spec = {k: spec[k] for k in self.data} if validate else dict(spec)
         if validate:
             self._validate(spec)
+        self.spec = {k: spec[k] for k in self.data} if validate else dict(spec)
 
     def _validate(self, spec: Mapping[str, Field]) -> None:
         missing = [k for k in self.data if k not in spec]
