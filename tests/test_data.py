@@ -1,0 +1,172 @@
+import hashlib
+import warnings
+
+import pytest
+import torch
+
+from eqhelpers import data
+from eqhelpers.fields import act
+from eqhelpers.groups import E3, SO2, euclidean_group
+
+F64 = torch.float64
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+
+
+def initial(name, n=32, seed=0):
+    tdef = data.TASKS[name]
+    return tdef, tdef.sample_initial(n, gen(seed))
+
+
+def max_rel_err(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("name", ["gravity", "charged"])
+def test_simulator_is_e3_and_permutation_equivariant(name):
+    tdef, inp = initial(name)
+    inputs = tdef.spec.inputs
+    g = euclidean_group(tdef.spec.n_particles, reflections=True, translation_std=3.0).sample(
+        32, generator=gen(1), dtype=F64)
+    moved = act(g, inp, inputs)
+    y_of_moved = tdef.simulate(moved)
+    moved_y = act(g, {"pos_next": tdef.simulate(inp)}, {"pos_next": inputs["pos"]})["pos_next"]
+    assert max_rel_err(y_of_moved, moved_y) < 1e-10
+
+
+def test_field_simulator_is_symmetric_about_its_axis_only():
+    tdef, inp = initial("field")
+    inputs, out = tdef.spec.inputs, {"pos_next": tdef.spec.inputs["pos"]}
+    y = tdef.simulate(inp)
+
+    def violation(group):
+        g = group.sample(32, generator=gen(2), dtype=F64)
+        lhs = tdef.simulate(act(g, inp, inputs))
+        rhs = act(g, {"pos_next": y}, out)["pos_next"]
+        return max_rel_err(lhs, rhs)
+
+    assert violation(tdef.symmetry(2.0)) < 1e-10  # SO(2) about z × T(3) × S_5
+    assert violation(SO2(axis=(1.0, 0.0, 0.0))) > 1e-2  # about x: broken on purpose
+    assert violation(E3()) > 1e-2
+
+
+def test_gravity_conserves_momentum_exactly():
+    _, inp = initial("gravity")
+    x, v = data.simulate_gravity(inp["pos"], inp["vel"], inp["mass"])
+    p0 = (inp["mass"] * inp["vel"]).sum(1)
+    p1 = (inp["mass"] * v).sum(1)
+    assert torch.allclose(p0, p1, atol=1e-10)
+
+
+def test_charged_conserves_momentum_and_energy():
+    _, inp = initial("charged")
+    e0 = data.coulomb_energy(inp["pos"], inp["vel"], inp["charge"])
+    x, v = data.simulate_coulomb(inp["pos"], inp["vel"], inp["charge"])
+    assert torch.allclose(inp["vel"].sum(1), v.sum(1), atol=1e-10)  # unit masses
+    drift = ((data.coulomb_energy(x, v, inp["charge"]) - e0).abs() / e0.abs().clamp_min(1.0)).max()
+    assert drift < 1e-3
+
+
+def test_field_conserves_energy_with_its_potential_but_not_momentum():
+    _, inp = initial("field")
+    f = data._field_vector()
+    e0 = data.coulomb_energy(inp["pos"], inp["vel"], inp["charge"], field=f)
+    x, v = data.simulate_coulomb(inp["pos"], inp["vel"], inp["charge"], field=f)
+    drift = ((data.coulomb_energy(x, v, inp["charge"], field=f) - e0).abs() / e0.abs().clamp_min(1.0))
+    assert drift.max() < 1e-3
+    # momentum along the field changes by t · E · Σq: check the simulator actually applies the field
+    dp = (v - inp["vel"]).sum(1)
+    expected_z = 1.0 * inp["charge"].sum((1, 2)) * data.FIELD_STRENGTH
+    assert torch.allclose(dp[:, 2], expected_z, atol=1e-8)
+    assert torch.allclose(dp[:, :2], torch.zeros_like(dp[:, :2]), atol=1e-8)
+
+
+def digest(splits):
+    h = hashlib.sha256()
+    for split in sorted(splits):
+        for k in sorted(splits[split]):
+            h.update(splits[split][k].numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes():
+    a = data.generate_task("charged", 20, 5, 5, seed=3)
+    b = data.generate_task("charged", 20, 5, 5, seed=3)
+    c = data.generate_task("charged", 20, 5, 5, seed=4)
+    assert digest(a) == digest(b)
+    assert digest(a) != digest(c)
+
+
+def test_gravity_matches_the_gatr_protocol():
+    s = data.generate_task("gravity", 400, 10, 10, seed=0)["train"]
+    m = s["mass"][..., 0]
+    assert bool(((m[:, 0] >= 1) & (m[:, 0] <= 10)).all())
+    assert bool(((m[:, 1:] >= 0.01) & (m[:, 1:] <= 0.1)).all())
+    r = (s["pos"][:, 1:] - s["pos"][:, :1]).norm(dim=-1)
+    assert bool(((r >= 0.1 - 1e-12) & (r <= 1.0 + 1e-12)).all())
+    assert float(s["pos"][..., 2].abs().max()) == 0.0  # the canonical training frame: x–y plane
+    assert float((s["pos_next"] - s["pos"]).norm(dim=-1).max()) <= 2.0  # outliers dropped
+    # log-uniform star mass: log m is uniform on [0, log 10], so its mean is near log(10)/2
+    assert abs(float(torch.log(m[:, 0]).mean()) - 1.1513) < 0.1
+
+
+def test_ood_split_is_rotated_translated_and_resimulated():
+    splits = data.generate_task("gravity", 50, 10, 40, seed=0, ood_translation_std=2.0)
+    test, ood = splits["test"], splits["ood"]
+    assert float(ood["pos"][..., 2].abs().mean()) > 0.1  # no longer in the training plane
+    # rigid motion: pairwise distances and masses are those of the test systems
+    assert torch.allclose(torch.cdist(ood["pos"], ood["pos"]), torch.cdist(test["pos"], test["pos"]),
+                          atol=1e-12)
+    assert torch.equal(ood["mass"], test["mass"])
+    # the symmetric task's targets move with the inputs
+    d_ood = torch.cdist(ood["pos_next"], ood["pos_next"])
+    assert torch.allclose(d_ood, torch.cdist(test["pos_next"], test["pos_next"]), atol=1e-9)
+
+
+def test_ten_thousand_samples_are_generated():
+    s = data.generate_task("gravity", 10000, 10, 10, seed=1)
+    assert s["train"]["pos"].shape == (10000, 4, 3)
+    assert bool(torch.isfinite(s["train"]["pos_next"]).all())
+
+
+def test_load_task_caches_atomically_and_reuses(tmp_path):
+    t1 = data.load_task("charged", "tiny", seed=5)
+    files = list(data.cache_dir().glob("charged-*.pt"))
+    assert len(files) == 1 and not list(data.cache_dir().glob("*.tmp"))
+    mtime = files[0].stat().st_mtime_ns
+    t2 = data.load_task("charged", "tiny", seed=5)
+    assert files[0].stat().st_mtime_ns == mtime  # read, not rewritten
+    assert torch.equal(t1["train"]["pos"], t2["train"]["pos"])
+    assert t1["train"]["pos"].dtype == torch.float32
+
+
+def test_corrupt_cache_is_reported_kept_and_regenerated():
+    t1 = data.load_task("gravity", "tiny", seed=6)
+    (path,) = data.cache_dir().glob("gravity-*.pt")
+    path.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="corrupt"):
+        t2 = data.load_task("gravity", "tiny", seed=6)
+    assert torch.equal(t1["test"]["pos_next"], t2["test"]["pos_next"])
+    kept = list(data.cache_dir().glob("gravity-*.pt.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"not a torch file"  # nothing lost
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.load_task("gravity", "tiny", seed=6)  # the regenerated cache is clean
+
+
+def test_bad_task_arguments():
+    with pytest.raises(ValueError, match="unknown task"):
+        data.load_task("mocap", "tiny")
+    with pytest.raises(ValueError, match="n_train"):
+        data.generate_task("gravity", 0, 1, 1)
+    with pytest.raises(ValueError, match="orientation"):
+        data.generate_task("gravity", 5, 1, 1, orientation="sideways")
+    with pytest.raises(ValueError, match="unknown budget"):
+        data.load_task("gravity", "huge")

@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from eqhelpers import data
+from eqhelpers.equivariance import equivariance_error
+from eqhelpers.fields import Field, Sample, TaskSpec
+from eqhelpers.groups import O3, SO3, Permutations, euclidean_group
+from eqhelpers.models import MODELS, build_edges, make_model
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def task():
+    return data.load_task("charged", "tiny", seed=0, cache=False, dtype=F64)
+
+
+def errors(model, sample, group, dtype, seed=1):
+    return equivariance_error(model, sample.to(dtype=dtype), group, M=6,
+                              generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", ["egnn", "e3nn"])
+def test_equivariant_models_are_exact_in_float64(task, name):
+    torch.manual_seed(0)
+    model = make_model(name, task.spec, width=16, layers=2, dtype=F64)
+    group = euclidean_group(5, reflections=True, translation_std=5.0)
+    e = errors(model, task["test"], group, F64)
+    assert e.E_rel <= 1e-10 and e.E_prime_rel <= 1e-10
+    # and the outputs are not trivially zero or constant
+    with torch.no_grad():
+        out = model(task["test"].to(dtype=F64))["pos_next"]
+    assert float((out - task["test"]["pos"]).abs().mean()) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["egnn", "e3nn"])
+def test_equivariant_models_within_1e5_in_float32(task, name):
+    torch.manual_seed(0)
+    model = make_model(name, task.spec, width=16, layers=2)
+    e = errors(model, task["test"], euclidean_group(5, reflections=True), torch.float32)
+    assert e.E_rel <= 1e-5 and e.E_prime_rel <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["transformer", "mlp", "gnn"])
+def test_unconstrained_models_are_not_rotation_equivariant(task, name):
+    torch.manual_seed(0)
+    model = make_model(name, task.spec, width=16, layers=2, dtype=F64)
+    e = errors(model, task["test"], SO3(), F64)
+    assert e.E_rel > 1e-2 and e.E_prime_rel > 1e-2
+
+
+@pytest.mark.parametrize("name", ["transformer", "gnn"])
+def test_token_and_graph_models_are_permutation_equivariant(task, name):
+    torch.manual_seed(0)
+    model = make_model(name, task.spec, width=16, layers=2, dtype=F64)
+    assert errors(model, task["test"], Permutations(5), F64).E_rel <= 1e-12
+
+
+def test_mlp_is_not_permutation_equivariant(task):
+    torch.manual_seed(0)
+    model = make_model("mlp", task.spec, width=16, layers=2, dtype=F64)
+    assert errors(model, task["test"], Permutations(5), F64).E_rel > 1e-2
+
+
+def test_e3nn_handles_pseudovectors_with_parity():
+    spec = TaskSpec({"pos": Field("point"), "spin": Field("pseudovector"), "q": Field("scalar")},
+                    {"force": Field("vector"), "torque": Field("pseudovector")}, 4)
+    g = torch.Generator().manual_seed(0)
+    s = Sample({"pos": torch.randn(6, 4, 3, generator=g, dtype=F64),
+                "spin": torch.randn(6, 4, 3, generator=g, dtype=F64),
+                "q": torch.randn(6, 4, 1, generator=g, dtype=F64)}, spec.spec)
+    torch.manual_seed(0)
+    model = make_model("e3nn", spec, width=16, layers=2, dtype=F64)
+    assert errors(model, s, O3(), F64).E_rel <= 1e-10
+    out = model(s)
+    assert out["force"].abs().mean() > 1e-4 and out["torque"].abs().mean() > 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_reject_wrong_inputs(task, name):
+    model = make_model(name, task.spec, width=16, layers=1)
+    s = task["test"].to(dtype=torch.float32)
+    with pytest.raises(ValueError, match="needs input fields"):
+        model(s.select(["pos", "vel"]))
+    other = data.load_task("gravity", "tiny", seed=0, cache=False)
+    with pytest.raises(ValueError, match="(needs input fields|particles)"):
+        model(other["test"])
+
+
+def test_make_model_rejects_bad_arguments(task):
+    with pytest.raises(ValueError, match="unknown model"):
+        make_model("resnet", task.spec)
+    with pytest.raises(ValueError, match="width"):
+        make_model("egnn", task.spec, width=0)
+    spec = TaskSpec({"pos": Field("point"), "spin": Field("pseudovector")}, {"y": Field("point")}, 3)
+    with pytest.raises(ValueError, match="EGNN handles"):
+        make_model("egnn", spec)
+
+
+def test_build_edges_fully_connected_and_radius():
+    pos = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0], [5.0, 0, 0]]])
+    full = build_edges(pos)
+    assert full.shape == (2, 6) and not bool((full[0] == full[1]).any())
+    near = build_edges(pos, radius=2.0)
+    assert sorted(map(tuple, near.T.tolist())) == [(0, 1), (1, 0)]
+    two = build_edges(pos.repeat(2, 1, 1))
+    assert int(two.max()) == 5 and two.shape[1] == 12  # nodes of sample 2 are offset by N
