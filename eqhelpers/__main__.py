@@ -83,7 +83,7 @@ def cmd_train(a) -> int:
                                group=a.group, mode=a.mode, weighting=a.weighting, budget=a.budget,
                                device=a.device, seed=a.seed, steps=a.steps, out=out,
                                compile=a.compile, amp=a.amp, progress=not a.no_progress)
-    metrics["command"] = "python -m eqhelpers " + shlex.join(sys.argv[1:])
+    metrics["command"] = a.command_line
     atomic_json(metrics, out / "metrics.json")
     atomic_json(hist.as_dict(), out / "history.json")
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -106,7 +106,7 @@ def cmd_bench(a) -> int:
         raise SystemExit("batch sizes must be positive")
     result = benchmark(a.task, tuple(a.models or DEFAULT_MODELS), tuple(a.batch_sizes), a.budget,
                        a.device, a.min_time, a.repeats, progress=not a.no_progress)
-    result["meta"]["command"] = "python -m eqhelpers " + shlex.join(sys.argv[1:])
+    result["meta"]["command"] = a.command_line
     md = to_markdown(result)
     print(md)
     print("\n" + json.dumps(result, indent=None, default=str))
@@ -118,7 +118,9 @@ def cmd_bench(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = _parser().parse_args(argv)
+    a.command_line = "python -m eqhelpers " + shlex.join(argv)
     try:
         return {"train": cmd_train, "bench": cmd_bench}[a.command](a)
     except (ValueError, FileNotFoundError) as exc:

@@ -40,6 +40,17 @@ class Transform:
     trans: Tensor | None = None
     perm: Tensor | None = None
 
+    @classmethod
+    def trusted(cls, rot: Tensor | None = None, trans: Tensor | None = None,
+                perm: Tensor | None = None) -> Transform:
+        """Build without the checks (no host sync): for elements the package itself produced
+        by sampling, composing, inverting or indexing valid ones."""
+        t = object.__new__(cls)
+        object.__setattr__(t, "rot", rot)
+        object.__setattr__(t, "trans", trans)
+        object.__setattr__(t, "perm", perm)
+        return t
+
     def __post_init__(self) -> None:
         sizes = {t.shape[0] for t in (self.rot, self.trans, self.perm) if t is not None}
         if not sizes:
@@ -119,7 +130,7 @@ class Transform:
             perm = p1
         else:  # (g1∘g2)·x[i] = x[p2[p1[i]]]
             perm = torch.gather(p2, 1, p1)
-        return Transform(rot, trans, perm)
+        return Transform.trusted(rot, trans, perm)
 
     def __matmul__(self, other: Transform) -> Transform:
         return self.compose(other)
@@ -130,7 +141,7 @@ class Transform:
         if self.trans is not None:
             trans = -self.trans if rot is None else -torch.einsum("bij,bj->bi", rot, self.trans)
         perm = None if self.perm is None else torch.argsort(self.perm, dim=1)
-        return Transform(rot, trans, perm)
+        return Transform.trusted(rot, trans, perm)
 
     def matrix(self) -> Tensor:
         """Homogeneous matrices [B, d+1, d+1] of the affine part (rotation and translation)."""
@@ -147,7 +158,8 @@ class Transform:
 
     # -- batching --------------------------------------------------------------------------
     def _map(self, fn) -> Transform:
-        return Transform(*(None if t is None else fn(t) for t in (self.rot, self.trans, self.perm)))
+        parts = (self.rot, self.trans, self.perm)
+        return Transform.trusted(*(None if t is None else fn(t) for t in parts))
 
     def index(self, idx) -> Transform:
         return self._map(lambda t: t[idx])
@@ -172,7 +184,7 @@ class Transform:
                 parts.append(None)
             else:
                 raise ValueError(f"cannot concatenate transforms where only some have {name}")
-        return Transform(*parts)
+        return Transform.trusted(*parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,7 +278,7 @@ class Group:
             trans = torch.zeros(n, self.dim, dtype=dtype, device=device)
         if self.has_permutation:
             perm = torch.arange(self.n_particles, device=device).repeat(n, 1)
-        return Transform(rot, trans, perm)
+        return Transform.trusted(rot, trans, perm)
 
     def generators(self, dtype=torch.float64, device=None) -> Tensor | None:
         """A basis of the Lie algebra as matrices [k, D, D], or None for a discrete group.
@@ -306,7 +318,7 @@ class SO2(Group):
         return 2 * math.pi * torch.rand(n, generator=generator, device=device, dtype=dtype)
 
     def _sample(self, n, generator, device, dtype):
-        return Transform(rot=self._matrix(self._angles(n, generator, device, dtype)))
+        return Transform.trusted(rot=self._matrix(self._angles(n, generator, device, dtype)))
 
     def generators(self, dtype=torch.float64, device=None):
         if self.dim == 2:
@@ -343,7 +355,7 @@ class SO3(Group):
         return quaternion_to_matrix(q / torch.linalg.norm(q, dim=-1, keepdim=True))
 
     def _sample(self, n, generator, device, dtype):
-        return Transform(rot=self._rotations(n, generator, device, dtype))
+        return Transform.trusted(rot=self._rotations(n, generator, device, dtype))
 
     def generators(self, dtype=torch.float64, device=None):
         return so3_generators(dtype, device)
@@ -374,7 +386,7 @@ class Translations(Group):
 
     def _sample(self, n, generator, device, dtype):
         t = self.std * torch.randn(n, self.dim, generator=generator, device=device, dtype=dtype)
-        return Transform(trans=t)
+        return Transform.trusted(trans=t)
 
     def generators(self, dtype=torch.float64, device=None):
         d = self.dim
@@ -398,7 +410,7 @@ class _Euclidean(Group):
     def _sample(self, n, generator, device, dtype):
         rot = self._rot_group._rotations(n, generator, device, dtype)
         trans = self._trans_group._sample(n, generator, device, dtype).trans
-        return Transform(rot, trans)
+        return Transform.trusted(rot, trans)
 
     def generators(self, dtype=torch.float64, device=None):
         rot = torch.zeros(3, 4, 4, dtype=dtype, device=device)
@@ -434,7 +446,7 @@ class Permutations(Group):
 
     def _sample(self, n, generator, device, dtype):
         u = torch.rand(n, self.n_particles, generator=generator, device=device)
-        return Transform(perm=torch.argsort(u, dim=1))
+        return Transform.trusted(perm=torch.argsort(u, dim=1))
 
 
 class ProductGroup(Group):
@@ -467,7 +479,7 @@ class ProductGroup(Group):
             for k in out:
                 if getattr(t, k) is not None:
                     out[k] = getattr(t, k)
-        return Transform(**out)
+        return Transform.trusted(**out)
 
     def generators(self, dtype=torch.float64, device=None):
         gens = [g.generators(dtype, device) for g in self.factors if g.generators() is not None]

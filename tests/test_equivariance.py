@@ -34,7 +34,8 @@ def points(b=64, seed=0):
 def test_errors_match_their_analytic_values():
     # g⁻¹ f(g x) − f(x) = Rᵀc − c; under Haar E|Rᵀc − c|² = 2|c|², per entry 2|c|²/3
     c = torch.tensor([0.3, -0.4, 1.2], dtype=F64)
-    e = equivariance_error(Shift(c), points(400), SO3(), M=50, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    e = equivariance_error(Shift(c), points(400), SO3(), M=50, generator=gen)
     assert e.E == pytest.approx(2 * float(c @ c) / 3, rel=0.05)
     # E′ is the spread of Rᵀc around its orbit mean: E|Rᵀc|² = |c|² per element, /3 per entry
     assert e.E_prime == pytest.approx(float(c @ c) / 3 * (1 - 1 / 50), rel=0.05)
@@ -120,7 +121,7 @@ def test_gradnorm_adapts_weights_and_keeps_their_sum(task):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     seen = []
-    for step in range(30):
+    for _ in range(30):
         batch = task["train"].index(torch.randint(256, (32,), generator=gen))
         loss, parts = obj(model, batch, gen)
         opt.zero_grad()

@@ -13,7 +13,8 @@ def gen(seed=0):
 
 
 SPEC = {"pos": Field("point"), "vel": Field("vector"), "spin": Field("pseudovector"),
-        "m": Field("scalar"), "t": Field("2x0e + 1o + 1e + 2e"), "E": Field("scalar", per_particle=False)}
+        "m": Field("scalar"), "t": Field("2x0e + 1o + 1e + 2e"),
+        "E": Field("scalar", per_particle=False)}
 
 
 def sample(b=8, n=5, seed=0):

@@ -1,0 +1,12 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_is_clean():
+    # ruff is in the dev extra, which the README's set-up command and CI install
+    res = subprocess.run([sys.executable, "-m", "ruff", "check", "eqhelpers", "tests", "benchmarks"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr

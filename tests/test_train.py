@@ -1,0 +1,138 @@
+import json
+
+import pytest
+import torch
+
+from eqhelpers import data
+from eqhelpers.__main__ import main
+from eqhelpers.budget import get_budget
+from eqhelpers.equivariance import REMUL
+from eqhelpers.models import make_model
+from eqhelpers.train import evaluate, load_checkpoint, mse, train
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EQHELPERS_BUDGET", raising=False)
+
+
+@pytest.fixture()
+def task():
+    return data.load_task("gravity", "tiny", seed=0)
+
+
+def fresh(task, name="transformer", seed=0):
+    torch.manual_seed(seed)
+    return make_model(name, task.spec, width=32, layers=2)
+
+
+def test_training_reduces_the_validation_loss(task):
+    model = fresh(task)
+    before = mse(model, task["val"])
+    hist = train(model, task, budget="tiny", steps=120, progress=False)
+    assert hist.best_val_mse < 0.2 * before
+    assert mse(model, task["val"]) == pytest.approx(hist.best_val_mse, rel=1e-5)  # best weights kept
+    steps, losses = hist.series("task")
+    assert steps[-1] == 120 and losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+def test_remul_reduces_the_equivariance_error(task):
+    plain, remul = fresh(task), fresh(task)
+    train(plain, task, budget="tiny", steps=200, progress=False)
+    train(remul, task, REMUL(1.0, 30.0, task.group), budget="tiny", steps=200, progress=False)
+    e_plain = evaluate(plain, task, "tiny")
+    e_remul = evaluate(remul, task, "tiny")
+    assert e_remul["E_prime"] < 0.2 * e_plain["E_prime"]
+    assert e_remul["ood_mse"] < e_plain["ood_mse"]
+
+
+def test_same_seed_same_history(task):
+    runs = []
+    for _ in range(2):
+        model = fresh(task, seed=3)
+        hist = train(model, task, REMUL(1.0, 5.0, task.group), budget="tiny", steps=30, seed=7,
+                     progress=False)
+        runs.append(([{k: v for k, v in r.items() if k != "time"} for r in hist.records],
+                     [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    other = fresh(task, seed=3)
+    h = train(other, task, REMUL(1.0, 5.0, task.group), budget="tiny", steps=30, seed=8, progress=False)
+    assert h.records[-1]["loss"] != runs[0][0][-1]["loss"]
+
+
+def test_checkpoint_is_the_best_model_and_loads_weights_only(task, tmp_path):
+    model = fresh(task)
+    ckpt = tmp_path / "best.pt"
+    hist = train(model, task, budget="tiny", steps=40, eval_every=10, checkpoint=ckpt, progress=False)
+    blob = torch.load(ckpt, weights_only=True)
+    assert blob["step"] == hist.best_step and blob["val_mse"] == pytest.approx(hist.best_val_mse)
+    other = fresh(task, seed=1)
+    load_checkpoint(other, ckpt, map_location="cpu")
+    assert mse(other, task["val"]) == pytest.approx(hist.best_val_mse, rel=1e-5)
+    ckpt.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="best.pt.*unreadable"):
+        load_checkpoint(other, ckpt)
+
+
+def test_train_rejects_bad_settings(task):
+    model = fresh(task)
+    with pytest.raises(ValueError, match="steps"):
+        train(model, task, budget="tiny", steps=0, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        train(model, task, budget="tiny", lr=-1.0, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            train(model, task, budget="tiny", device="cuda", progress=False)
+
+
+def test_budget_knob_default_env_and_explicit(monkeypatch):
+    assert get_budget(device="cpu").name == "cpu"
+    assert get_budget(device="cuda").name == "gpu"
+    monkeypatch.setenv("EQHELPERS_BUDGET", "tiny")
+    assert get_budget(device="cpu").name == "tiny"
+    assert get_budget("paper").name == "paper"  # an explicit choice beats the environment
+    monkeypatch.setenv("EQHELPERS_BUDGET", "enormous")
+    with pytest.raises(ValueError, match="EQHELPERS_BUDGET"):
+        get_budget()
+    sizes = [get_budget(n).steps for n in ("tiny", "cpu", "gpu", "paper")]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 4
+
+
+def test_cli_train_writes_metrics_table_and_figure(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--task", "gravity", "--model", "transformer", "--beta", "10",
+                 "--budget", "tiny", "--out", str(out), "--no-progress"])
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("test_mse", "ood_mse", "E", "E_prime", "E_rel", "E_prime_rel", "steps_per_s",
+                "wall_seconds", "device", "config", "version", "command"):
+        assert key in m, key
+    assert m["beta"] == 10.0 and m["config"]["steps"] == get_budget("tiny").steps
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "history.json").read_text())["records"]
+    text = capsys.readouterr().out
+    assert "| transformer | remul |" in text and "rotated+translated MSE" in text
+
+
+def test_cli_reports_bad_input_clearly(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--beta", "-1", "--budget", "tiny"])
+    assert exc.value.code == 2 and "must be >= 0" in capsys.readouterr().err
+    code = main(["train", "--objective", "remul", "--alpha", "0", "--beta", "0", "--budget", "tiny",
+                 "--out", str(tmp_path / "x"), "--no-progress"])
+    assert code == 2 and "both be zero" in capsys.readouterr().err
+
+
+def test_cli_bench_measures_every_model(tmp_path, capsys):
+    code = main(["bench", "--budget", "tiny", "--models", "transformer", "egnn", "--batch-sizes", "8",
+                 "--min-time", "0.05", "--repeats", "1", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["model"] for r in result["rows"]] == ["transformer", "egnn"]
+    for r in result["rows"]:
+        assert r["infer_samples_s"] > 0 and r["train_steps_s"] > 0 and r["remul_cost"] > 0
+    assert "| transformer | 8 |" in (tmp_path / "bench.md").read_text()
+    assert "device cpu" in capsys.readouterr().out or torch.cuda.is_available()
