@@ -132,7 +132,8 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
 
 
 class Objective:
-    """Base: ``__call__(model, batch, generator) -> (loss, parts)`` with parts a dict of scalars."""
+    """Base: ``__call__(model, batch, generator) -> (loss, parts)``: ``loss`` to backpropagate,
+    ``parts`` a dict of detached scalar tensors for logging (kept on the device, no host sync)."""
 
     name = "objective"
     group: Group | None = None
@@ -186,7 +187,7 @@ class REMUL(Objective):
         outputs = model.spec.outputs
         if self.beta == 0:
             task = field_mse(model(batch), batch)
-            return self.alpha * task, {"task": task}
+            return self.alpha * task, {"task": task.detach()}
         b = len(batch)
         g = self.group.sample(b, generator=generator, device=batch.device, dtype=batch.dtype)
         gbatch = act(g, batch)  # moves inputs and targets alike
@@ -201,8 +202,8 @@ class REMUL(Objective):
         if self.weighting == "gradnorm":
             w = self._gradnorm_update(model, task, equi)
             loss = w[0] * task + w[1] * equi
-            return loss, {"task": task, "equi": equi, "w_task": w[0], "w_equi": w[1]}
-        return self.alpha * task + self.beta * equi, {"task": task, "equi": equi}
+            return loss, {"task": task.detach(), "equi": equi.detach(), "w_task": w[0], "w_equi": w[1]}
+        return self.alpha * task + self.beta * equi, {"task": task.detach(), "equi": equi.detach()}
 
     # GradNorm (Chen et al., 2018): make each weighted loss's gradient norm on the last shared
     # layer follow its relative training rate; weights renormalised to keep α + β.
@@ -251,7 +252,7 @@ class Augmentation(Objective):
                               dtype=batch.dtype)
         gbatch = act(g, batch)
         task = field_mse(model(gbatch), gbatch)
-        return task, {"task": task}
+        return task, {"task": task.detach()}
 
 
 def make_objective(kind: str = "remul", group: Group | None = None, alpha: float = 1.0,
