@@ -86,6 +86,11 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"cannot serialise {type(x).__name__} to JSON")
 
 
+def chunk_sizes(n: int, size: int) -> list[int]:
+    """Split n items into chunks of ``size`` (the last one smaller): sizes for ``Tensor.split``."""
+    return [size] * (n // size) + ([n % size] if n % size else [])
+
+
 def check_finite(name: str, x: torch.Tensor) -> None:
     """Raise a ValueError naming ``name`` if ``x`` holds NaN or infinity."""
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):

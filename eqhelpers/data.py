@@ -29,7 +29,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -136,7 +136,6 @@ class TaskDef:
     symmetry: Callable[[float], Group]  # the true symmetry, given a translation std
     outlier_threshold: float
     description: str
-    defaults: dict = field(default_factory=dict)
 
 
 def _log_uniform(lo, hi, shape, gen, dtype):

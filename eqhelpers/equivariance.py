@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._util import check_weight
+from ._util import check_weight, chunk_sizes
 from .fields import Field, Sample, act, check_group_fits
 from .groups import Group
 
@@ -101,8 +101,7 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
     model.eval()
     per = {k: [] for k in ("E", "E_prime", "E_rel", "E_prime_rel")}
     try:
-        for x in x_all.split([chunk_size] * (len(x_all) // chunk_size)
-                             + ([len(x_all) % chunk_size] if len(x_all) % chunk_size else [])):
+        for x in x_all.split(chunk_sizes(len(x_all), chunk_size)):
             b = len(x)
             f = model(x)
             xr = x.repeat_interleave(M)

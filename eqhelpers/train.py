@@ -20,7 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._util import atomic_torch_save, make_generator, resolve_device, seed_everything
+from ._util import (
+    atomic_torch_save,
+    chunk_sizes,
+    make_generator,
+    resolve_device,
+    seed_everything,
+)
 from .budget import Budget, get_budget
 from .data import Task, load_task
 from .equivariance import REMUL, Objective, equivariance_error, field_mse, make_objective
@@ -66,7 +72,7 @@ def predict(model: Model, sample: Sample, batch_size: int = 1024) -> dict[str, T
     was = model.training
     model.eval()
     try:
-        parts = [model(s) for s in sample.split(_sizes(len(sample), batch_size))]
+        parts = [model(s) for s in sample.split(chunk_sizes(len(sample), batch_size))]
     finally:
         model.train(was)
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
@@ -75,10 +81,6 @@ def predict(model: Model, sample: Sample, batch_size: int = 1024) -> dict[str, T
 def mse(model: Model, sample: Sample, batch_size: int = 1024) -> float:
     """Task MSE of ``model`` on a split (mean over output fields, as in training)."""
     return float(field_mse(predict(model, sample, batch_size), sample))
-
-
-def _sizes(n: int, b: int) -> list[int]:
-    return [b] * (n // b) + ([n % b] if n % b else [])
 
 
 def save_checkpoint(model: Model, path: str | Path, **extra) -> Path:
