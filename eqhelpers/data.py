@@ -139,7 +139,7 @@ class TaskDef:
 
 
 def _log_uniform(lo, hi, shape, gen, dtype):
-    u = torch.rand(shape, generator=gen, dtype=dtype)
+    u = torch.rand(shape, generator=gen, dtype=dtype, device=gen.device)
     return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
 
 
@@ -147,32 +147,33 @@ def _gravity_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_planet
                      shift_std: float = 0.0, orientation: str = "plane") -> dict[str, Tensor]:
     star_m = _log_uniform(1.0, 10.0, (n, 1), gen, dtype)
     planet_m = _log_uniform(0.01, 0.1, (n, n_planets), gen, dtype)
-    r = torch.sqrt(0.1**2 + (1.0 - 0.1**2) * torch.rand(n, n_planets, generator=gen, dtype=dtype))
-    phi = 2 * math.pi * torch.rand(n, n_planets, generator=gen, dtype=dtype)
+    u = torch.rand(n, n_planets, generator=gen, dtype=dtype, device=gen.device)
+    r = torch.sqrt(0.1**2 + (1.0 - 0.1**2) * u)  # uniform over the annulus' area
+    phi = 2 * math.pi * torch.rand(n, n_planets, generator=gen, dtype=dtype, device=gen.device)
     ppos = torch.stack([r * torch.cos(phi), r * torch.sin(phi), torch.zeros_like(r)], -1)
-    spin = torch.randint(2, (n, n_planets), generator=gen).to(dtype) * 2 - 1  # ±ẑ
+    spin = torch.randint(2, (n, n_planets), generator=gen, device=gen.device).to(dtype) * 2 - 1  # ±ẑ
     zhat = torch.zeros_like(ppos)
     zhat[..., 2] = spin
     speed = torch.sqrt(star_m)[:, :, None] / r[..., None] ** 1.5
     pvel = torch.cross(zhat, ppos, dim=-1) * speed + 0.01 * torch.randn(
-        n, n_planets, 3, generator=gen, dtype=dtype)
-    pos = torch.cat([torch.zeros(n, 1, 3, dtype=dtype), ppos], 1)
-    vel = torch.cat([torch.zeros(n, 1, 3, dtype=dtype), pvel], 1)
+        n, n_planets, 3, generator=gen, dtype=dtype, device=gen.device)
+    pos = torch.cat([torch.zeros_like(ppos[:, :1]), ppos], 1)
+    vel = torch.cat([torch.zeros_like(pvel[:, :1]), pvel], 1)
     if orientation == "haar":
-        g = SO3().sample(n, generator=gen, dtype=dtype)
+        g = SO3().sample(n, generator=gen, dtype=dtype, device=gen.device)
         pos, vel = (torch.einsum("bij,bnj->bni", g.rot, t) for t in (pos, vel))
     elif orientation != "plane":
         raise ValueError(f"orientation must be 'plane' or 'haar', got {orientation!r}")
     if shift_std:
-        pos = pos + shift_std * torch.randn(n, 1, 3, generator=gen, dtype=dtype)
+        pos = pos + shift_std * torch.randn(n, 1, 3, generator=gen, dtype=dtype, device=gen.device)
     return {"pos": pos, "vel": vel, "mass": torch.cat([star_m, planet_m], 1)[..., None]}
 
 
 def _charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_particles: int = 5,
                      pos_std: float = 1.0, vel_std: float = 0.5) -> dict[str, Tensor]:
-    pos = pos_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype)
-    vel = vel_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype)
-    charge = torch.randint(2, (n, n_particles, 1), generator=gen).to(dtype) * 2 - 1
+    pos = pos_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=gen.device)
+    vel = vel_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=gen.device)
+    charge = torch.randint(2, (n, n_particles, 1), generator=gen, device=gen.device).to(dtype) * 2 - 1
     return {"pos": pos, "vel": vel, "charge": charge}
 
 
@@ -267,13 +268,18 @@ def _generate(tdef: TaskDef, n: int, gen: torch.Generator, init_kw: dict) -> dic
 
 
 def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 0,
-                  ood_translation_std: float = 2.0, **init_kw) -> dict[str, dict[str, Tensor]]:
-    """Generate all splits (float64 tensors) of a task, deterministically from ``seed``."""
+                  ood_translation_std: float = 2.0, device="cpu",
+                  **init_kw) -> dict[str, dict[str, Tensor]]:
+    """Generate all splits (float64 tensors, on the CPU) of a task, deterministically from ``seed``.
+
+    ``device`` is where the simulation runs (a GPU is much faster at paper scale); the random
+    streams differ between device types, so each device type gives its own (deterministic) data.
+    """
     tdef = _task_def(name)
     for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{k} must be a positive int, got {v!r}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator(device=torch.device(device)).manual_seed(int(seed))
     data = _generate(tdef, n_train + n_val + n_test, gen, init_kw)
     cuts = {"train": (0, n_train), "val": (n_train, n_train + n_val),
             "test": (n_train + n_val, n_train + n_val + n_test)}
@@ -287,7 +293,7 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
     ood = {k: spec[k].act(g, test[k]) for k in spec}
     ood["pos_next"] = tdef.simulate(ood)
     splits["ood"] = ood
-    return splits
+    return {k: {f: v.cpu() for f, v in split.items()} for k, split in splits.items()}
 
 
 def _task_def(name: str) -> TaskDef:
@@ -304,18 +310,20 @@ def cache_dir() -> Path:
 def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed: int = 0,
               n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
               ood_translation_std: float = 2.0, dtype: torch.dtype = torch.float32,
-              device=None, cache: bool = True, progress: bool = False, **init_kw) -> Task:
+              device=None, simulate_on="cpu", cache: bool = True, **init_kw) -> Task:
     """Load (or generate and cache) a task with sizes from ``budget`` unless given explicitly.
 
-    The cache key covers the task, sizes, seed and generator settings; a corrupt cache file is
-    reported, moved aside (kept, never deleted) and regenerated.
+    ``device``/``dtype``: where the returned splits live. ``simulate_on``: where the data are
+    generated. The cache key covers the task, sizes, seed, generator settings and the simulation
+    device type; a corrupt cache file is reported, moved aside (kept, never deleted) and
+    regenerated.
     """
     tdef = _task_def(name)
     b = get_budget(budget)
     config = {"task": name, "n_train": n_train or b.n_train, "n_val": n_val or b.n_val,
               "n_test": n_test or b.n_test, "seed": int(seed),
               "ood_translation_std": float(ood_translation_std), "init": dict(sorted(init_kw.items())),
-              "format": DATA_FORMAT}
+              "format": DATA_FORMAT, "simulated_on": torch.device(simulate_on).type}
     key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{name}-{key}.pt"
     splits = _read_cache(path, config) if cache else None
@@ -323,7 +331,8 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
     if splits is None:
         t0 = time.perf_counter()
         splits = generate_task(name, config["n_train"], config["n_val"], config["n_test"],
-                               seed=seed, ood_translation_std=ood_translation_std, **init_kw)
+                               seed=seed, ood_translation_std=ood_translation_std,
+                               device=simulate_on, **init_kw)
         provenance = {"generated_s": round(time.perf_counter() - t0, 3), "version": __version__,
                       "date": time.strftime("%Y-%m-%d"), "cache": str(path) if cache else None}
         if cache:

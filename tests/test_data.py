@@ -104,6 +104,13 @@ def test_same_seed_same_bytes_other_seed_other_bytes():
     assert digest(a) != digest(c)
 
 
+def test_generation_runs_on_the_requested_device_and_returns_cpu_tensors():
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    a = data.generate_task("gravity", 20, 4, 4, seed=2, device=dev)
+    assert a["train"]["pos"].device.type == "cpu"
+    assert digest(a) == digest(data.generate_task("gravity", 20, 4, 4, seed=2, device=dev))
+
+
 def test_gravity_matches_the_gatr_protocol():
     s = data.generate_task("gravity", 400, 10, 10, seed=0)["train"]
     m = s["mass"][..., 0]

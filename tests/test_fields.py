@@ -38,6 +38,20 @@ def test_reflection_flips_vectors_not_pseudovectors():
     assert torch.allclose(out["m"], s["m"]) and torch.allclose(out["E"], s["E"])
 
 
+def test_mirror_flips_the_normal_part_of_a_vector_and_the_in_plane_part_of_a_pseudovector():
+    s = sample()
+    mirror = Transform(rot=torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=F64)).repeat(8, 1, 1))
+    out = act(mirror, s)
+    assert torch.allclose(out["vel"], s["vel"] * torch.tensor([1.0, 1.0, -1.0], dtype=F64))
+    assert torch.allclose(out["spin"], s["spin"] * torch.tensor([-1.0, -1.0, 1.0], dtype=F64))
+    # a proper rotation (π about z) moves both kinds alike
+    half_turn = Transform(rot=torch.diag(torch.tensor([-1.0, -1.0, 1.0], dtype=F64)).repeat(8, 1, 1))
+    flip = torch.tensor([-1.0, -1.0, 1.0], dtype=F64)
+    out = act(half_turn, s)
+    assert torch.allclose(out["vel"], s["vel"] * flip)
+    assert torch.allclose(out["spin"], s["spin"] * flip)
+
+
 def test_pseudovector_is_a_cross_product():
     # r × v transforms as a pseudovector under O(3): check against the definition
     s = sample()
