@@ -1,4 +1,4 @@
-"""Command line: ``python -m eqhelpers {train,bench} ...`` (``--help`` on each)."""
+"""Command line: ``python -m eqhelpers {train,sweep,bench} ...`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/train", help="output directory")
     t.add_argument("--no-progress", action="store_true")
 
+    s = sub.add_parser("sweep", help="β/α grid × seeds × models, cached and resumable")
+    s.add_argument("--task", default="gravity", choices=sorted(TASKS))
+    s.add_argument("--models", "--model", nargs="+", default=["transformer"], choices=sorted(MODELS))
+    s.add_argument("--betas", nargs="+", type=_nonneg, default=None,
+                   help="β values (default: 0 and 7 log-spaced from 0.1 to 100)")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    s.add_argument("--alpha", type=_nonneg, default=1.0)
+    s.add_argument("--group", default="task", choices=["task", "e3"])
+    s.add_argument("--mode", default="label", choices=["label", "self"])
+    s.add_argument("--budget", default=None, choices=sorted(BUDGETS))
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--n-train", type=int, default=None, help="override the budget's training-set size")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", default="runs/sweep")
+    s.add_argument("--no-progress", action="store_true")
+
     b = sub.add_parser("bench", help="inference and training throughput of each model")
     b.add_argument("--task", default="gravity", choices=sorted(TASKS))
     b.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS))
@@ -99,6 +115,27 @@ def cmd_train(a) -> int:
     return 0
 
 
+SWEEP_COLUMNS = [
+    ("model", "model", ""), ("beta", "β/α", "g"), ("n_seeds", "seeds", "d"),
+    ("test_mse", "test MSE", ".3e"), ("test_mse_std", "±", ".1e"),
+    ("ood_mse", "rotated+translated MSE", ".3e"), ("E_prime", "E′", ".2e"),
+    ("E_prime_std", "±", ".1e"), ("pareto", "Pareto", ""),
+]
+
+
+def cmd_sweep(a) -> int:
+    from .sweep import sweep
+
+    result = sweep(a.task, tuple(a.models), a.betas, tuple(a.seeds), alpha=a.alpha, group=a.group,
+                   mode=a.mode, budget=a.budget, device=a.device, steps=a.steps,
+                   n_train=a.n_train, out=a.out, progress=not a.no_progress,
+                   command=a.command_line)
+    print(format_table(result.summary, SWEEP_COLUMNS))
+    print(f"\n{result.computed} point(s) computed now, {len(result.points) - result.computed} read "
+          f"from {a.out}/points.\nWrote {a.out}/: sweep.json, sweep.csv, points.csv, tradeoff.png")
+    return 0
+
+
 def cmd_bench(a) -> int:
     from .bench import DEFAULT_MODELS, benchmark, to_markdown
 
@@ -122,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     a.command_line = "python -m eqhelpers " + shlex.join(argv)
     try:
-        return {"train": cmd_train, "bench": cmd_bench}[a.command](a)
+        return {"train": cmd_train, "sweep": cmd_sweep, "bench": cmd_bench}[a.command](a)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -87,10 +87,11 @@ class EquivarianceErrors:
 @torch.no_grad()
 def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 20,
                        generator: torch.Generator | None = None,
-                       chunk_size: int = 256) -> EquivarianceErrors:
+                       max_forward: int = 512) -> EquivarianceErrors:
     """Label-free equivariance errors E and E′ of ``model`` on ``sample`` under ``group``.
 
     ``model.spec`` (a TaskSpec) says which fields are inputs and how outputs transform.
+    ``max_forward`` bounds the systems in one forward pass (samples × M): memory, not results.
     """
     if not isinstance(M, int) or M < 2:
         raise ValueError(f"M must be an int >= 2 (E′ needs a spread), got {M!r}")
@@ -100,12 +101,18 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
     was_training = model.training
     model.eval()
     per = {k: [] for k in ("E", "E_prime", "E_rel", "E_prime_rel")}
+    # all elements drawn at once (sample i gets rows i·M … i·M+M−1): results do not depend on
+    # how the evaluation is chunked
+    g_all = group.sample(len(x_all) * M, generator=generator, device=x_all.device,
+                         dtype=x_all.dtype)
+    start = 0
     try:
-        for x in x_all.split(chunk_sizes(len(x_all), chunk_size)):
+        for x in x_all.split(chunk_sizes(len(x_all), max(1, max_forward // M))):
             b = len(x)
             f = model(x)
             xr = x.repeat_interleave(M)
-            g = group.sample(b * M, generator=generator, device=x.device, dtype=x.dtype)
+            g = g_all.index(slice(start * M, (start + b) * M))
+            start += b
             back = act(g.inverse(), model(act(g, xr)), spec.outputs)
             back_f = _flat(back, b * M).view(b, M, -1)
             f_f = _flat(f, b)[:, None, :]

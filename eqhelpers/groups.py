@@ -260,17 +260,21 @@ class Group:
     n_particles: int | None = None
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
-               dtype=torch.float32) -> Transform:
+               dtype: torch.dtype | None = None) -> Transform:
+        """``n`` elements; on the generator's device unless ``device`` is given; ``dtype``
+        defaults to torch's default dtype."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if generator is not None and device is None:
             device = generator.device
+        dtype = dtype or torch.get_default_dtype()
         return self._sample(n, generator, torch.device(device or "cpu"), dtype)
 
     def _sample(self, n, generator, device, dtype) -> Transform:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def identity(self, n: int = 1, device=None, dtype=torch.float32) -> Transform:
+    def identity(self, n: int = 1, device=None, dtype: torch.dtype | None = None) -> Transform:
+        dtype = dtype or torch.get_default_dtype()
         rot = trans = perm = None
         if self.has_rotation:
             rot = torch.eye(self.dim, dtype=dtype, device=device).repeat(n, 1, 1)

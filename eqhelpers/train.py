@@ -67,7 +67,7 @@ class History:
 
 
 @torch.no_grad()
-def predict(model: Model, sample: Sample, batch_size: int = 1024) -> dict[str, Tensor]:
+def predict(model: Model, sample: Sample, batch_size: int = 256) -> dict[str, Tensor]:
     """Model outputs on a whole split, in batches, in eval mode."""
     was = model.training
     model.eval()
@@ -78,7 +78,7 @@ def predict(model: Model, sample: Sample, batch_size: int = 1024) -> dict[str, T
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def mse(model: Model, sample: Sample, batch_size: int = 1024) -> float:
+def mse(model: Model, sample: Sample, batch_size: int = 256) -> float:
     """Task MSE of ``model`` on a split (mean over output fields, as in training)."""
     return float(field_mse(predict(model, sample, batch_size), sample))
 
@@ -97,6 +97,16 @@ def load_checkpoint(model: Model, path: str | Path, map_location=None) -> dict:
     except Exception as exc:
         raise ValueError(f"checkpoint {path} is unreadable or does not fit this model: {exc}") from exc
     return blob
+
+
+def _schedule(opt, lr: float, steps: int):
+    """One-cycle: warm up over 5% of the steps (at least 2), then cosine down to lr/2500.
+    OneCycleLR divides by zero on a one-step warm-up, so very short runs use a constant rate."""
+    if steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                               pct_start=min(max(0.05, 2.0 / steps), 0.5),
+                                               anneal_strategy="cos", final_div_factor=100.0)
 
 
 def train(model: Model, task: Task, objective: Objective | None = None,
@@ -134,8 +144,7 @@ def train(model: Model, task: Task, objective: Objective | None = None,
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
                 else contextlib.nullcontext())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05,
-                                                anneal_strategy="cos", final_div_factor=100.0)
+    sched = _schedule(opt, lr, steps)
     hist = History(config={"objective": objective.config(), "steps": steps, "lr": lr,
                            "batch_size": batch_size, "seed": seed, "device": str(dev),
                            "budget": b.name, "compile": compile, "amp": amp,

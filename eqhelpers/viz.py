@@ -1,8 +1,12 @@
-"""Plots (matplotlib). Widgets and 3D views join here as the course grows."""
+"""Plots (matplotlib) and the ipywidgets explorer of the α/β trade-off."""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import colors as mcolors
 
 
 def plot_history(history, ax=None, title: str | None = None):
@@ -22,4 +26,215 @@ def plot_history(history, ax=None, title: str | None = None):
     ax.legend(frameon=False)
     if title:
         ax.set_title(title)
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# the trade-off
+# --------------------------------------------------------------------------------------------
+
+
+def beta_norm(betas) -> mcolors.Normalize:
+    pos = [b for b in betas if b > 0] or [1.0]
+    return mcolors.LogNorm(vmin=min(pos), vmax=max(max(pos), min(pos) * 10))
+
+
+def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None = None,
+                  cmap: str = "viridis", title: str | None = None):
+    """Task error against E′ (log–log) for every (model, β/α) of a sweep.
+
+    Colour = β/α (β = 0 in grey, squares), error bars = std over seeds, the Pareto front ringed,
+    equivariant models as stars. ``highlight``: a β/α to mark with a cross (interpolated).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.5))
+    rows = result.summary
+    norm = beta_norm([r["beta"] for r in rows])
+    cm = plt.get_cmap(cmap)
+    models = sorted({r["model"] for r in rows})
+    for model in models:
+        mr = sorted((r for r in rows if r["model"] == model), key=lambda r: r["beta"])
+        xs = [r["E_prime"] for r in mr]
+        ys = [r[y] for r in mr]
+        if len(mr) > 1:
+            ax.plot(xs, ys, "-", color="0.75", lw=1, zorder=1)
+        for r in mr:
+            equivariant = len(mr) == 1 and r["beta"] == 0 and r["E_prime"] < 1e-8
+            color = "0.45" if r["beta"] == 0 else cm(norm(r["beta"]))
+            marker = "*" if equivariant else ("s" if r["beta"] == 0 else "o")
+            ax.errorbar(r["E_prime"], r[y], xerr=_err(r, "E_prime"), yerr=_err(r, y), fmt=marker,
+                        color=color, ms=11 if equivariant else 7, capsize=2, zorder=3,
+                        mec="k", mew=0.5)
+            if r.get("pareto"):
+                ax.plot(r["E_prime"], r[y], "o", ms=14, mfc="none", mec="crimson", mew=1.2, zorder=2)
+            if equivariant:
+                ax.annotate(f" {model}", (r["E_prime"], r[y]), fontsize=8, va="center")
+    if highlight is not None:
+        pt = interpolate(result, highlight, models[0] if "transformer" not in models else "transformer")
+        ax.plot(pt["E_prime"], pt[y], "X", ms=14, color="crimson", mec="k", zorder=4,
+                label=f"β/α = {highlight:.3g}")
+        ax.legend(frameon=False, loc="upper right")
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cm)
+    plt.colorbar(sm, ax=ax, label="β/α")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("E′ (equivariance error, lower = more equivariant)")
+    ax.set_ylabel({"test_mse": "test MSE", "ood_mse": "rotated+translated MSE"}.get(y, y))
+    ax.grid(alpha=0.3, which="both")
+    cfg = result.config
+    ax.set_title(title or f"{cfg['task']}: trade-off over β/α ({cfg['budget']} budget, "
+                          f"{len(cfg['seeds'])} seeds; ring = Pareto front)", fontsize=9)
+    return ax
+
+
+def _err(r, key):
+    """Error bars that stay positive on a log axis."""
+    m, s = r[key], r.get(f"{key}_std", 0.0)
+    return [[min(s, 0.999 * m)], [s]]
+
+
+def interpolate(result, beta: float, model: str = "transformer") -> dict:
+    """Metrics at β/α = ``beta``, interpolated log–log between the sweep's points.
+
+    β = 0 sits one decade left of the smallest positive β; beyond the grid the end value holds.
+    """
+    rows = sorted((r for r in result.summary if r["model"] == model), key=lambda r: r["beta"])
+    if not rows:
+        raise KeyError(f"no sweep rows for model {model!r}")
+    smallest = min((r["beta"] for r in rows if r["beta"] > 0), default=1.0)
+
+    def x(b: float) -> float:
+        return math.log10(b) if b > 0 else math.log10(smallest) - 1
+
+    xs = [x(r["beta"]) for r in rows]
+    out = {"model": model, "beta": beta}
+    for k in ("test_mse", "ood_mse", "E_prime", "E"):
+        ys = [math.log10(max(r[k], 1e-300)) for r in rows]
+        out[k] = float(10 ** np.interp(x(beta), xs, ys))
+    return out
+
+
+def tradeoff_explorer(result, task=None, model: str = "transformer", budget=None, y="test_mse"):
+    """An ipywidgets explorer: α and β sliders (log scale) place a setting on the sweep's
+    trade-off; the button trains that setting live at ``budget`` and adds it to the plot.
+
+    Returns the widget (a VBox) with ``.sliders`` (α, β), ``.button``, ``.info`` (the read-out),
+    ``.output`` and ``.live`` (the settings trained so far) for scripting and tests.
+    """
+    import ipywidgets as w
+    from IPython.display import display
+
+    alpha = w.FloatLogSlider(value=1.0, base=10, min=-2, max=1, step=0.1, description="α",
+                             continuous_update=False, readout_format=".3g")
+    beta = w.FloatLogSlider(value=10.0, base=10, min=-2, max=3, step=0.1, description="β",
+                            continuous_update=False, readout_format=".3g")
+    button = w.Button(description="train this setting", icon="play", button_style="primary")
+    info = w.HTML()
+    out = w.Output(layout=w.Layout(min_height="380px"))
+    live: list[dict] = []
+
+    def draw(*_):
+        ratio = beta.value / alpha.value
+        pt = interpolate(result, ratio, model)
+        info.value = (f"<b>β/α = {ratio:.3g}</b>: expected {y.replace('_', ' ')} ≈ {pt[y]:.3g}, "
+                      f"E′ ≈ {pt['E_prime']:.3g} (interpolated from the sweep)")
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(6.5, 4.2))
+            plot_tradeoff(result, ax=ax, y=y, highlight=ratio)
+            for p in live:
+                ax.plot(p["E_prime"], p[y], "P", ms=12, color="orange", mec="k", zorder=5)
+                ax.annotate(f" live β/α={p['beta']:.3g}", (p["E_prime"], p[y]), fontsize=8)
+            display(fig)
+            plt.close(fig)
+
+    def train_now(_):
+        from .train import run
+
+        if task is None:
+            info.value += "<br><i>no task given to the explorer: cannot train live</i>"
+            return
+        button.disabled = True
+        try:
+            with out:
+                _, _, m = run(task, model, "remul", alpha=alpha.value, beta=beta.value,
+                              budget=budget, progress=True)
+            live.append({**m, "beta": beta.value / alpha.value})
+        finally:
+            button.disabled = False
+        draw()
+
+    alpha.observe(draw, "value")
+    beta.observe(draw, "value")
+    button.on_click(train_now)
+    box = w.VBox([w.HBox([alpha, beta]), w.HBox([button, info]), out])
+    box.sliders, box.button, box.output, box.info, box.live = (alpha, beta), button, out, info, live
+    box.redraw = draw
+    draw()
+    return box
+
+
+# --------------------------------------------------------------------------------------------
+# groups and fields
+# --------------------------------------------------------------------------------------------
+
+
+def plot_point_clouds(clouds, ax=None, title: str | None = None, connect_first: bool = True):
+    """3D scatter of point clouds [N, 3] given as (points, label) pairs, with equal axes."""
+    if ax is None:
+        fig = plt.figure(figsize=(5, 5))
+        ax = fig.add_subplot(projection="3d")
+    allp = np.concatenate([np.asarray(p) for p, _ in clouds])
+    for k, (p, label) in enumerate(clouds):
+        p = np.asarray(p)
+        ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=40, label=label, depthshade=False)
+        if connect_first:
+            ax.plot(*[np.r_[p[:, i], p[0, i]] for i in range(3)], lw=0.8, alpha=0.5,
+                    color=f"C{k}")
+    c, r = allp.mean(0), max(np.abs(allp - allp.mean(0)).max(), 1e-9)
+    for setlim, ci in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c):
+        setlim(ci - r, ci + r)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_zlabel("z")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_rotation_angles(samples: dict, ax=None, bins: int = 40):
+    """Histograms of rotation angles θ for several samplers against the Haar density (1−cos θ)/π."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for label, theta in samples.items():
+        ax.hist(np.asarray(theta), bins=bins, range=(0, np.pi), density=True, histtype="step",
+                lw=1.5, label=label)
+    t = np.linspace(0, np.pi, 200)
+    ax.plot(t, (1 - np.cos(t)) / np.pi, "k--", lw=1.2, label="Haar: (1 − cos θ)/π")
+    ax.set_xlabel("rotation angle θ")
+    ax.set_ylabel("density")
+    ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
+def plot_matrix(mat, ax=None, title: str | None = None, labels=None):
+    """A representation matrix as an image (zero = white): shows block structure."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    m = np.asarray(mat)
+    lim = max(np.abs(m).max(), 1e-12)
+    ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if labels:
+        pos = np.cumsum([0] + [n for _, n in labels])
+        for p in pos[1:-1]:
+            ax.axhline(p - 0.5, color="k", lw=0.5)
+            ax.axvline(p - 0.5, color="k", lw=0.5)
+        ax.set_yticks(pos[:-1] + np.array([n for _, n in labels]) / 2 - 0.5)
+        ax.set_yticklabels([name for name, _ in labels], fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     return ax

@@ -135,3 +135,14 @@ def test_gradnorm_adapts_weights_and_keeps_their_sum(task):
     assert max(abs(a - 1.0) for a, _ in seen) > 0.2
     with pytest.raises(ValueError, match="GradNorm"):
         REMUL(1.0, 0.0, task.group, weighting="gradnorm")
+
+
+def test_errors_do_not_depend_on_chunking(task):
+    torch.manual_seed(0)
+    model = make_model("transformer", task.spec, width=16, layers=1)
+    runs = [equivariance_error(model, task["test"], task.group, M=5,
+                               generator=torch.Generator().manual_seed(4), max_forward=mf)
+            for mf in (5, 40, 10_000)]
+    for r in runs[1:]:
+        assert r.E == pytest.approx(runs[0].E, rel=1e-6)
+        assert r.E_prime == pytest.approx(runs[0].E_prime, rel=1e-6)

@@ -77,6 +77,12 @@ def test_checkpoint_is_the_best_model_and_loads_weights_only(task, tmp_path):
         load_checkpoint(other, ckpt)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 20, 21])
+def test_any_step_count_trains(task, steps):
+    hist = train(fresh(task), task, budget="tiny", steps=steps, progress=False)
+    assert hist.steps == steps and hist.records[-1]["step"] == steps
+
+
 def test_train_rejects_bad_settings(task):
     model = fresh(task)
     with pytest.raises(ValueError, match="steps"):

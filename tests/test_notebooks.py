@@ -1,0 +1,72 @@
+"""The committed notebooks: executed, clean, and shaped like the course promises.
+
+(nbval, configured in pyproject.toml, re-executes every notebook in the tiny budget and compares
+the cells marked ``# NBVAL_CHECK_OUTPUT``.)
+"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ABSOLUTE = re.compile(r"(/work/|/root/|/home/|/tmp/|/Users/|[A-Z]:\\\\)")
+
+
+def test_the_course_notebooks_exist():
+    names = [p.name for p in NOTEBOOKS]
+    for prefix in ("00_", "01_", "02_", "03_"):
+        assert any(n.startswith(prefix) for n in names), prefix
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.name)
+def nb(request):
+    return request.param, nbformat.read(request.param, as_version=4)
+
+
+def test_committed_with_outputs_in_order(nb):
+    path, book = nb
+    counts = [c.execution_count for c in book.cells if c.cell_type == "code"]
+    assert all(c is not None for c in counts), f"{path.name} has unexecuted cells"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name} was not run top to bottom"
+
+
+def test_no_errors_warnings_widget_state_or_absolute_paths(nb):
+    path, book = nb
+    assert "widgets" not in book.metadata, f"{path.name} carries widget state"
+    for cell in book.cells:
+        if cell.cell_type != "code":
+            continue
+        assert "sys.path" not in cell.source, f"{path.name}: no sys.path hacks"
+        for out in cell.outputs:
+            assert out.output_type != "error", f"{path.name}: error output committed"
+            text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+            if out.output_type == "stream" and out.name == "stderr":
+                assert not re.search(r"Warning|Traceback|Error", text), f"{path.name}: {text[:200]}"
+            assert not ABSOLUTE.search(text), f"{path.name}: absolute path in output: {text[:200]}"
+            assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {})
+        assert not ABSOLUTE.search(cell.source), f"{path.name}: absolute path in code"
+    assert path.stat().st_size < 2_000_000, f"{path.name} is too large"
+
+
+def test_goals_first_exercises_last_and_checked_facts(nb):
+    path, book = nb
+    assert book.cells[0].cell_type == "markdown"
+    assert "You will leave this notebook able to" in book.cells[0].source
+    assert book.cells[-1].cell_type == "markdown" and "Exercises" in book.cells[-1].source
+    facts = [c for c in book.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]
+    assert facts, f"{path.name} checks no facts"
+    for c in facts:  # facts are claims that print True when they hold: none may print False
+        printed = "".join(o.get("text", "") for o in c.outputs)
+        claims = re.findall(r": (True|False)\s*$", printed, re.M)
+        assert claims and "False" not in claims, (path.name, printed)
+
+
+def test_every_notebook_has_solutions_for_instructors(nb):
+    path, _ = nb
+    sol = ROOT / "notebooks" / "solutions" / (path.stem + "_solutions.md")
+    assert sol.is_file(), sol.name
+    n_exercises = len(re.findall(r"^\d+\. ", nbformat.read(path, 4).cells[-1].source, re.M))
+    assert len(re.findall(r"^## Exercise \d+", sol.read_text(), re.M)) == n_exercises

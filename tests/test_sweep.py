@@ -1,0 +1,137 @@
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import eqhelpers.train
+from eqhelpers.sweep import SweepResult, load_sweep, log_betas, summarise, sweep
+from eqhelpers.viz import interpolate
+
+FAST = {"task": "gravity", "models": ("transformer",), "betas": [0.0, 1.0, 10.0], "seeds": (0, 1),
+        "budget": "tiny", "steps": 10, "progress": False}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+
+
+def test_log_betas():
+    b = log_betas(0.1, 100, 4)
+    assert b[0] == 0.0 and np.allclose(b[1:], [0.1, 1, 10, 100])
+    assert log_betas(1, 10, 2, zero=False) == [1.0, 10.0]
+    with pytest.raises(ValueError):
+        log_betas(0, 10, 3)
+
+
+def test_sweep_writes_every_output_and_resumes_without_recomputing(tmp_path):
+    out = tmp_path / "sw"
+    first = sweep(**FAST, out=out)
+    assert first.computed == 6 and len(first.points) == 6
+    for name in ("sweep.json", "sweep.csv", "points.csv", "tradeoff.png", "sweep_config.json"):
+        assert (out / name).exists(), name
+    assert (out / "sweep.csv").read_text().splitlines()[0].startswith("model,beta,n_seeds,test_mse")
+    again = sweep(**FAST, out=out)
+    assert again.computed == 0
+    assert again.summary == first.summary
+
+
+def test_an_interrupted_sweep_keeps_what_finished(tmp_path, monkeypatch):
+    out = tmp_path / "sw"
+    real, calls = eqhelpers.train.run, []
+
+    def flaky(*args, **kwargs):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eqhelpers.train, "run", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(**FAST, out=out)
+    assert len(list((out / "points").glob("*.json"))) == 4
+    monkeypatch.setattr(eqhelpers.train, "run", real)
+    assert sweep(**FAST, out=out).computed == 2
+
+
+def test_a_corrupt_point_is_reported_kept_and_recomputed(tmp_path):
+    out = tmp_path / "sw"
+    first = sweep(**FAST, out=out)
+    victim = out / "points" / "transformer-beta1-seed0.json"
+    original = json.loads(victim.read_text())
+    victim.write_text('{"model": "transformer", "beta": 1.0, "seed": 0, "test_mse": NaN}')
+    with pytest.warns(UserWarning, match="transformer-beta1-seed0.json is corrupt"):
+        again = sweep(**FAST, out=out)
+    assert again.computed == 1
+    assert json.loads(victim.read_text())["test_mse"] == pytest.approx(original["test_mse"], rel=1e-6)
+    kept = list((out / "points").glob("transformer-beta1-seed0.json.corrupt-*"))
+    assert len(kept) == 1 and "NaN" in kept[0].read_text()
+    assert again.summary == first.summary
+
+
+def test_another_configuration_in_the_same_directory_is_refused(tmp_path):
+    out = tmp_path / "sw"
+    sweep(**FAST, out=out)
+    before = sorted(p.name for p in (out / "points").iterdir())
+    with pytest.raises(ValueError, match="other settings"):
+        sweep(**{**FAST, "steps": 20}, out=out)
+    assert sorted(p.name for p in (out / "points").iterdir()) == before
+
+
+def test_bad_sweep_arguments(tmp_path):
+    with pytest.raises(ValueError, match="beta"):
+        sweep(**{**FAST, "betas": [-1.0]})
+    with pytest.raises(ValueError, match="unknown model"):
+        sweep(**{**FAST, "models": ("resnet",)})
+    with pytest.raises(ValueError, match="alpha"):
+        sweep(**{**FAST, "alpha": 0.0})
+
+
+def pts(model, beta, mses, eps):
+    return [{"model": model, "beta": beta, "seed": s, "test_mse": m, "ood_mse": m, "E": e,
+             "E_prime": e, "E_rel": e, "E_prime_rel": e} for s, (m, e) in enumerate(zip(mses, eps))]
+
+
+def test_summary_statistics_and_per_model_pareto_front():
+    points = (pts("t", 0.0, [1.0, 2.0], [10.0, 10.0]) + pts("t", 1.0, [2.0, 2.0], [1.0, 1.0])
+              + pts("t", 10.0, [3.0, 3.0], [2.0, 2.0]) + pts("egnn", 0.0, [0.1, 0.1], [1e-9, 1e-9]))
+    rows = {(r["model"], r["beta"]): r for r in summarise(points)}
+    assert rows[("t", 0.0)]["test_mse"] == 1.5
+    assert rows[("t", 0.0)]["test_mse_std"] == pytest.approx(np.std([1.0, 2.0], ddof=1))
+    # β=0 (best MSE) and β=1 (best E′) are on the front; β=10 is dominated by β=1
+    assert rows[("t", 0.0)]["pareto"] and rows[("t", 1.0)]["pareto"]
+    assert not rows[("t", 10.0)]["pareto"]
+    assert rows[("egnn", 0.0)]["pareto"]  # a front per model: EGNN does not erase the others'
+
+
+def test_interpolation_hits_the_grid_and_stays_between():
+    points = pts("t", 0.0, [1.0], [1.0]) + pts("t", 1.0, [2.0], [0.1]) + pts("t", 100.0, [4.0], [0.001])
+    res = SweepResult({}, points, summarise(points))
+    assert interpolate(res, 1.0, "t")["test_mse"] == pytest.approx(2.0)
+    assert interpolate(res, 10.0, "t")["test_mse"] == pytest.approx(np.sqrt(8.0))  # log-midpoint
+    assert interpolate(res, 0.0, "t")["E_prime"] == pytest.approx(1.0)
+    assert interpolate(res, 1e4, "t")["test_mse"] == pytest.approx(4.0)  # held beyond the grid
+
+
+def test_load_sweep_roundtrip_and_clear_error(tmp_path):
+    out = tmp_path / "sw"
+    sweep(**FAST, out=out)
+    assert load_sweep(out).summary == json.loads((out / "sweep.json").read_text())["summary"]
+    (out / "sweep.json").write_text("{")
+    with pytest.raises(ValueError, match="sweep.json"):
+        load_sweep(out)
+
+
+@pytest.mark.parametrize("name", ["sweep_gravity_cpu", "sweep_field_e3_cpu", "sweep_charged_cpu",
+                                  "sweep_field_e3_n300_cpu"])
+def test_shipped_sweeps_have_provenance(name):
+    path = resources.files("eqhelpers") / "precomputed" / name
+    res = load_sweep(path)
+    prov = res.provenance
+    for key in ("command", "device", "budget", "date", "version", "torch"):
+        assert prov.get(key), key
+    assert prov["budget"] != "tiny" and prov["command"].startswith("python -m eqhelpers sweep")
+    assert len(res.config["seeds"]) >= 3 and 0.0 in res.config["betas"]
+    assert all(r["n_seeds"] == len(res.config["seeds"]) for r in res.summary)
+    assert (path / "tradeoff.png").is_file()
