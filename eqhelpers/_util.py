@@ -86,6 +86,22 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"cannot serialise {type(x).__name__} to JSON")
 
 
+def quarantine(path: Path, what: str, exc: Exception, action: str) -> Path:
+    """Move a corrupt file aside (never delete it) and warn, naming the file and the problem."""
+    import time
+    import warnings
+
+    stamp = int(time.time() * 1000)
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    while aside.exists():  # never overwrite an earlier kept copy
+        stamp += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, aside)
+    warnings.warn(f"{what} {path} is corrupt ({exc}); moved it to {aside.name} and {action}",
+                  stacklevel=3)
+    return aside
+
+
 def chunk_sizes(n: int, size: int) -> list[int]:
     """Split n items into chunks of ``size`` (the last one smaller): sizes for ``Tensor.split``."""
     return [size] * (n // size) + ([n % size] if n % size else [])

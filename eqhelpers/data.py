@@ -28,7 +28,6 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,7 +35,7 @@ from typing import Callable
 import torch
 
 from . import __version__
-from ._util import atomic_torch_save
+from ._util import atomic_torch_save, quarantine
 from .budget import Budget, get_budget
 from .fields import Field, Sample, TaskSpec
 from .groups import SO2, SO3, Group, Permutations, Transform, Translations, euclidean_group
@@ -359,8 +358,5 @@ def _read_cache(path: Path, config: dict):
                     raise ValueError(f"{split}/{k} holds non-finite values")
         return splits, blob["provenance"]
     except Exception as exc:  # unreadable pickle, missing keys, wrong types: all "corrupt"
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        os.replace(path, aside)
-        warnings.warn(f"data cache {path} is corrupt ({exc}); moved it to {aside.name} and "
-                      f"regenerating", stacklevel=3)
+        quarantine(path, "data cache", exc, "regenerating")
         return None

@@ -16,9 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._util import atomic_json, atomic_write, check_weight, resolve_device
+from ._util import atomic_json, atomic_write, check_weight, quarantine, resolve_device
 from .budget import get_budget
 
 METRICS = ("test_mse", "ood_mse", "E", "E_prime", "E_rel", "E_prime_rel")
@@ -100,10 +98,7 @@ def _read_point(path: Path, expect: dict) -> dict | None:
             raise ValueError("it belongs to another point")
         return p
     except Exception as exc:  # unreadable JSON, wrong types, wrong point: all "corrupt"
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time() * 1000)}")
-        os.replace(path, aside)
-        warnings.warn(f"sweep point {path} is corrupt ({exc}); moved it to {aside.name} and "
-                      f"recomputing it", stacklevel=3)
+        quarantine(path, "sweep point", exc, "recomputing it")
         return None
 
 
