@@ -129,7 +129,6 @@ class TaskDef:
 
     name: str
     spec: TaskSpec
-    scalar: str  # name of the per-particle scalar input (mass or charge)
     sample_initial: Callable[..., dict[str, Tensor]]
     simulate: Callable[[dict[str, Tensor]], Tensor]  # inputs -> pos_next
     symmetry: Callable[[float], Group]  # the true symmetry, given a translation std
@@ -199,17 +198,17 @@ def _sim_field(inp: dict[str, Tensor]) -> Tensor:
 
 TASKS: dict[str, TaskDef] = {
     "gravity": TaskDef(
-        "gravity", _nbody_spec(4, "mass"), "mass", _gravity_initial, _sim_gravity,
+        "gravity", _nbody_spec(4, "mass"), _gravity_initial, _sim_gravity,
         lambda s: euclidean_group(4, reflections=True, translation_std=s), 2.0,
         "gravity N-body (GATr setup): star + 3 planets, 100 Euler steps over T = 0.1",
     ),
     "charged": TaskDef(
-        "charged", _nbody_spec(5, "charge"), "charge", _charged_initial, _sim_charged,
+        "charged", _nbody_spec(5, "charge"), _charged_initial, _sim_charged,
         lambda s: euclidean_group(5, reflections=True, translation_std=s), 5.0,
         "charged N-body (EGNN setup): 5 charges ±1, positions after 1000 steps of dt 0.001",
     ),
     "field": TaskDef(
-        "field", _nbody_spec(5, "charge"), "charge", _charged_initial, _sim_field,
+        "field", _nbody_spec(5, "charge"), _charged_initial, _sim_field,
         lambda s: SO2(FIELD_AXIS) * Translations(s) * Permutations(5), 5.0,
         "charged N-body in a constant field along z: symmetric only under SO(2) about z",
     ),

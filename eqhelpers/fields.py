@@ -73,12 +73,11 @@ class Field:
         return self.kind != "scalar"
 
     def representation(self, rot: Tensor) -> Tensor:
-        """The matrix [B, c, c] by which rotations ``rot`` [B, 3, 3] act on this field."""
-        det = torch.linalg.det(rot)[:, None, None]
+        """The matrix [B, c, c] by which orthogonal matrices ``rot`` [B, d, d] act on this field."""
         if self.kind == "vector" or self.kind == "point":
             return rot
         if self.kind == "pseudovector":
-            return det * rot
+            return torch.linalg.det(rot)[:, None, None] * rot
         if self.kind == "scalar":
             eye = torch.eye(self.channels, dtype=rot.dtype, device=rot.device)
             return eye.expand(rot.shape[0], -1, -1)
@@ -87,19 +86,15 @@ class Field:
     def act(self, g: Transform, x: Tensor) -> Tensor:
         """Apply ``g`` to a tensor of this field: [B, N, c] (per particle) or [B, c]."""
         if g.rot is not None and self.rotates:
-            if g.rot.shape[-1] != 3 and self.kind != "vector" and self.kind != "point":
-                raise ValueError(f"a {self.kind} field needs 3D rotations, got {g.rot.shape[-1]}D")
+            d = g.rot.shape[-1]
             if self.kind in ("vector", "point"):
-                if x.shape[-1] != g.rot.shape[-1]:
-                    raise ValueError(
-                        f"{self.kind} field has {x.shape[-1]} components but the group acts on "
-                        f"R^{g.rot.shape[-1]}"
-                    )
-                mat = g.rot
-            else:
-                mat = self.representation(g.rot)
+                if x.shape[-1] != d:
+                    raise ValueError(f"{self.kind} field has {x.shape[-1]} components but the "
+                                     f"group acts on R^{d}")
+            elif d != 3:
+                raise ValueError(f"a {self.kind} field needs 3D rotations, got {d}D")
             eq = "bij,bnj->bni" if self.per_particle else "bij,bj->bi"
-            x = torch.einsum(eq, mat.to(x.dtype), x)
+            x = torch.einsum(eq, self.representation(g.rot).to(x.dtype), x)
         if g.trans is not None and self.translates:
             x = x + (g.trans[:, None, :] if self.per_particle else g.trans).to(x.dtype)
         if g.perm is not None and self.per_particle:
