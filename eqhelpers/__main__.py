@@ -1,4 +1,4 @@
-"""Command line: ``python -m eqhelpers {train,sweep,bench} ...`` (``--help`` on each)."""
+"""Command line: ``python -m eqhelpers {train,sweep,discover,bench} ...`` (``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,33 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/sweep")
     s.add_argument("--no-progress", action="store_true")
 
+    d = sub.add_parser("discover", help="learn a task's symmetry with a LieAugmenter")
+    d.add_argument("--task", default="hidden_axis", choices=sorted(TASKS))
+    d.add_argument("--generators", type=int, default=1, help="number of learnable generators k")
+    d.add_argument("--model", default=None, choices=sorted(MODELS),
+                   help="default: mlp for the one-point discovery tasks, transformer otherwise")
+    d.add_argument("--budget", default=None, choices=sorted(BUDGETS))
+    d.add_argument("--steps", type=int, default=None,
+                   help="joint-training steps (default: the budget's discover_steps)")
+    d.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="one run per seed (in DIR/seed_N when more than one)")
+    d.add_argument("--schedule", nargs=4, type=float, default=None,
+                   metavar=("R_START", "R_END", "WARMUP", "RAMP"),
+                   help="coefficient range: R_START for the first WARMUP fraction of training, "
+                        "then linear to R_END over RAMP (default 0.3 π 0.15 0.35)")
+    d.add_argument("--learned-range", action="store_true",
+                   help="learn the range with a width reward instead of scheduling it")
+    d.add_argument("--width-reward", type=_nonneg, default=0.01)
+    d.add_argument("--orth", type=_nonneg, default=1.0, help="orthogonality regulariser weight")
+    d.add_argument("--sparse", type=_nonneg, default=0.0, help="sparsity regulariser weight")
+    d.add_argument("--compare", action="store_true",
+                   help="also run the Augerino-style and null-space comparators")
+    d.add_argument("--use", action="store_true",
+                   help="also train with the discovered vs the true generators (test and OOD)")
+    d.add_argument("--device", default="auto")
+    d.add_argument("--out", default="runs/discover")
+    d.add_argument("--no-progress", action="store_true")
+
     b = sub.add_parser("bench", help="inference and training throughput of each model")
     b.add_argument("--task", default="gravity", choices=sorted(TASKS))
     b.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS))
@@ -136,6 +163,45 @@ def cmd_sweep(a) -> int:
     return 0
 
 
+def cmd_discover(a) -> int:
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .discover import discover, write_discovery
+
+    schedule = tuple(a.schedule) if a.schedule else (0.3, math.pi, 0.15, 0.35)
+    rows = []
+    for seed in a.seeds:
+        out = Path(a.out) / f"seed_{seed}" if len(a.seeds) > 1 else Path(a.out)
+        r = discover(a.task, a.generators, a.budget, model=a.model, seed=seed, steps=a.steps,
+                     schedule=schedule, learned_range=a.learned_range, width_reward=a.width_reward,
+                     w_orth=a.orth, w_sparse=a.sparse, compare=a.compare, use=a.use,
+                     device=a.device, progress=not a.no_progress)
+        write_discovery(r, out, command=a.command_line)
+        row = {"seed": seed, "verdict": r.verdict(), "dir": str(out),
+               "scores": " ".join(f"{v:.2f}" for v in r.scores.score.tolist())}
+        if r.true_generators is not None:
+            row["best_cosine"] = " ".join(f"{v:.4f}" for v in r.cosine.max(1).values.tolist())
+            row["max_angle"] = float(r.principal_angles.max())
+        rows.append(row)
+        print(f"seed {seed}: {r.verdict()}")
+        if r.comparison:
+            print(format_table([{"row": k, **v} for k, v in r.comparison.items()],
+                               [("row", "augmentation", ""), ("test_mse", "test MSE", ".3e"),
+                                ("ood_mse", "OOD MSE", ".3e")]))
+    cols = [("seed", "seed", "d"), ("best_cosine", "best |cos| per generator", ""),
+            ("max_angle", "largest principal angle (°)", ".2f"), ("scores", "symmetry scores", ""),
+            ("verdict", "verdict", "")]
+    print(format_table(rows, [c for c in cols if any(c[0] in r for r in rows)]))
+    if len(a.seeds) > 1:
+        atomic_json({"command": a.command_line, "runs": rows}, Path(a.out) / "summary.json")
+    print(f"\nWrote {a.out}/: discovery.json, generators.npy, discovery.png"
+          + (" per seed, summary.json" if len(a.seeds) > 1 else ""))
+    return 0
+
+
 def cmd_bench(a) -> int:
     from .bench import DEFAULT_MODELS, benchmark, to_markdown
 
@@ -159,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     a.command_line = "python -m eqhelpers " + shlex.join(argv)
     try:
-        return {"train": cmd_train, "sweep": cmd_sweep, "bench": cmd_bench}[a.command](a)
+        return {"train": cmd_train, "sweep": cmd_sweep, "discover": cmd_discover,
+                "bench": cmd_bench}[a.command](a)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ class Budget:
     eval_every: int  # validation and logging interval (host syncs happen only here)
     eval_M: int  # group elements per sample for E and E′
     eval_samples: int  # test samples used for E and E′
+    discover_steps: int  # joint model + augmenter steps when discovering a symmetry
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -41,13 +42,17 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "tiny": Budget("tiny", n_train=256, n_val=64, n_test=64, steps=40, batch_size=32, lr=1e-3,
-                   width=32, layers=2, eval_every=20, eval_M=4, eval_samples=32),
+                   width=32, layers=2, eval_every=20, eval_M=4, eval_samples=32,
+                   discover_steps=800),
     "cpu": Budget("cpu", n_train=3000, n_val=300, n_test=500, steps=2000, batch_size=64, lr=1e-3,
-                  width=64, layers=3, eval_every=200, eval_M=20, eval_samples=200),
+                  width=64, layers=3, eval_every=200, eval_M=20, eval_samples=200,
+                  discover_steps=2000),
     "gpu": Budget("gpu", n_train=10000, n_val=1000, n_test=2000, steps=20000, batch_size=64,
-                  lr=3e-4, width=128, layers=4, eval_every=1000, eval_M=20, eval_samples=1000),
+                  lr=3e-4, width=128, layers=4, eval_every=1000, eval_M=20, eval_samples=1000,
+                  discover_steps=20000),
     "paper": Budget("paper", n_train=10000, n_val=1000, n_test=2000, steps=50000, batch_size=64,
-                    lr=3e-4, width=128, layers=4, eval_every=2500, eval_M=20, eval_samples=2000),
+                    lr=3e-4, width=128, layers=4, eval_every=2500, eval_M=20, eval_samples=2000,
+                    discover_steps=50000),
 }
 
 

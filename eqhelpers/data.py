@@ -38,7 +38,17 @@ from . import __version__
 from ._util import atomic_torch_save, quarantine
 from .budget import Budget, get_budget
 from .fields import Field, Sample, TaskSpec
-from .groups import SO2, SO3, Group, Permutations, Transform, Translations, euclidean_group
+from .groups import (
+    SE3,
+    SO2,
+    SO3,
+    Group,
+    Permutations,
+    PlaneRotations,
+    Translations,
+    Trivial,
+    euclidean_group,
+)
 
 Tensor = torch.Tensor
 
@@ -125,15 +135,19 @@ def _nbody_spec(n: int, scalar: str) -> TaskSpec:
 
 @dataclass
 class TaskDef:
-    """How to make one task: initial conditions, the simulator, its symmetry."""
+    """How to make one task: inputs, the ground truth, its symmetry, its OOD shift."""
 
     name: str
     spec: TaskSpec
     sample_initial: Callable[..., dict[str, Tensor]]
-    simulate: Callable[[dict[str, Tensor]], Tensor]  # inputs -> pos_next
+    simulate: Callable[[dict[str, Tensor]], Tensor]  # inputs -> the target field
     symmetry: Callable[[float], Group]  # the true symmetry, given a translation std
-    outlier_threshold: float
+    outlier_threshold: float | None  # drop samples whose particles move further (None: keep all)
     description: str
+    target: str = "pos_next"
+    # the transformation that makes the OOD split from the test inputs (then re-labelled);
+    # default: a Haar rotation and a N(0, σ²) translation
+    ood: Callable[[float], Group] = SE3
 
 
 def _log_uniform(lo, hi, shape, gen, dtype):
@@ -196,6 +210,114 @@ def _sim_field(inp: dict[str, Tensor]) -> Tensor:
     return simulate_coulomb(inp["pos"], inp["vel"], inp["charge"], field=f)[0]
 
 
+# --------------------------------------------------------------------------------------------
+# symmetry-discovery tasks: one point x in R^d per sample, an invariant target y = h(x)
+# --------------------------------------------------------------------------------------------
+
+HIDDEN_AXIS = (2.0 / 3.0, -1.0 / 3.0, 2.0 / 3.0)  # unit vector: the "unknown" rotation axis
+# the hidden plane of R^5 (orthonormalised by PlaneRotations) and its orthogonal complement
+HIDDEN_PLANE = ((1.0, 1.0, -1.0, 1.0, 0.0), (0.0, 1.0, 0.0, -1.0, 1.0))
+
+
+def _discovery_spec(d: int) -> TaskSpec:
+    return TaskSpec(inputs={"x": Field("vector", channels=d)}, outputs={"y": Field("scalar")},
+                    n_particles=1)
+
+
+def _axis_frame(dtype=torch.float64, device=None) -> Tensor:
+    """Orthonormal rows (a, b1, b2): the hidden axis and two directions perpendicular to it."""
+    a = torch.tensor(HIDDEN_AXIS, dtype=dtype, device=device)
+    b1 = torch.linalg.cross(a, torch.tensor([1.0, 0.0, 0.0], dtype=dtype, device=device))
+    b1 = b1 / b1.norm()
+    return torch.stack([a, b1, torch.linalg.cross(a, b1)])
+
+
+def _plane_frame(dtype=torch.float64, device=None) -> Tensor:
+    """Orthonormal rows of R^5: the hidden plane's u, v, then a basis of its complement."""
+    g = PlaneRotations(*HIDDEN_PLANE)
+    rows = [g.u, g.v]
+    for e in torch.eye(5, dtype=torch.float64):  # Gram–Schmidt the standard basis against them
+        w = e - sum((e @ r) * r for r in rows)
+        if float(w.norm()) > 1e-6 and len(rows) < 5:
+            rows.append(w / w.norm())
+    return torch.stack(rows).to(dtype=dtype, device=device)
+
+
+def _gaussian_point(d: int):
+    def sample(n: int, gen: torch.Generator, dtype=torch.float64, coverage: float = 1.0):
+        x = torch.randn(n, 1, d, generator=gen, dtype=dtype, device=gen.device)
+        if coverage != 1.0:  # only a sector of each orbit about the hidden axis
+            if d != 3 or not 0 < coverage < 1:
+                raise ValueError(f"coverage must be in (0, 1] (hidden axis only), got {coverage}")
+            f = _axis_frame(dtype, gen.device)
+            c = x[:, 0] @ f.T  # (along a, along b1, along b2)
+            rho = torch.linalg.norm(c[:, 1:], dim=1)
+            phi = 2 * math.pi * coverage * torch.rand(n, generator=gen, dtype=dtype,
+                                                      device=gen.device)
+            c = torch.stack([c[:, 0], rho * torch.cos(phi), rho * torch.sin(phi)], 1)
+            x = (c @ f)[:, None]
+        return {"x": x}
+
+    return sample
+
+
+def hidden_axis_target(x: Tensor) -> Tensor:
+    """y = h(u, ρ): u the coordinate along the hidden axis, ρ the distance from it."""
+    f = _axis_frame(x.dtype, x.device)
+    c = x @ f.T
+    u, rho2 = c[..., :1], (c[..., 1:] ** 2).sum(-1, keepdim=True)
+    return torch.sin(1.5 * u) + 0.5 * rho2 - 0.4 * u * torch.sqrt(rho2)
+
+
+def hidden_plane_target(x: Tensor) -> Tensor:
+    """y = h(r, s1, s2, s3): r the radius in the hidden plane, s the complement coordinates."""
+    c = x @ _plane_frame(x.dtype, x.device).T
+    r = torch.linalg.norm(c[..., :2], dim=-1, keepdim=True)
+    s1, s2, s3 = c[..., 2:3], c[..., 3:4], c[..., 4:5]
+    # not polynomial in s: a quadratic form would have continuous symmetries of its own
+    return torch.sin(1.5 * r) + torch.sin(s1 + 0.5 * s2) + 0.3 * s2 * s3 + 0.2 * s3**2 + 0.2 * r * s1
+
+
+def no_symmetry_target(x: Tensor) -> Tensor:
+    """A generic function of R^3: no linear vector field leaves it unchanged."""
+    x1, x2, x3 = x[..., 0:1], x[..., 1:2], x[..., 2:3]
+    return torch.sin(x1) + 0.5 * x2**2 - 0.4 * x1 * x2 + 0.3 * x3 * (1 + x1) + 0.2 * x3**2
+
+
+def _target(fn):
+    return lambda inp: fn(inp["x"])
+
+
+DISCOVERY_TASKS = {
+    "hidden_axis": TaskDef(
+        "hidden_axis", _discovery_spec(3), _gaussian_point(3), _target(hidden_axis_target),
+        lambda s: SO2(HIDDEN_AXIS), None,
+        "x ~ N(0, I₃), y invariant under rotations about one unknown axis",
+        target="y", ood=lambda s: SO2(HIDDEN_AXIS),
+    ),
+    "hidden_axis_partial": TaskDef(
+        "hidden_axis_partial", _discovery_spec(3),
+        lambda n, gen, dtype=torch.float64, coverage=0.25: _gaussian_point(3)(n, gen, dtype,
+                                                                              coverage),
+        _target(hidden_axis_target), lambda s: SO2(HIDDEN_AXIS), None,
+        "hidden_axis with train/val/test on a quarter of each orbit (coverage=0.25); "
+        "OOD covers the whole orbit",
+        target="y", ood=lambda s: SO2(HIDDEN_AXIS),
+    ),
+    "hidden_plane": TaskDef(
+        "hidden_plane", _discovery_spec(5), _gaussian_point(5), _target(hidden_plane_target),
+        lambda s: PlaneRotations(*HIDDEN_PLANE), None,
+        "x ~ N(0, I₅), y invariant under rotations of one unknown 2-plane of R^5",
+        target="y", ood=lambda s: PlaneRotations(*HIDDEN_PLANE),
+    ),
+    "no_symmetry": TaskDef(
+        "no_symmetry", _discovery_spec(3), _gaussian_point(3), _target(no_symmetry_target),
+        lambda s: Trivial(3), None,
+        "x ~ N(0, I₃), y a generic function: no continuous symmetry",
+        target="y", ood=lambda s: SO3(),
+    ),
+}
+
 TASKS: dict[str, TaskDef] = {
     "gravity": TaskDef(
         "gravity", _nbody_spec(4, "mass"), _gravity_initial, _sim_gravity,
@@ -212,6 +334,7 @@ TASKS: dict[str, TaskDef] = {
         lambda s: SO2(FIELD_AXIS) * Translations(s) * Permutations(5), 5.0,
         "charged N-body in a constant field along z: symmetric only under SO(2) about z",
     ),
+    **DISCOVERY_TASKS,
 }
 
 
@@ -258,9 +381,11 @@ def _generate(tdef: TaskDef, n: int, gen: torch.Generator, init_kw: dict) -> dic
         want = int(math.ceil((n - have) * 1.15)) + 8
         inp = tdef.sample_initial(want, gen, **init_kw)
         y = tdef.simulate(inp)
-        moved = torch.linalg.norm(y - inp["pos"], dim=-1).amax(dim=1)
-        keep = torch.isfinite(moved) & (moved <= tdef.outlier_threshold)
-        got.append({**{k: v[keep] for k, v in inp.items()}, "pos_next": y[keep]})
+        keep = torch.isfinite(y).flatten(1).all(dim=1)
+        if tdef.outlier_threshold is not None:
+            moved = torch.linalg.norm(y - inp["pos"], dim=-1).amax(dim=1)
+            keep &= moved <= tdef.outlier_threshold
+        got.append({**{k: v[keep] for k, v in inp.items()}, tdef.target: y[keep]})
         have += int(keep.sum())
     return {k: torch.cat([g[k] for g in got])[:n] for k in got[0]}
 
@@ -282,14 +407,13 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
     cuts = {"train": (0, n_train), "val": (n_train, n_train + n_val),
             "test": (n_train + n_val, n_train + n_val + n_test)}
     splits = {k: {f: v[a:b] for f, v in data.items()} for k, (a, b) in cuts.items()}
-    # OOD: move the test initial conditions by a random rotation and translation, then simulate
+    # OOD: move the test inputs by the task's OOD transformation (for N-body: a random rotation
+    # and translation), then simulate / re-label them
     test = splits["test"]
-    g = SO3().sample(n_test, generator=gen, dtype=torch.float64)
-    shift = Translations(ood_translation_std).sample(n_test, generator=gen, dtype=torch.float64)
-    g = Transform(g.rot, shift.trans)
+    g = tdef.ood(ood_translation_std).sample(n_test, generator=gen, dtype=torch.float64)
     spec = tdef.spec.inputs
     ood = {k: spec[k].act(g, test[k]) for k in spec}
-    ood["pos_next"] = tdef.simulate(ood)
+    ood[tdef.target] = tdef.simulate(ood)
     splits["ood"] = ood
     return {k: {f: v.cpu() for f, v in split.items()} for k, split in splits.items()}
 

@@ -153,6 +153,17 @@ class Objective:
     def config(self) -> dict:
         return {"objective": self.name}
 
+    # hooks for objectives with state of their own (e.g. a learnable augmenter); no-ops here
+    def setup(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Called once by the trainer before the first step."""
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups the trainer adds next to the model's."""
+        return []
+
+    def begin_step(self, step: int, steps: int) -> None:
+        """Called by the trainer before step ``step`` (1-based) of ``steps``: schedules."""
+
 
 class REMUL(Objective):
     """``α·L_task + β·L_equi`` (see the module docstring). β = 0 is the plain model."""

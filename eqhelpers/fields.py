@@ -41,10 +41,12 @@ class Field:
             self.kind = kind
             if kind == "scalar":
                 self.channels = 1 if channels is None else int(channels)
-            else:
+            elif kind == "pseudovector":
                 if channels not in (None, 3):
-                    raise ValueError(f"a {kind} field has 3 channels, got channels={channels}")
+                    raise ValueError(f"a pseudovector field has 3 channels, got channels={channels}")
                 self.channels = 3
+            else:  # vectors and points live in R^d: 3 by default, any d for embedded tasks
+                self.channels = 3 if channels is None else int(channels)
         else:
             from e3nn import o3
 
@@ -108,7 +110,8 @@ class Field:
     def __repr__(self) -> str:
         kind = str(self.irreps) if self.kind == "irreps" else self.kind
         where = "" if self.per_particle else ", global"
-        ch = f", {self.channels}" if self.kind == "scalar" and self.channels != 1 else ""
+        default = 1 if self.kind == "scalar" else 3
+        ch = f", {self.channels}" if self.kind != "irreps" and self.channels != default else ""
         return f"Field({kind}{ch}{where})"
 
     def __eq__(self, other) -> bool:

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -99,9 +100,10 @@ def load_checkpoint(model: Model, path: str | Path, map_location=None) -> dict:
     return blob
 
 
-def _schedule(opt, lr: float, steps: int):
+def _schedule(opt, lr: float | list[float], steps: int):
     """One-cycle: warm up over 5% of the steps (at least 2), then cosine down to lr/2500.
-    OneCycleLR divides by zero on a one-step warm-up, so very short runs use a constant rate."""
+    OneCycleLR divides by zero on a one-step warm-up, so very short runs use a constant rate.
+    ``lr``: one peak rate, or one per parameter group."""
     if steps < 4:
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
@@ -114,10 +116,13 @@ def train(model: Model, task: Task, objective: Objective | None = None,
           steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
           eval_every: int | None = None, compile: bool = False, amp: bool = False,
           grad_clip: float | None = 1.0, checkpoint: str | Path | None = None,
-          progress: bool = True, desc: str | None = None) -> History:
+          progress: bool = True, desc: str | None = None,
+          callback: Callable[[dict], None] | None = None) -> History:
     """Train ``model`` on ``task`` with ``objective`` (default: plain task loss). Returns a History.
 
-    The model ends holding its best weights on the validation split.
+    The model ends holding its best weights on the validation split. An objective with
+    parameters of its own (a learnable augmenter) is optimised alongside the model; its state is
+    the final one. ``callback(record)`` is called at every logging interval (e.g. a live plot).
     """
     dev = resolve_device(device)
     b = get_budget(budget, dev)
@@ -143,8 +148,10 @@ def train(model: Model, task: Task, objective: Objective | None = None,
     step_model = torch.compile(model) if compile else model
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
                 else contextlib.nullcontext())
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = _schedule(opt, lr, steps)
+    objective.setup(dev, dtype)
+    groups = [{"params": list(model.parameters()), "lr": lr}, *objective.parameter_groups(lr)]
+    opt = torch.optim.Adam(groups, lr=lr)
+    sched = _schedule(opt, [g["lr"] for g in groups], steps)
     hist = History(config={"objective": objective.config(), "steps": steps, "lr": lr,
                            "batch_size": batch_size, "seed": seed, "device": str(dev),
                            "budget": b.name, "compile": compile, "amp": amp,
@@ -157,12 +164,13 @@ def train(model: Model, task: Task, objective: Objective | None = None,
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
         idx = torch.randint(n, (batch_size,), device=dev, generator=gen)
+        objective.begin_step(step, steps)
         with autocast:
             loss, parts = objective(step_model, data.index(idx), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            torch.nn.utils.clip_grad_norm_(groups[0]["params"], grad_clip)
         opt.step()
         sched.step()
         for k, v in {"loss": loss, **parts}.items():
@@ -188,6 +196,8 @@ def train(model: Model, task: Task, objective: Objective | None = None,
                 else:
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(loss=f"{rec['loss']:.3g}", val=f"{rec['val_mse']:.3g}")
+            if callback is not None:
+                callback(rec)
             t0 = time.perf_counter()
         bar.update(1)
     bar.close()

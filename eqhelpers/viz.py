@@ -238,3 +238,111 @@ def plot_matrix(mat, ax=None, title: str | None = None, labels=None):
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+# --------------------------------------------------------------------------------------------
+# symmetry discovery
+# --------------------------------------------------------------------------------------------
+
+
+def _aligned(gens, true):
+    """Flip each learned generator's sign to agree with its best-matching true generator."""
+    g = np.array(gens, dtype=float)
+    if true is None or len(true) == 0:
+        return g
+    t = np.array(true, dtype=float).reshape(len(true), -1)
+    for i in range(len(g)):
+        dots = t @ g[i].ravel()
+        if dots[np.argmax(np.abs(dots))] < 0:
+            g[i] = -g[i]
+    return g
+
+
+def plot_generators(gens, true=None, axes=None, fig=None):
+    """Learned generators (sign-aligned to the truth) next to the true ones, as matrices."""
+    gens = np.asarray(gens, dtype=float)
+    true = None if true is None else np.asarray(true, dtype=float)
+    mats = [(g, f"learned L{i + 1}") for i, g in enumerate(_aligned(gens, true))]
+    if true is not None:
+        mats += [(t, f"true T{j + 1}") for j, t in enumerate(true)]
+    if axes is None:
+        fig, axes = plt.subplots(1, len(mats), figsize=(1.9 * len(mats), 2.1), squeeze=False)
+        axes = axes[0]
+    for ax, (m, title) in zip(axes, mats):
+        ax.clear()
+        plot_matrix(m, ax=ax, title=title)
+    return axes
+
+
+def _convergence(ax, snaps, have_truth: bool):
+    ax.clear()
+    if not snaps:
+        return
+    steps = [s["step"] for s in snaps]
+    if have_truth:
+        ax.plot(steps, [s["alignment"] for s in snaps], "o-", ms=3,
+                label="cos(largest principal angle)")
+        ax.set_ylabel("alignment with the true algebra")
+        ax.set_ylim(0, 1.02)
+        ax.axhline(0.99, color="0.6", lw=0.8, ls="--")
+    else:
+        ax.plot(steps, [s["val_mse"] for s in snaps], "o-", ms=3, label="validation MSE")
+        ax.set_yscale("log")
+        ax.set_ylabel("validation MSE")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+
+
+def _scores(ax, scores, threshold: float):
+    ax.clear()
+    s = np.asarray(scores, dtype=float)
+    ax.bar([f"L{i + 1}" for i in range(len(s))], s,
+           color=["tab:green" if v >= threshold else "tab:red" for v in s])
+    ax.axhline(threshold, color="0.4", ls="--", lw=0.8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("symmetry score")
+    ax.set_title("1 = symmetry, 0 = like a random direction", fontsize=9)
+
+
+def plot_discovery(result):
+    """Generators, their convergence, and the symmetry scores of a :class:`Discovery`."""
+    gens = result.generators.numpy()
+    true = None if result.true_generators is None else result.true_generators.numpy()
+    n = len(gens) + (0 if true is None else len(true))
+    fig = plt.figure(figsize=(max(7.0, 1.9 * n), 5.2))
+    gs = fig.add_gridspec(2, max(n, 2), height_ratios=[1, 1.4])
+    plot_generators(gens, true, axes=[fig.add_subplot(gs[0, i]) for i in range(n)])
+    half = max(n, 2) // 2
+    _convergence(fig.add_subplot(gs[1, :half]), result.snapshots, true is not None)
+    _scores(fig.add_subplot(gs[1, half:]), result.scores.score.numpy(), result.scores.threshold)
+    fig.suptitle(f"{result.task}: {result.verdict()}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class LiveDiscoveryPlot:
+    """A callback for :func:`eqhelpers.discover.discover` that redraws the generators and their
+    |cos| to the truth at every snapshot, in place, in a notebook."""
+
+    def __init__(self, true=None, n_generators: int = 1):
+        from IPython.display import display
+
+        self.true = None if true is None else np.asarray(true, dtype=float)
+        n = n_generators + (0 if self.true is None else len(self.true))
+        self.fig = plt.figure(figsize=(max(7.0, 1.9 * n), 4.6))
+        gs = self.fig.add_gridspec(2, n, height_ratios=[1, 1.3])
+        self.mat_axes = [self.fig.add_subplot(gs[0, i]) for i in range(n)]
+        self.curve_ax = self.fig.add_subplot(gs[1, :])
+        self.snaps: list[dict] = []
+        plt.close(self.fig)  # shown only through the display handle
+        self.handle = display(self.fig, display_id=True)
+
+    def __call__(self, step, generators, snap) -> None:
+        self.snaps.append(snap)
+        plot_generators(np.asarray(generators), self.true, axes=self.mat_axes)
+        _convergence(self.curve_ax, self.snaps, self.true is not None)
+        self.curve_ax.set_title(f"step {step}", fontsize=9)
+        self.fig.tight_layout()
+        if self.handle is not None:
+            self.handle.update(self.fig)

@@ -1,0 +1,546 @@
+"""Discovering a symmetry from data with learnable augmentations, and reading it out.
+
+**LieAugmenter** (SEMoLA / LieAugmenter-style). ``k`` learnable generators ``L_k`` in gl(d) (d the
+dimension the data live in: 3 for point clouds, more for embedded tasks), each kept at the fixed
+Frobenius norm √2 — the norm of a unit-speed rotation, so coefficients are angles in radians and a
+generator cannot shrink to zero and make the augmentation the identity. A step draws
+``z ~ U(−r, r)^k`` (reparameterised: ``z = r·(2u − 1)``, so gradients reach the generators
+through ``expm(Σ z_k L_k)``) and moves inputs *and* equivariant targets by ``g = expm(Σ z_k L_k)``
+through the field types of :mod:`eqhelpers.fields` (scalars stay, vectors and points map by g).
+
+**Joint training** (:class:`LearnedAugmentation`, an objective for :func:`eqhelpers.train.train`)::
+
+    L = w_task·L(f(x), y) + w_aug·L(f(gx), g·y) + w_cons·L(f(gx), g·f(x))
+        + w_orth·Σ_{i<j} cos²(L_i, L_j) + w_sparse·‖L‖₁/‖L‖₂ − w_width·Σ r_k
+
+The augmented loss can only be small when moving the data along ``L_k`` keeps the labels
+consistent, so the generators turn towards the data's symmetries. The range ``r`` is scheduled
+(narrow during a warm-up, then widened: a generator first aligns on small moves, where the model
+is reliable, before wide moves carry data off the covered part of an orbit) or learned with a
+width reward (``range="learned"``).
+
+**Read-out.** Normalised generators; ``|cos|`` to a known generator; principal angles between the
+learned span and a known algebra; and a per-generator **symmetry score**
+``1 / D``, from the degradation factor ``D = MSE(f(e^{zL}x), e^{zL}·y) / MSE(f(x), y)``
+(``z ~ U(−r, r)``, r = 0.5 rad by default) of a model trained *without* augmentation: the share of
+its accuracy that survives moving the data along L. ≈ 1 for a symmetry; below ½ (the move more than
+doubles the error) it is not one. A task with no symmetry still has a *least-broken* direction,
+which the augmenter finds — it scores far below ½ (D in the tens), while a real symmetry keeps
+D ≈ 1. Random directions give the scale (``reference_degradation``); if even they barely hurt,
+the reference model is too inaccurate to judge and no score is trusted. Moving data along a true
+symmetry keeps them in distribution only if the data distribution is itself symmetric (true for
+every discovery task but the partial-orbit one), so the score is meaningful there.
+
+**Comparators.** :class:`Augerino` — a fixed basis of gl(d) with learnable widths and a width
+reward (it can only widen basis directions, so it cannot express a rotation about an unknown
+axis); :func:`nullspace` — LieSD-style: stack the infinitesimal equivariance constraints
+``J_f(x)·(L x) = ρ(L) f(x)`` of a trained model, linear in L, and take the SVD: singular vectors with
+near-zero singular values are the symmetries the model has learned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._util import check_weight
+from .equivariance import Objective, field_mse
+from .fields import Field, Sample, act
+from .groups import LieGroup, Transform
+
+Tensor = torch.Tensor
+
+GEN_NORM = math.sqrt(2.0)  # Frobenius norm of a unit-speed rotation generator (e.g. L_z)
+
+
+# --------------------------------------------------------------------------------------------
+# generators: normalising and comparing
+# --------------------------------------------------------------------------------------------
+
+
+def _as_generators(g, name: str = "generators") -> Tensor:
+    g = torch.as_tensor(g)
+    if g.dim() == 2:
+        g = g[None]
+    if g.dim() != 3 or g.shape[-1] != g.shape[-2]:
+        raise ValueError(f"{name} must be matrices [k, d, d] (or one [d, d]), got {tuple(g.shape)}")
+    if not g.is_floating_point():
+        g = g.double()
+    if not bool(torch.isfinite(g).all()):
+        raise ValueError(f"{name} contain NaN or inf")
+    if bool((g.flatten(1).norm(dim=1) == 0).any()):
+        raise ValueError(f"{name}: a zero matrix is not a generator")
+    return g
+
+
+def normalise(generators: Tensor) -> Tensor:
+    """Scale each matrix to Frobenius norm √2 (a unit-speed rotation), sign left as it is."""
+    g = _as_generators(generators)
+    return GEN_NORM * g / g.flatten(1).norm(dim=1)[:, None, None]
+
+
+def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
+    """|⟨A_i, B_j⟩_F| / (‖A_i‖ ‖B_j‖) for every pair: [k, m] (the sign of a generator is
+    arbitrary, so the absolute value)."""
+    a, b = _as_generators(a, "a"), _as_generators(b, "b").to(a.dtype)
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"generators act on R^{a.shape[-1]} and R^{b.shape[-1]}")
+    fa = F.normalize(a.flatten(1), dim=1)
+    fb = F.normalize(b.flatten(1).to(a.device), dim=1)
+    return (fa @ fb.T).abs()
+
+
+def principal_angles(learned: Tensor, true: Tensor) -> Tensor:
+    """Principal angles (degrees, ascending) between span(learned) and span(true) in gl(d).
+
+    min(k, m) angles; all ≈ 0 when the learned generators span the true algebra (k = m).
+    """
+    a, b = _as_generators(learned, "learned"), _as_generators(true, "true").to(learned.dtype)
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"generators act on R^{a.shape[-1]} and R^{b.shape[-1]}")
+    qa, _ = torch.linalg.qr(a.flatten(1).T.double())
+    qb, _ = torch.linalg.qr(b.flatten(1).T.double().to(a.device))
+    u, cos, vh = torch.linalg.svd(qa.T @ qb, full_matrices=False)
+    yb = qb @ vh.T  # principal vectors in span(true)
+    sin = (yb - qa @ (qa.T @ yb)).norm(dim=0)  # arccos alone loses precision near 0°
+    return torch.rad2deg(torch.atan2(sin, cos))  # ascending, as cos descends
+
+
+def random_generators(n: int, dim: int, seed: int = 0, dtype=torch.float64) -> Tensor:
+    """``n`` random directions in gl(d) (Gaussian entries), normalised: the 'no symmetry' reference."""
+    gen = torch.Generator().manual_seed(seed)
+    return normalise(torch.randn(n, dim, dim, generator=gen, dtype=dtype))
+
+
+def _check_linear_fields(spec: dict[str, Field], dim: int) -> None:
+    for k, f in spec.items():
+        if f.kind in ("pseudovector", "irreps"):
+            raise ValueError(f"field {k!r} is a {f.kind}: a general linear map has no action on it "
+                             "(learned augmentation handles scalars, vectors and points)")
+        if f.kind in ("vector", "point") and f.channels != dim:
+            raise ValueError(f"the generators act on R^{dim} but field {k!r} is {f.channels}D")
+
+
+def move(sample: Sample | dict, mats: Tensor, spec: dict[str, Field] | None = None):
+    """Apply matrices ``mats`` [B, d, d] (one per row; any invertible matrices, not only
+    rotations) to a sample: scalars stay, vectors and points map linearly."""
+    return act(Transform.trusted(rot=mats), sample, spec)
+
+
+# --------------------------------------------------------------------------------------------
+# the learnable augmenter
+# --------------------------------------------------------------------------------------------
+
+
+class LieAugmenter(nn.Module):
+    """``k`` learnable generators in gl(d) at fixed norm and a coefficient range (see the module
+    docstring).
+
+    ``schedule``: ``(r_start, r_end, warmup, ramp)`` — r stays at ``r_start`` for the first
+    ``warmup`` fraction of training, grows linearly to ``r_end`` over the next ``ramp`` fraction,
+    then stays. ``range="learned"`` makes r a parameter (softplus) instead, started at
+    ``r_start``. ``init``: optional starting generators [k, d, d]; else random from ``seed``.
+    """
+
+    def __init__(self, dim: int, n_generators: int = 1, schedule=(0.3, math.pi, 0.15, 0.35),
+                 range: str = "schedule", init: Tensor | None = None, seed: int = 0):
+        super().__init__()
+        if not isinstance(dim, int) or dim < 2:
+            raise ValueError(f"dim must be an int >= 2, got {dim!r}")
+        if not isinstance(n_generators, int) or not 1 <= n_generators <= dim * dim:
+            raise ValueError(f"n_generators must be an int in [1, {dim * dim}], got {n_generators!r}")
+        if range not in ("schedule", "learned"):
+            raise ValueError(f"range must be 'schedule' or 'learned', got {range!r}")
+        r0, r1, warmup, ramp = (float(v) for v in schedule)
+        if not (0 <= r0 and 0 < r1 and math.isfinite(r0) and math.isfinite(r1)):
+            raise ValueError(f"ranges must be finite, r_start >= 0 and r_end > 0, got {r0}, {r1}")
+        if not (0 <= warmup <= 1 and 0 <= ramp <= 1 and warmup + ramp <= 1):
+            raise ValueError(f"warmup and ramp are fractions summing to <= 1, got {warmup}, {ramp}")
+        self.dim, self.k, self.mode = dim, n_generators, range
+        self.schedule = (r0, r1, warmup, ramp)
+        if init is None:
+            raw = torch.randn(n_generators, dim, dim, generator=torch.Generator().manual_seed(seed))
+        else:
+            raw = normalise(init).float()
+            if raw.shape != (n_generators, dim, dim):
+                raise ValueError(f"init must have shape {(n_generators, dim, dim)}, "
+                                 f"got {tuple(raw.shape)}")
+        self.raw = nn.Parameter(raw)
+        if range == "learned":
+            inv = math.log(math.expm1(max(r0, 1e-3)))  # softplus⁻¹
+            self.raw_range = nn.Parameter(torch.full((n_generators,), inv))
+        else:
+            self.register_buffer("scheduled_range", torch.full((n_generators,), r0))
+
+    # -- state ---------------------------------------------------------------------------
+    def generators(self) -> Tensor:
+        """The current generators, normalised to Frobenius norm √2: [k, d, d]."""
+        return GEN_NORM * self.raw / self.raw.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
+
+    @property
+    def range(self) -> Tensor:
+        """The current coefficient range r_k: z_k ~ U(−r_k, r_k)."""
+        if self.mode == "learned":
+            return F.softplus(self.raw_range)
+        return self.scheduled_range
+
+    def set_progress(self, frac: float) -> None:
+        """Set the scheduled range for training progress ``frac`` ∈ [0, 1]."""
+        if self.mode == "learned":
+            return
+        r0, r1, warmup, ramp = self.schedule
+        t = 1.0 if ramp == 0 else min(max((frac - warmup) / ramp, 0.0), 1.0)
+        self.scheduled_range.fill_(r0 + (r1 - r0) * t)
+
+    # -- sampling ------------------------------------------------------------------------
+    def sample(self, n: int, generator: torch.Generator | None = None, device=None,
+               dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """``(z [n, k], expm(Σ z_k L_k) [n, d, d])``, differentiable in the generators."""
+        device = device or self.raw.device
+        dtype = dtype or self.raw.dtype
+        u = torch.rand(n, self.k, generator=generator, device=device, dtype=dtype)
+        z = (2 * u - 1) * self.range.to(dtype)
+        a = torch.einsum("nk,kij->nij", z, self.generators().to(dtype))
+        return z, torch.linalg.matrix_exp(a)
+
+    # -- regularisers --------------------------------------------------------------------
+    def orthogonality(self) -> Tensor:
+        """Mean cos² between distinct generators (0 when they are orthogonal)."""
+        if self.k < 2:
+            return self.raw.new_zeros(())
+        f = F.normalize(self.generators().flatten(1), dim=1)
+        c = f @ f.T
+        off = ~torch.eye(self.k, dtype=torch.bool, device=c.device)
+        return (c[off] ** 2).mean()
+
+    def sparsity(self) -> Tensor:
+        """Mean ‖L‖₁ / (d ‖L‖₂), in [1/d, 1]: small for generators with few non-zero entries."""
+        g = self.generators().flatten(1)
+        return (g.abs().sum(1) / (self.dim * g.norm(dim=1))).mean()
+
+    def group(self, orthogonal: bool = True, ranges=None) -> LieGroup:
+        """The discovered group, to augment or measure with (``orthogonal``: keep the
+        skew-symmetric part, so its elements are exact rotations)."""
+        r = self.range.detach() if ranges is None else ranges
+        return LieGroup(self.generators().detach(), r, orthogonal=orthogonal,
+                        name=f"learned ({self.k} generator{'s' * (self.k > 1)} on R^{self.dim})")
+
+
+class LearnedAugmentation(Objective):
+    """Joint training of a model and a :class:`LieAugmenter` (loss in the module docstring).
+
+    The original and the augmented batch go through one forward pass. ``lr``: the generators'
+    learning rate (their own Adam parameter group, on the trainer's one-cycle schedule).
+    """
+
+    name = "learned_augmentation"
+
+    def __init__(self, augmenter: LieAugmenter, w_task: float = 1.0, w_aug: float = 1.0,
+                 w_consistency: float = 1.0, w_orth: float = 1.0, w_sparse: float = 0.0,
+                 w_width: float = 0.0, lr: float = 0.02):
+        if not isinstance(augmenter, LieAugmenter):
+            raise TypeError(f"expected a LieAugmenter, got {type(augmenter).__name__}")
+        self.augmenter = augmenter
+        self.w = {k: check_weight(k, v) for k, v in (
+            ("w_task", w_task), ("w_aug", w_aug), ("w_consistency", w_consistency),
+            ("w_orth", w_orth), ("w_sparse", w_sparse), ("w_width", w_width))}
+        if self.w["w_task"] + self.w["w_aug"] == 0:
+            raise ValueError("w_task and w_aug cannot both be zero: nothing would fit the labels")
+        if augmenter.mode == "learned" and self.w["w_width"] == 0:
+            raise ValueError("a learned range needs a width reward (w_width > 0), "
+                             "or it shrinks to nothing")
+        self.lr = check_weight("lr", lr)
+
+    def config(self) -> dict:
+        a = self.augmenter
+        return {"objective": self.name, **self.w, "lr": self.lr, "dim": a.dim,
+                "n_generators": a.k, "range": a.mode, "schedule": list(a.schedule)}
+
+    def setup(self, device, dtype) -> None:
+        self.augmenter.to(device=device, dtype=dtype)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        return [{"params": list(self.augmenter.parameters()), "lr": self.lr}]
+
+    def begin_step(self, step: int, steps: int) -> None:
+        self.augmenter.set_progress((step - 1) / max(steps - 1, 1))
+
+    def _check(self, model) -> None:
+        if not getattr(self, "_checked", False):
+            _check_linear_fields(model.spec.spec, self.augmenter.dim)
+            self._checked = True
+
+    def __call__(self, model, batch: Sample, generator: torch.Generator | None = None):
+        self._check(model)
+        aug, outputs = self.augmenter, model.spec.outputs
+        b = len(batch)
+        _, mats = aug.sample(b, generator, device=batch.device, dtype=batch.dtype)
+        gbatch = move(batch, mats)  # inputs and targets alike
+        out = model(Sample.cat([batch, gbatch]))  # one forward pass for both
+        pred = {k: v[:b] for k, v in out.items()}
+        pred_g = {k: v[b:] for k, v in out.items()}
+        w = self.w
+        task = field_mse(pred, batch)
+        augl = field_mse(pred_g, gbatch)
+        loss = w["w_task"] * task + w["w_aug"] * augl
+        parts = {"task": task.detach(), "aug": augl.detach()}
+        if w["w_consistency"]:
+            cons = field_mse(pred_g, move(pred, mats, outputs))
+            loss = loss + w["w_consistency"] * cons
+            parts["consistency"] = cons.detach()
+        if w["w_orth"] and aug.k > 1:
+            loss = loss + w["w_orth"] * aug.orthogonality()
+        if w["w_sparse"]:
+            loss = loss + w["w_sparse"] * aug.sparsity()
+        if w["w_width"]:
+            loss = loss - w["w_width"] * aug.range.sum()
+        parts["range"] = aug.range.detach().mean()
+        return loss, parts
+
+
+# --------------------------------------------------------------------------------------------
+# comparator 1: Augerino-style (fixed basis, learnable widths)
+# --------------------------------------------------------------------------------------------
+
+
+def gl_basis(dim: int, dtype=torch.float64) -> tuple[Tensor, list[str]]:
+    """A basis of gl(d) made of rotations of each coordinate plane, then symmetric matrices
+    (scalings of each axis, shears of each plane), with names."""
+    mats, names = [], []
+    for i in range(dim):
+        for j in range(i + 1, dim):
+            m = torch.zeros(dim, dim, dtype=dtype)
+            m[j, i], m[i, j] = 1.0, -1.0
+            mats.append(m)
+            names.append(f"rot{i}{j}")
+    for i in range(dim):
+        m = torch.zeros(dim, dim, dtype=dtype)
+        m[i, i] = 1.0
+        mats.append(m)
+        names.append(f"scale{i}")
+    for i in range(dim):
+        for j in range(i + 1, dim):
+            m = torch.zeros(dim, dim, dtype=dtype)
+            m[i, j] = m[j, i] = 1.0
+            mats.append(m)
+            names.append(f"shear{i}{j}")
+    return normalise(torch.stack(mats)), names
+
+
+class Augerino(nn.Module):
+    """Augerino-style augmenter (Benton et al. 2020): a *fixed* basis B_k of gl(d) with learnable
+    widths w_k, elements ``expm(Σ z_k B_k)``, ``z_k ~ U(−w_k, w_k)``."""
+
+    def __init__(self, dim: int, basis: Tensor | None = None, init_width: float = 0.1):
+        super().__init__()
+        if basis is None:
+            basis, names = gl_basis(dim)
+        else:
+            basis = normalise(basis)
+            names = [f"B{k}" for k in range(len(basis))]
+        if basis.shape[-1] != dim:
+            raise ValueError(f"basis acts on R^{basis.shape[-1]}, not R^{dim}")
+        self.dim, self.names = dim, names
+        self.register_buffer("basis", basis.float())
+        inv = math.log(math.expm1(check_weight("init_width", init_width) or 1e-3))
+        self.raw_width = nn.Parameter(torch.full((len(basis),), inv))
+
+    @property
+    def widths(self) -> Tensor:
+        return F.softplus(self.raw_width)
+
+    def sample(self, n: int, generator=None, device=None, dtype=None) -> tuple[Tensor, Tensor]:
+        device = device or self.raw_width.device
+        dtype = dtype or self.raw_width.dtype
+        u = torch.rand(n, len(self.basis), generator=generator, device=device, dtype=dtype)
+        z = (2 * u - 1) * self.widths.to(dtype)
+        return z, torch.linalg.matrix_exp(torch.einsum("nk,kij->nij", z, self.basis.to(dtype)))
+
+
+class AugerinoObjective(Objective):
+    """``L(f(gx), g·y) − λ Σ_k w_k``: the augmented loss and a reward for wide augmentations."""
+
+    name = "augerino"
+
+    def __init__(self, augmenter: Augerino, width_reward: float = 0.01, lr: float = 0.02):
+        self.augmenter = augmenter
+        self.width_reward = check_weight("width_reward", width_reward)
+        self.lr = check_weight("lr", lr)
+
+    def config(self) -> dict:
+        return {"objective": self.name, "width_reward": self.width_reward, "lr": self.lr,
+                "basis": self.augmenter.names}
+
+    def setup(self, device, dtype) -> None:
+        self.augmenter.to(device=device, dtype=dtype)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        return [{"params": list(self.augmenter.parameters()), "lr": self.lr}]
+
+    def __call__(self, model, batch: Sample, generator=None):
+        if not getattr(self, "_checked", False):
+            _check_linear_fields(model.spec.spec, self.augmenter.dim)
+            self._checked = True
+        _, mats = self.augmenter.sample(len(batch), generator, batch.device, batch.dtype)
+        gbatch = move(batch, mats)
+        task = field_mse(model(gbatch), gbatch)
+        widths = self.augmenter.widths
+        return task - self.width_reward * widths.sum(), {"task": task.detach(),
+                                                          "width": widths.detach().mean()}
+
+
+# --------------------------------------------------------------------------------------------
+# comparator 2: null space of a trained model's infinitesimal constraints (LieSD-style)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NullSpace:
+    """Singular values of the stacked constraints (ascending, divided by the largest) and the
+    matching generators (normalised), most symmetric first."""
+
+    singular_values: Tensor
+    generators: Tensor
+
+    def symmetries(self, threshold: float = 0.05) -> Tensor:
+        """The generators whose relative singular value is below ``threshold``."""
+        return self.generators[self.singular_values < threshold]
+
+
+def constraints(model, sample: Sample, n_samples: int = 256) -> Tensor:
+    """The infinitesimal equivariance constraints of ``model`` as a matrix [rows, d²] acting on
+    vec(L): for every sample and output entry, ``Σ_fields J·(L x_field) − (L f(x))`` (the
+    derivative of ``g⁻¹ f(g x)`` at g = 1), zero for every L the model respects."""
+    spec = model.spec
+    dim = next((f.channels for f in spec.inputs.values() if f.kind in ("vector", "point")), None)
+    if dim is None:
+        raise ValueError("the model has no vector or point input for a linear map to act on")
+    _check_linear_fields(spec.spec, dim)
+    p = next(model.parameters())
+    x = sample.select(spec.inputs).index(slice(0, n_samples)).to(p.device, p.dtype)
+    moving = [k for k, f in spec.inputs.items() if f.kind in ("vector", "point")]
+    leaves = {k: x[k].detach().clone().requires_grad_(True) for k in moving}
+    was = model.training
+    model.eval()
+    try:
+        out = model(x.replace(**leaves))
+    finally:
+        model.train(was)
+    b = len(x)
+    rows = []
+    for name, f in spec.outputs.items():
+        y = out[name]  # [B, N, c]
+        flat = y.reshape(b, -1)
+        for o in range(flat.shape[1]):
+            grads = torch.autograd.grad(flat[:, o].sum(), list(leaves.values()), retain_graph=True,
+                                        allow_unused=True)
+            row = torch.zeros(b, dim, dim, dtype=y.dtype, device=y.device)
+            for xin, gr in zip(leaves.values(), grads):
+                if gr is not None:  # coefficient of L[a, c]: Σ_n ∂f_o/∂x[n, a] · x[n, c]
+                    row = row + torch.einsum("bna,bnc->bac", gr, xin.detach())
+            if f.kind in ("vector", "point"):  # minus (L f)_o, o = (particle n, component a')
+                n, a_out = divmod(o, f.channels)
+                row[:, a_out, :] -= y[:, n, :].detach()
+            rows.append(row.flatten(1))
+    return torch.cat(rows).double().cpu()
+
+
+def nullspace(model, sample: Sample, n_samples: int = 256) -> NullSpace:
+    """Which linear vector fields L the trained ``model`` respects (LieSD-style): the SVD of its
+    :func:`constraints`; near-zero singular values are symmetries."""
+    c = constraints(model, sample, n_samples)
+    dim = int(round(math.sqrt(c.shape[1])))
+    _, s, vh = torch.linalg.svd(c, full_matrices=False)
+    s_rel = (s / s[0].clamp_min(1e-300)).flip(0)
+    return NullSpace(s_rel, normalise(vh.flip(0).reshape(-1, dim, dim)))
+
+
+def canonical_generators(model, sample: Sample, generators: Tensor,
+                         n_samples: int = 256) -> tuple[Tensor, Tensor]:
+    """An orthonormal basis of span(generators), sorted from most to least respected by
+    ``model``: the SVD of its constraints restricted to the span. Returns (generators [k, d, d]
+    normalised, relative violation [k] on the scale of :func:`nullspace`).
+
+    Several learned generators may share a symmetry between them (the span contains it, no single
+    one is it); this read-out finds the symmetric direction inside the span.
+    """
+    g = normalise(generators).double()
+    c = constraints(model, sample, n_samples)
+    q, _ = torch.linalg.qr(g.flatten(1).T)  # [d², k] orthonormal
+    _, s, vh = torch.linalg.svd(c @ q, full_matrices=False)
+    top = torch.linalg.svdvals(c)[0].clamp_min(1e-300)
+    dirs = (q @ vh.T).T.flip(0)  # ascending violation
+    return normalise(dirs.reshape(g.shape)), (s / top).flip(0)
+
+
+# --------------------------------------------------------------------------------------------
+# the symmetry score
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SymmetryScores:
+    """Per-generator scores ``1/D`` (1: a symmetry; below ``threshold``: not one), the
+    degradation factors D behind them, and the median D of random directions."""
+
+    score: Tensor
+    degradation: Tensor
+    reference_degradation: float
+    base_mse: float
+    z_range: float
+    threshold: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def reliable(self) -> bool:
+        """Whether random directions hurt the reference model at all (≥ 2× its MSE): if not, it
+        has not learned the task well enough for any score to mean something."""
+        return self.reference_degradation >= 2.0
+
+    @property
+    def is_symmetry(self) -> Tensor:
+        return (self.score >= self.threshold) & self.reliable
+
+
+@torch.no_grad()
+def _moved_mse(model, sample: Sample, gens: Tensor, z_range: float, gen: torch.Generator,
+               repeats: int) -> Tensor:
+    """Mean over z ~ U(−r, r) of the task MSE on data moved by e^{zL}, for each L: [k]."""
+    from .train import predict  # the trainer's batched predict (no import cycle at load)
+
+    out = []
+    n = len(sample)
+    for L in gens:
+        vals = []
+        for _ in range(repeats):
+            z = z_range * (2 * torch.rand(n, generator=gen, dtype=torch.float64) - 1)
+            mats = torch.linalg.matrix_exp(z[:, None, None] * L.double()[None])
+            moved = move(sample, mats.to(device=sample.device, dtype=sample.dtype))
+            vals.append(field_mse(predict(model, moved), moved))
+        out.append(torch.stack(vals).mean())
+    return torch.stack(out).double().cpu()
+
+
+def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = 0.5,
+                    n_random: int = 16, repeats: int = 2, seed: int = 0,
+                    threshold: float = 0.5) -> SymmetryScores:
+    """How much the task loss of ``model`` (trained without augmentation) degrades when ``sample``
+    is moved along each generator (see the module docstring)."""
+    from .train import mse
+
+    gens = normalise(generators)
+    _check_linear_fields(model.spec.spec, gens.shape[-1])
+    if not (z_range > 0 and math.isfinite(z_range)):
+        raise ValueError(f"z_range must be finite and > 0, got {z_range!r}")
+    p = next(model.parameters())
+    sample = sample.to(p.device, p.dtype)
+    gen = torch.Generator().manual_seed(seed)
+    base = mse(model, sample)
+    d = _moved_mse(model, sample, gens, z_range, gen, repeats) / base
+    rand = random_generators(n_random, gens.shape[-1], seed=seed + 1)
+    d_ref = float((_moved_mse(model, sample, rand, z_range, gen, repeats) / base).median())
+    return SymmetryScores((1 / d).clamp(max=1.0), d, d_ref, base, z_range, threshold)

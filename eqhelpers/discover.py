@@ -1,0 +1,288 @@
+"""One symmetry-discovery experiment, as ``python -m eqhelpers discover`` runs it.
+
+1. a **reference model** trained without augmentation (it scores the generators, its Jacobian
+   gives the null-space analysis, and it is the "no augmentation" row of the comparison);
+2. a model trained **jointly with a LieAugmenter** (:mod:`eqhelpers.augment`): the learned
+   generators, with a snapshot at every logging interval to watch them converge;
+3. the **read-out**: |cos| to the true generators and principal angles (when the truth is known),
+   symmetry scores, and a verdict;
+4. optionally the **comparators** (Augerino-style widths, the null space of the reference model)
+   and the **use** of the discovery: a fresh model trained with the discovered augmentation against
+   one trained with the true generators, and the reference, on the test and OOD splits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from ._util import atomic_json, atomic_write, resolve_device, seed_everything
+from .augment import (
+    Augerino,
+    AugerinoObjective,
+    LearnedAugmentation,
+    LieAugmenter,
+    NullSpace,
+    SymmetryScores,
+    canonical_generators,
+    cosine_similarity,
+    normalise,
+    nullspace,
+    principal_angles,
+    symmetry_scores,
+)
+from .budget import Budget, get_budget
+from .data import Task, load_task
+from .equivariance import Augmentation
+from .groups import LieGroup, linear_generators
+from .models import make_model
+from .train import _device_name, mse, train
+
+Tensor = torch.Tensor
+
+DEFAULT_MODEL = {"hidden_axis": "mlp", "hidden_axis_partial": "mlp", "hidden_plane": "mlp",
+                 "no_symmetry": "mlp"}
+
+
+@dataclass
+class Discovery:
+    """What a discovery run found (see the module docstring). Tensors on the CPU, float64."""
+
+    task: str
+    generators: Tensor  # [k, d, d], normalised: the learned span, most symmetric direction first
+    ranges: Tensor  # [k]
+    true_generators: Tensor | None
+    scores: SymmetryScores
+    snapshots: list[dict] = field(default_factory=list)  # step, generators, |cos| (if known)
+    nullspace: NullSpace | None = None
+    augerino: dict | None = None
+    comparison: dict | None = None
+    metrics: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    learned: Tensor | None = None  # the generators as trained, before the canonical read-out
+    violation: Tensor | None = None  # relative constraint violation of each canonical generator
+
+    @property
+    def cosine(self) -> Tensor | None:
+        """|cos| of every learned generator to every true one, [k, m]."""
+        if self.true_generators is None:
+            return None
+        return cosine_similarity(self.generators, self.true_generators)
+
+    @property
+    def principal_angles(self) -> Tensor | None:
+        if self.true_generators is None:
+            return None
+        return principal_angles(self.generators, self.true_generators)
+
+    @property
+    def found(self) -> Tensor:
+        """The learned generators the symmetry score accepts."""
+        return self.generators[self.scores.is_symmetry]
+
+    def verdict(self) -> str:
+        if not self.scores.reliable:
+            return ("undetermined: the reference model is too inaccurate for moves to hurt it "
+                    f"(random directions degrade its MSE only {self.scores.reference_degradation:.2f}×)")
+        n = int(self.scores.is_symmetry.sum())
+        if n == 0:
+            return "no symmetry: moving the data along any learned generator breaks the task"
+        return f"{n} of {len(self.generators)} learned generator(s) are symmetries"
+
+    def as_dict(self) -> dict:
+        def lst(t):
+            return None if t is None else t.tolist()
+
+        out = {
+            "task": self.task, "verdict": self.verdict(),
+            "generators": lst(self.generators), "learned": lst(self.learned),
+            "violation": lst(self.violation), "ranges": lst(self.ranges),
+            "true_generators": lst(self.true_generators), "cosine": lst(self.cosine),
+            "best_cosine": None if self.cosine is None else lst(self.cosine.max(1).values),
+            "principal_angles_deg": lst(self.principal_angles),
+            "scores": {"score": lst(self.scores.score), "degradation": lst(self.scores.degradation),
+                       "reference_degradation": self.scores.reference_degradation,
+                       "base_mse": self.scores.base_mse, "z_range": self.scores.z_range,
+                       "threshold": self.scores.threshold,
+                       "is_symmetry": lst(self.scores.is_symmetry)},
+            "snapshots": self.snapshots, "augerino": self.augerino,
+            "comparison": self.comparison, "metrics": self.metrics, "config": self.config,
+        }
+        if self.nullspace is not None:
+            out["nullspace"] = {"singular_values": lst(self.nullspace.singular_values),
+                                "generators": lst(self.nullspace.generators)}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Discovery:
+        def t(x):
+            return None if x is None else torch.tensor(x, dtype=torch.float64)
+
+        s = d["scores"]
+        scores = SymmetryScores(t(s["score"]), t(s["degradation"]), s["reference_degradation"],
+                                s["base_mse"], s["z_range"], s["threshold"])
+        ns = d.get("nullspace")
+        return cls(d["task"], t(d["generators"]), t(d["ranges"]), t(d["true_generators"]), scores,
+                   d.get("snapshots", []),
+                   None if ns is None else NullSpace(t(ns["singular_values"]), t(ns["generators"])),
+                   d.get("augerino"), d.get("comparison"), d.get("metrics", {}), d.get("config", {}),
+                   t(d.get("learned")), t(d.get("violation")))
+
+
+def _linear_dim(task: Task) -> int:
+    dims = {f.channels for f in task.spec.inputs.values() if f.kind in ("vector", "point")}
+    if len(dims) != 1:
+        raise ValueError(f"task {task.name!r} needs vector/point inputs of one dimension, has {dims}")
+    return dims.pop()
+
+
+def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: str | Budget | None = None,
+             *, model: str | None = None, seed: int = 0, steps: int | None = None,
+             schedule=(0.3, math.pi, 0.15, 0.35), learned_range: bool = False,
+             width_reward: float = 0.01, w_orth: float = 1.0, w_sparse: float = 0.0,
+             w_consistency: float = 1.0, lr_generators: float = 0.02, score_range: float = 0.5,
+             compare: bool = False, use: bool = False, device="auto", progress: bool = True,
+             callback=None, snapshots: int = 20) -> Discovery:
+    """Discover the symmetry of ``task`` with ``n_generators`` learnable generators.
+
+    ``steps``: training steps of every model here (default: the budget's ``discover_steps``).
+    ``callback(step, generators, record)`` is called at every snapshot (a live plot).
+    ``compare``: also run Augerino and the null-space analysis. ``use``: also train with the
+    discovered augmentation (see the module docstring).
+    """
+    dev = resolve_device(device)
+    b = get_budget(budget, dev)
+    t_all = time.perf_counter()
+    task_obj = task if isinstance(task, Task) else load_task(task, b, seed=0)
+    model = model or DEFAULT_MODEL.get(task_obj.name, "transformer")
+    steps = b.discover_steps if steps is None else steps
+    if not isinstance(n_generators, int) or n_generators < 1:
+        raise ValueError(f"n_generators must be a positive int, got {n_generators!r}")
+    dim = _linear_dim(task_obj)
+    true = linear_generators(task_obj.group)
+    true = None if true is None else normalise(true)
+    test = task_obj["test"]
+
+    def new_model(offset: int):
+        seed_everything(seed + offset)
+        return make_model(model, task_obj.spec, width=b.width, layers=b.layers)
+
+    # 1. the reference model, no augmentation
+    ref = new_model(0)
+    h_ref = train(ref, task_obj, None, b, device=dev, seed=seed, steps=steps, progress=progress,
+                  desc="reference (no augmentation)")
+    # 2. joint training with the learnable augmenter
+    aug = LieAugmenter(dim, n_generators, schedule=schedule,
+                       range="learned" if learned_range else "schedule", seed=seed)
+    obj = LearnedAugmentation(aug, w_orth=w_orth, w_sparse=w_sparse, w_consistency=w_consistency,
+                              w_width=width_reward if learned_range else 0.0, lr=lr_generators)
+    joint = new_model(1)
+    snaps: list[dict] = []
+
+    def record(rec: dict) -> None:
+        g = aug.generators().detach().double().cpu()
+        snap = {"step": rec["step"], "generators": g.tolist(), "range": aug.range.tolist(),
+                "val_mse": rec["val_mse"]}
+        if true is not None:
+            angles = principal_angles(g, true)
+            snap["alignment"] = math.cos(math.radians(float(angles.max())))
+            snap["principal_angles_deg"] = angles.tolist()
+        snaps.append(snap)
+        if callback is not None:
+            callback(rec["step"], g, snap)
+
+    h_joint = train(joint, task_obj, obj, b, device=dev, seed=seed, steps=steps,
+                    eval_every=max(1, steps // max(snapshots, 1)), progress=progress,
+                    desc=f"model + LieAugmenter (k={n_generators})", callback=record)
+    learned = aug.generators().detach().double().cpu()
+    ranges = aug.range.detach().double().cpu()
+    # 3. read-out: the span's most symmetric directions first (by the reference model), scored
+    gens, violation = canonical_generators(ref, test, learned)
+    scores = symmetry_scores(ref, test, gens, z_range=score_range, seed=seed)
+    metrics = {"reference_test_mse": mse(ref, test), "joint_test_mse": mse(joint, test),
+               "reference_steps_per_s": h_ref.steps_per_s, "joint_steps_per_s": h_joint.steps_per_s}
+    result = Discovery(task_obj.name, gens, ranges, true, scores, snaps, metrics=metrics,
+                       learned=learned, violation=violation)
+    # 4. comparators and use
+    if compare:
+        result.nullspace = nullspace(ref, test)
+        aug2 = Augerino(dim)
+        m2 = new_model(2)
+        train(m2, task_obj, AugerinoObjective(aug2, width_reward=width_reward,
+                                              lr=lr_generators), b, device=dev, seed=seed,
+              steps=steps, progress=progress, desc="Augerino-style widths")
+        widths = aug2.widths.detach().double().cpu()
+        top = int(widths.argmax())
+        result.augerino = {"basis": aug2.names, "widths": widths.tolist(), "widest": aug2.names[top],
+                           "test_mse": mse(m2, test)}
+        if true is not None:
+            result.augerino["widest_cosine"] = float(
+                cosine_similarity(aug2.basis[top:top + 1].double().cpu(), true).max())
+    if use:
+        rows = {"no augmentation": ref}
+        groups = {"discovered generators": LieGroup(gens, ranges, name="discovered")}
+        if true is not None:
+            groups["true generators"] = LieGroup(true, math.pi, name="true")
+        for i, (name, grp) in enumerate(groups.items()):
+            m = new_model(3 + i)
+            train(m, task_obj, Augmentation(grp), b, device=dev, seed=seed, steps=steps,
+                  progress=progress, desc=f"augmented with the {name}")
+            rows[name] = m
+        result.comparison = {name: {"test_mse": mse(m, test), "ood_mse": mse(m, task_obj["ood"])}
+                             for name, m in rows.items()}
+    result.config = {
+        "task": task_obj.name, "n_generators": n_generators, "budget": b.name, "model": model,
+        "seed": seed, "steps": steps, "schedule": list(schedule),
+        "learned_range": learned_range, "width_reward": width_reward, "w_orth": w_orth,
+        "w_sparse": w_sparse, "w_consistency": w_consistency, "lr_generators": lr_generators,
+        "score_range": score_range, "compare": compare, "use": use,
+        "device": _device_name(dev), "version": __version__, "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "wall_seconds": round(time.perf_counter() - t_all, 2),
+    }
+    return result
+
+
+def write_discovery(result: Discovery, out: str | Path, command: str | None = None) -> Path:
+    """Write ``discovery.json``, ``generators.npy`` and ``discovery.png`` into ``out``."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .viz import plot_discovery
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    d = result.as_dict()
+    if command:
+        d["config"]["command"] = command
+    atomic_json(d, out / "discovery.json")
+
+    def save_npy(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, result.generators.numpy())
+
+    atomic_write(out / "generators.npy", save_npy)
+    fig = plot_discovery(result)
+    atomic_write(out / "discovery.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png",
+                                                                bbox_inches="tight"))
+    plt.close(fig)
+    return out / "discovery.json"
+
+
+def load_discovery(path: str | Path) -> Discovery:
+    """Read a ``discovery.json`` (a file or its directory) written by :func:`write_discovery`."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "discovery.json"
+    try:
+        return Discovery.from_dict(json.loads(p.read_text()))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{p} is not a readable discovery result: {exc}") from exc
