@@ -22,7 +22,8 @@ width reward (``range="learned"``).
 **Read-out.** Normalised generators; ``|cos|`` to a known generator; principal angles between the
 learned span and a known algebra; and a per-generator **symmetry score**
 ``1 / D``, from the degradation factor ``D = MSE(f(e^{zL}x), e^{zL}·y) / MSE(f(x), y)``
-(``z ~ U(−r, r)``, r = 0.5 rad by default) of a model trained *without* augmentation: the share of
+(``z ~ U(−r, r)``, r = π by default: up to a half-turn either way, the augmentation's own final
+range) of a model trained *without* augmentation: the share of
 its accuracy that survives moving the data along L. ≈ 1 for a symmetry; below ½ (the move more than
 doubles the error) it is not one. A task with no symmetry still has a *least-broken* direction,
 which the augmenter finds — it scores far below ½ (D in the tens), while a real symmetry keeps
@@ -525,7 +526,7 @@ def _moved_mse(model, sample: Sample, gens: Tensor, z_range: float, gen: torch.G
     return torch.stack(out).double().cpu()
 
 
-def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = 0.5,
+def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = math.pi,
                     n_random: int = 16, repeats: int = 2, seed: int = 0,
                     threshold: float = 0.5) -> SymmetryScores:
     """How much the task loss of ``model`` (trained without augmentation) degrades when ``sample``

@@ -13,9 +13,19 @@ a per-particle scalar):
 ``field``    ``charged`` plus a constant external field E·ẑ (force q·E): symmetric only under
              rotations about z (and translations), broken on purpose for every other rotation.
 
-Splits: train / val / test from one seeded stream, and ``ood``: the test initial conditions moved
-by a random rotation (Haar) and a translation (N(0, σ²), σ = ``ood_translation_std``), then
-*simulated* — so for the field task the OOD targets follow the real, unrotated field.
+Symmetry-discovery tasks (one point x per sample, an invariant scalar target y = h(x); the
+symmetry is hidden and :mod:`eqhelpers.augment` has to find it):
+
+``hidden_axis``          x ~ N(0, I₃), y depends on the height along an unknown axis and the
+                         distance from it: invariant under rotations about that axis only.
+``hidden_axis_partial``  the same, with train/val/test on a quarter of each orbit; OOD: all of it.
+``hidden_plane``         x ~ N(0, I₅), y invariant under rotations of one unknown 2-plane of R⁵.
+``no_symmetry``          x ~ N(0, I₃), y a generic function: no continuous linear symmetry.
+
+Splits: train / val / test from one seeded stream, and ``ood``: the test inputs moved by the task's
+OOD transformation and then *simulated* (re-labelled). For the N-body tasks that is a random
+rotation (Haar) and a translation (N(0, σ²), σ = ``ood_translation_std``) — so for the field task
+the OOD targets follow the real, unrotated field; for the discovery tasks, the hidden group.
 
 The training frame is canonical on purpose: gravity systems lie in the x–y plane around the
 origin, so a model that has not learned rotations fails on the rotated OOD set.

@@ -46,10 +46,6 @@ from .train import _device_name, mse, train
 
 Tensor = torch.Tensor
 
-DEFAULT_MODEL = {"hidden_axis": "mlp", "hidden_axis_partial": "mlp", "hidden_plane": "mlp",
-                 "no_symmetry": "mlp"}
-
-
 @dataclass
 class Discovery:
     """What a discovery run found (see the module docstring). Tensors on the CPU, float64."""
@@ -146,7 +142,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
              *, model: str | None = None, seed: int = 0, steps: int | None = None,
              schedule=(0.3, math.pi, 0.15, 0.35), learned_range: bool = False,
              width_reward: float = 0.01, w_orth: float = 1.0, w_sparse: float = 0.0,
-             w_consistency: float = 1.0, lr_generators: float = 0.02, score_range: float = 0.5,
+             w_consistency: float = 1.0, lr_generators: float = 0.02, score_range: float = math.pi,
              compare: bool = False, use: bool = False, device="auto", progress: bool = True,
              callback=None, snapshots: int = 20) -> Discovery:
     """Discover the symmetry of ``task`` with ``n_generators`` learnable generators.
@@ -160,7 +156,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     b = get_budget(budget, dev)
     t_all = time.perf_counter()
     task_obj = task if isinstance(task, Task) else load_task(task, b, seed=0)
-    model = model or DEFAULT_MODEL.get(task_obj.name, "transformer")
+    # one point per sample: an MLP on it; point clouds: the Transformer of the REMUL notebooks
+    model = model or ("mlp" if task_obj.spec.n_particles == 1 else "transformer")
     steps = b.discover_steps if steps is None else steps
     if not isinstance(n_generators, int) or n_generators < 1:
         raise ValueError(f"n_generators must be a positive int, got {n_generators!r}")
@@ -225,8 +222,12 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
             result.augerino["widest_cosine"] = float(
                 cosine_similarity(aug2.basis[top:top + 1].double().cpu(), true).max())
     if use:
+        # the generators the read-out accepts; if none, the best candidate (the first canonical)
+        accepted = scores.is_symmetry
+        used = gens[accepted] if bool(accepted.any()) else gens[:1]
         rows = {"no augmentation": ref}
-        groups = {"discovered generators": LieGroup(gens, ranges, name="discovered")}
+        groups = {"discovered generators": LieGroup(used, ranges[accepted] if bool(accepted.any())
+                                                    else ranges[:1], name="discovered")}
         if true is not None:
             groups["true generators"] = LieGroup(true, math.pi, name="true")
         for i, (name, grp) in enumerate(groups.items()):
@@ -236,6 +237,9 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
             rows[name] = m
         result.comparison = {name: {"test_mse": mse(m, test), "ood_mse": mse(m, task_obj["ood"])}
                              for name, m in rows.items()}
+        result.comparison["discovered generators"]["used"] = (
+            f"{int(accepted.sum())} accepted generator(s)" if bool(accepted.any())
+            else "none accepted: the best candidate (first canonical generator)")
     result.config = {
         "task": task_obj.name, "n_generators": n_generators, "budget": b.name, "model": model,
         "seed": seed, "steps": steps, "schedule": list(schedule),
