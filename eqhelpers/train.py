@@ -215,7 +215,11 @@ def train(model: Model, task: Task, objective: Objective | None = None,
 
 
 def measurement_group(task: Task) -> Group:
-    """E(3) × S_N with the task's translation scale: the group every E / E′ figure is measured in."""
+    """E(3) × S_N with the task's translation scale: the group every E / E′ figure is measured in
+    (a task whose vectors are not 3D, e.g. the hidden plane in R⁵, is measured in its own group)."""
+    dims = {f.channels for f in task.spec.inputs.values() if f.kind in ("vector", "point")}
+    if dims - {3}:
+        return task.group
     return euclidean_group(task.spec.n_particles, reflections=True,
                            translation_std=task.config["ood_translation_std"])
 

@@ -354,3 +354,12 @@ def test_cli_discover_rejects_zero_generators(tmp_path, capsys):
     rc = main(["discover", "--task", "hidden_axis", "--generators", "0", "--budget", "tiny",
                "--out", str(tmp_path / "x"), "--no-progress"])
     assert rc == 2 and "n_generators" in capsys.readouterr().err
+
+
+def test_train_and_evaluate_work_on_a_task_in_r5():
+    from eqhelpers.train import run
+
+    _, _, m = run("hidden_plane", "mlp", "remul", beta=1.0, budget="tiny", steps=10,
+                  progress=False)
+    assert m["group_measured"] == "SO(2) in a plane of R^5"  # E(3) cannot act on R^5
+    assert math.isfinite(m["E_prime"]) and m["E_prime"] >= 0
