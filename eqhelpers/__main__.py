@@ -164,14 +164,13 @@ def cmd_sweep(a) -> int:
 
 
 def cmd_discover(a) -> int:
-    import math
-
     import matplotlib
 
     matplotlib.use("Agg")
+    from .augment import DEFAULT_SCHEDULE
     from .discover import discover, write_discovery
 
-    schedule = tuple(a.schedule) if a.schedule else (0.3, math.pi, 0.15, 0.35)
+    schedule = tuple(a.schedule) if a.schedule else DEFAULT_SCHEDULE
     rows = []
     for seed in a.seeds:
         out = Path(a.out) / f"seed_{seed}" if len(a.seeds) > 1 else Path(a.out)

@@ -42,7 +42,7 @@ near-zero singular values are the symmetries the model has learned.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -51,11 +51,13 @@ from torch.nn import functional as F
 from ._util import check_weight
 from .equivariance import Objective, field_mse
 from .fields import Field, Sample, act
-from .groups import LieGroup, Transform
+from .groups import Transform, as_generators, exp_uniform
 
 Tensor = torch.Tensor
 
 GEN_NORM = math.sqrt(2.0)  # Frobenius norm of a unit-speed rotation generator (e.g. L_z)
+# the coefficient range: (r_start, r_end, warmup, ramp), narrow first, a half-turn at the end
+DEFAULT_SCHEDULE = (0.3, math.pi, 0.15, 0.35)
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,31 +65,16 @@ GEN_NORM = math.sqrt(2.0)  # Frobenius norm of a unit-speed rotation generator (
 # --------------------------------------------------------------------------------------------
 
 
-def _as_generators(g, name: str = "generators") -> Tensor:
-    g = torch.as_tensor(g)
-    if g.dim() == 2:
-        g = g[None]
-    if g.dim() != 3 or g.shape[-1] != g.shape[-2]:
-        raise ValueError(f"{name} must be matrices [k, d, d] (or one [d, d]), got {tuple(g.shape)}")
-    if not g.is_floating_point():
-        g = g.double()
-    if not bool(torch.isfinite(g).all()):
-        raise ValueError(f"{name} contain NaN or inf")
-    if bool((g.flatten(1).norm(dim=1) == 0).any()):
-        raise ValueError(f"{name}: a zero matrix is not a generator")
-    return g
-
-
 def normalise(generators: Tensor) -> Tensor:
     """Scale each matrix to Frobenius norm √2 (a unit-speed rotation), sign left as it is."""
-    g = _as_generators(generators)
+    g = as_generators(generators)
     return GEN_NORM * g / g.flatten(1).norm(dim=1)[:, None, None]
 
 
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     """|⟨A_i, B_j⟩_F| / (‖A_i‖ ‖B_j‖) for every pair: [k, m] (the sign of a generator is
     arbitrary, so the absolute value)."""
-    a, b = _as_generators(a, "a"), _as_generators(b, "b").to(a.dtype)
+    a, b = as_generators(a, "a"), as_generators(b, "b").to(a.dtype)
     if a.shape[-1] != b.shape[-1]:
         raise ValueError(f"generators act on R^{a.shape[-1]} and R^{b.shape[-1]}")
     fa = F.normalize(a.flatten(1), dim=1)
@@ -100,7 +87,7 @@ def principal_angles(learned: Tensor, true: Tensor) -> Tensor:
 
     min(k, m) angles; all ≈ 0 when the learned generators span the true algebra (k = m).
     """
-    a, b = _as_generators(learned, "learned"), _as_generators(true, "true").to(learned.dtype)
+    a, b = as_generators(learned, "learned"), as_generators(true, "true").to(learned.dtype)
     if a.shape[-1] != b.shape[-1]:
         raise ValueError(f"generators act on R^{a.shape[-1]} and R^{b.shape[-1]}")
     qa, _ = torch.linalg.qr(a.flatten(1).T.double())
@@ -147,7 +134,7 @@ class LieAugmenter(nn.Module):
     ``r_start``. ``init``: optional starting generators [k, d, d]; else random from ``seed``.
     """
 
-    def __init__(self, dim: int, n_generators: int = 1, schedule=(0.3, math.pi, 0.15, 0.35),
+    def __init__(self, dim: int, n_generators: int = 1, schedule=DEFAULT_SCHEDULE,
                  range: str = "schedule", init: Tensor | None = None, seed: int = 0):
         super().__init__()
         if not isinstance(dim, int) or dim < 2:
@@ -201,12 +188,7 @@ class LieAugmenter(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
                dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
         """``(z [n, k], expm(Σ z_k L_k) [n, d, d])``, differentiable in the generators."""
-        device = device or self.raw.device
-        dtype = dtype or self.raw.dtype
-        u = torch.rand(n, self.k, generator=generator, device=device, dtype=dtype)
-        z = (2 * u - 1) * self.range.to(dtype)
-        a = torch.einsum("nk,kij->nij", z, self.generators().to(dtype))
-        return z, torch.linalg.matrix_exp(a)
+        return exp_uniform(self.generators(), self.range, n, generator, device, dtype)
 
     # -- regularisers --------------------------------------------------------------------
     def orthogonality(self) -> Tensor:
@@ -223,15 +205,27 @@ class LieAugmenter(nn.Module):
         g = self.generators().flatten(1)
         return (g.abs().sum(1) / (self.dim * g.norm(dim=1))).mean()
 
-    def group(self, orthogonal: bool = True, ranges=None) -> LieGroup:
-        """The discovered group, to augment or measure with (``orthogonal``: keep the
-        skew-symmetric part, so its elements are exact rotations)."""
-        r = self.range.detach() if ranges is None else ranges
-        return LieGroup(self.generators().detach(), r, orthogonal=orthogonal,
-                        name=f"learned ({self.k} generator{'s' * (self.k > 1)} on R^{self.dim})")
+
+class _AugmenterObjective(Objective):
+    """What objectives with a learnable augmenter share: the augmenter moves to the training
+    device, its parameters get their own learning rate, the fields are checked once."""
+
+    augmenter: nn.Module
+    lr: float
+
+    def setup(self, device, dtype) -> None:
+        self.augmenter.to(device=device, dtype=dtype)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        return [{"params": list(self.augmenter.parameters()), "lr": self.lr}]
+
+    def _check(self, model) -> None:
+        if not getattr(self, "_checked", False):
+            _check_linear_fields(model.spec.spec, self.augmenter.dim)
+            self._checked = True
 
 
-class LearnedAugmentation(Objective):
+class LearnedAugmentation(_AugmenterObjective):
     """Joint training of a model and a :class:`LieAugmenter` (loss in the module docstring).
 
     The original and the augmented batch go through one forward pass. ``lr``: the generators'
@@ -261,19 +255,8 @@ class LearnedAugmentation(Objective):
         return {"objective": self.name, **self.w, "lr": self.lr, "dim": a.dim,
                 "n_generators": a.k, "range": a.mode, "schedule": list(a.schedule)}
 
-    def setup(self, device, dtype) -> None:
-        self.augmenter.to(device=device, dtype=dtype)
-
-    def parameter_groups(self, lr: float) -> list[dict]:
-        return [{"params": list(self.augmenter.parameters()), "lr": self.lr}]
-
     def begin_step(self, step: int, steps: int) -> None:
         self.augmenter.set_progress((step - 1) / max(steps - 1, 1))
-
-    def _check(self, model) -> None:
-        if not getattr(self, "_checked", False):
-            _check_linear_fields(model.spec.spec, self.augmenter.dim)
-            self._checked = True
 
     def __call__(self, model, batch: Sample, generator: torch.Generator | None = None):
         self._check(model)
@@ -355,14 +338,10 @@ class Augerino(nn.Module):
         return F.softplus(self.raw_width)
 
     def sample(self, n: int, generator=None, device=None, dtype=None) -> tuple[Tensor, Tensor]:
-        device = device or self.raw_width.device
-        dtype = dtype or self.raw_width.dtype
-        u = torch.rand(n, len(self.basis), generator=generator, device=device, dtype=dtype)
-        z = (2 * u - 1) * self.widths.to(dtype)
-        return z, torch.linalg.matrix_exp(torch.einsum("nk,kij->nij", z, self.basis.to(dtype)))
+        return exp_uniform(self.basis, self.widths, n, generator, device, dtype)
 
 
-class AugerinoObjective(Objective):
+class AugerinoObjective(_AugmenterObjective):
     """``L(f(gx), g·y) − λ Σ_k w_k``: the augmented loss and a reward for wide augmentations."""
 
     name = "augerino"
@@ -376,16 +355,8 @@ class AugerinoObjective(Objective):
         return {"objective": self.name, "width_reward": self.width_reward, "lr": self.lr,
                 "basis": self.augmenter.names}
 
-    def setup(self, device, dtype) -> None:
-        self.augmenter.to(device=device, dtype=dtype)
-
-    def parameter_groups(self, lr: float) -> list[dict]:
-        return [{"params": list(self.augmenter.parameters()), "lr": self.lr}]
-
     def __call__(self, model, batch: Sample, generator=None):
-        if not getattr(self, "_checked", False):
-            _check_linear_fields(model.spec.spec, self.augmenter.dim)
-            self._checked = True
+        self._check(model)
         _, mats = self.augmenter.sample(len(batch), generator, batch.device, batch.dtype)
         gbatch = move(batch, mats)
         task = field_mse(model(gbatch), gbatch)
@@ -406,10 +377,6 @@ class NullSpace:
 
     singular_values: Tensor
     generators: Tensor
-
-    def symmetries(self, threshold: float = 0.05) -> Tensor:
-        """The generators whose relative singular value is below ``threshold``."""
-        return self.generators[self.singular_values < threshold]
 
 
 def constraints(model, sample: Sample, n_samples: int = 256) -> Tensor:
@@ -494,7 +461,6 @@ class SymmetryScores:
     base_mse: float
     z_range: float
     threshold: float = 0.5
-    extra: dict = field(default_factory=dict)
 
     @property
     def reliable(self) -> bool:
@@ -518,8 +484,7 @@ def _moved_mse(model, sample: Sample, gens: Tensor, z_range: float, gen: torch.G
     for L in gens:
         vals = []
         for _ in range(repeats):
-            z = z_range * (2 * torch.rand(n, generator=gen, dtype=torch.float64) - 1)
-            mats = torch.linalg.matrix_exp(z[:, None, None] * L.double()[None])
+            _, mats = exp_uniform(L.double()[None], z_range, n, gen, "cpu", torch.float64)
             moved = move(sample, mats.to(device=sample.device, dtype=sample.dtype))
             vals.append(field_mse(predict(model, moved), moved))
         out.append(torch.stack(vals).mean())

@@ -24,6 +24,7 @@ import torch
 from . import __version__
 from ._util import atomic_json, atomic_write, resolve_device, seed_everything
 from .augment import (
+    DEFAULT_SCHEDULE,
     Augerino,
     AugerinoObjective,
     LearnedAugmentation,
@@ -140,7 +141,7 @@ def _linear_dim(task: Task) -> int:
 
 def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: str | Budget | None = None,
              *, model: str | None = None, seed: int = 0, steps: int | None = None,
-             schedule=(0.3, math.pi, 0.15, 0.35), learned_range: bool = False,
+             schedule=DEFAULT_SCHEDULE, learned_range: bool = False,
              width_reward: float = 0.01, w_orth: float = 1.0, w_sparse: float = 0.0,
              w_consistency: float = 1.0, lr_generators: float = 0.02, score_range: float = math.pi,
              compare: bool = False, use: bool = False, device="auto", progress: bool = True,
@@ -223,11 +224,10 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
                 cosine_similarity(aug2.basis[top:top + 1].double().cpu(), true).max())
     if use:
         # the generators the read-out accepts; if none, the best candidate (the first canonical)
-        accepted = scores.is_symmetry
-        used = gens[accepted] if bool(accepted.any()) else gens[:1]
+        accepted = scores.is_symmetry if bool(scores.is_symmetry.any()) else torch.arange(1)
         rows = {"no augmentation": ref}
-        groups = {"discovered generators": LieGroup(used, ranges[accepted] if bool(accepted.any())
-                                                    else ranges[:1], name="discovered")}
+        groups = {"discovered generators": LieGroup(gens[accepted], ranges[accepted],
+                                                    name="discovered")}
         if true is not None:
             groups["true generators"] = LieGroup(true, math.pi, name="true")
         for i, (name, grp) in enumerate(groups.items()):
@@ -237,8 +237,9 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
             rows[name] = m
         result.comparison = {name: {"test_mse": mse(m, test), "ood_mse": mse(m, task_obj["ood"])}
                              for name, m in rows.items()}
+        n_found = len(result.found)
         result.comparison["discovered generators"]["used"] = (
-            f"{int(accepted.sum())} accepted generator(s)" if bool(accepted.any())
+            f"{n_found} accepted generator(s)" if n_found
             else "none accepted: the best candidate (first canonical generator)")
     result.config = {
         "task": task_obj.name, "n_generators": n_generators, "budget": b.name, "model": model,
