@@ -38,6 +38,11 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
 
 
+def cache_dir() -> Path:
+    """``$EQHELPERS_CACHE``, else ``~/.cache/eqhelpers``: data caches (tasks, trajectories)."""
+    return Path(os.environ.get("EQHELPERS_CACHE") or Path.home() / ".cache" / "eqhelpers")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)`` then rename the temp file onto ``path``.
 

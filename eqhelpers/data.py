@@ -22,6 +22,17 @@ symmetry is hidden and :mod:`eqhelpers.augment` has to find it):
 ``hidden_plane``         x ~ N(0, I₅), y invariant under rotations of one unknown 2-plane of R⁵.
 ``no_symmetry``          x ~ N(0, I₃), y a generic function: no continuous linear symmetry.
 
+Molecules (MD17's eight: aspirin, benzene, ethanol, malonaldehyde, naphthalene, salicylic acid,
+toluene, uracil; simulated on MMFF94 by :mod:`eqhelpers.molecules`), two tasks each:
+
+``<molecule>_forces``  forces (eV/Å, a vector per atom) and the energy (eV, one invariant scalar
+                       per molecule) from positions and atom types.
+``<molecule>_future``  positions ΔT = ``delta_t`` steps (default 3000 × 0.5 fs) ahead from
+                       positions, velocities and atom types.
+
+Their splits are contiguous blocks of one trajectory with gaps of ΔT between them; atom types are
+a categorical field that models embed.
+
 Splits: train / val / test from one seeded stream, and ``ood``: the test inputs moved by the task's
 OOD transformation and then *simulated* (re-labelled). For the N-body tasks that is a random
 rotation (Haar) and a translation (N(0, σ²), σ = ``ood_translation_std``) — so for the field task
@@ -36,16 +47,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from . import __version__
-from ._util import atomic_torch_save, quarantine
+from ._util import atomic_torch_save, cache_dir, quarantine
 from .budget import Budget, get_budget
 from .fields import Field, Sample, TaskSpec
 from .groups import (
@@ -158,6 +169,9 @@ class TaskDef:
     # the transformation that makes the OOD split from the test inputs (then re-labelled);
     # default: a Haar rotation and a N(0, σ²) translation
     ood: Callable[[float], Group] = SE3
+    # tasks cut from a trajectory (molecules) make all their splits themselves:
+    # generate(n_train, n_val, n_test, seed, ood_translation_std, **init_kw) -> splits
+    generate: Callable[..., dict[str, dict[str, Tensor]]] | None = None
 
 
 def _log_uniform(lo, hi, shape, gen, dtype):
@@ -328,6 +342,110 @@ DISCOVERY_TASKS = {
     ),
 }
 
+# --------------------------------------------------------------------------------------------
+# molecules: MD17's eight molecules simulated on MMFF94 (eqhelpers.molecules)
+# --------------------------------------------------------------------------------------------
+
+ATOM_TYPES = 10  # atomic numbers as categories 0..9 (H, C, N, O here): embedded by the models
+DELTA_T = 3000  # future-position task: steps of 0.5 fs ahead (1.5 ps), the MD17 protocol's ΔT
+
+
+def _md_spec(kind: str, n_atoms: int) -> TaskSpec:
+    atom = Field("scalar", categories=ATOM_TYPES)
+    if kind == "forces":
+        return TaskSpec(inputs={"pos": Field("point"), "atom": atom},
+                        outputs={"forces": Field("vector"),
+                                 "energy": Field("scalar", per_particle=False)},
+                        n_particles=n_atoms)
+    return TaskSpec(inputs={"pos": Field("point"), "vel": Field("vector"), "atom": atom},
+                    outputs={"pos_next": Field("point")}, n_particles=n_atoms,
+                    residual={"pos_next": "pos"})
+
+
+def md_frames(n_train: int, n_val: int, n_test: int, lag: int) -> int:
+    """Frames a trajectory needs: each split is a contiguous block followed by a gap of ``lag``
+    frames (the future-position horizon), so no split sees another split's frames."""
+    return n_train + n_val + n_test + 3 * lag
+
+
+def _md_lag(delta_t: int, save_every: int) -> int:
+    if not isinstance(delta_t, int) or delta_t < 1 or delta_t % save_every:
+        raise ValueError(f"delta_t must be a positive multiple of save_every={save_every} steps, "
+                         f"got {delta_t!r}")
+    return delta_t // save_every
+
+
+def _md_generate(kind: str, molecule: str):
+    def generate(n_train, n_val, n_test, seed, ood_translation_std, delta_t=DELTA_T, **sim_kw):
+        from .molecules import load_trajectory
+
+        save_every = sim_kw.get("save_every", 10)
+        # the trajectory's length (so its cache) is the same for both tasks at the default ΔT
+        gap = _md_lag(DELTA_T if kind == "forces" else delta_t, save_every)
+        traj = load_trajectory(molecule, md_frames(n_train, n_val, n_test, gap), seed, **sim_kw)
+        lag = gap if kind == "future" else 0
+        t = {k: torch.from_numpy(getattr(traj, k)) for k in ("pos", "vel", "forces", "energy")}
+        atom = torch.from_numpy(traj.numbers).double()[None, :, None]
+        splits, start = {}, 0
+        for name, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+            a = slice(start, start + n)
+            split = {"pos": t["pos"][a], "atom": atom.expand(n, -1, -1).clone()}
+            if kind == "forces":
+                split.update(forces=t["forces"][a], energy=t["energy"][a, None])
+            else:
+                split.update(vel=t["vel"][a], pos_next=t["pos"][start + lag:start + lag + n])
+            splits[name] = split
+            start += n + gap
+        # OOD: the test frames moved by a Haar rotation and a translation. MMFF94 and NVE
+        # dynamics are E(3)-equivariant, so moving inputs and targets together is the
+        # re-labelling (exact for forces and energies)
+        spec = _md_spec(kind, len(traj.numbers)).spec
+        gen = torch.Generator().manual_seed(int(seed))
+        g = SE3(ood_translation_std).sample(n_test, generator=gen, dtype=torch.float64)
+        splits["ood"] = {k: spec[k].act(g, v) for k, v in splits["test"].items()}
+        return splits
+
+    return generate
+
+
+def _md_simulate(kind: str, molecule: str):
+    def simulate(inp: dict[str, Tensor], delta_t: int = DELTA_T, **sim_kw) -> Tensor:
+        from .molecules import ForceField, propagate
+
+        ff = ForceField(molecule)
+        pos = inp["pos"].cpu().numpy()
+        if kind == "forces":
+            return torch.from_numpy(np.stack([ff.energy_forces(p)[1] for p in pos]))
+        steps = _md_lag(delta_t, sim_kw.get("save_every", 10)) * sim_kw.get("save_every", 10)
+        return torch.from_numpy(propagate(ff, pos, inp["vel"].cpu().numpy(), steps,
+                                          sim_kw.get("dt", 0.5)))
+
+    return simulate
+
+
+def _md_tasks() -> dict[str, TaskDef]:
+    from .molecules import MOLECULES
+
+    tasks = {}
+    for mol, (smiles, n_atoms) in MOLECULES.items():
+        tasks[f"{mol}_forces"] = TaskDef(
+            f"{mol}_forces", _md_spec("forces", n_atoms), None, _md_simulate("forces", mol),
+            lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s), None,
+            f"{mol} ({smiles}) on MMFF94 at 500 K: forces (eV/Å) and energy (eV) from positions",
+            target="forces", generate=_md_generate("forces", mol),
+        )
+        tasks[f"{mol}_future"] = TaskDef(
+            f"{mol}_future", _md_spec("future", n_atoms), None, _md_simulate("future", mol),
+            lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s), None,
+            f"{mol} ({smiles}) on MMFF94 at 500 K: positions ΔT = {DELTA_T} steps of 0.5 fs "
+            "ahead from positions and velocities (Å/fs)",
+            generate=_md_generate("future", mol),
+        )
+    return tasks
+
+
+MD_TASKS = _md_tasks()
+
 TASKS: dict[str, TaskDef] = {
     "gravity": TaskDef(
         "gravity", _nbody_spec(4, "mass"), _gravity_initial, _sim_gravity,
@@ -345,6 +463,7 @@ TASKS: dict[str, TaskDef] = {
         "charged N-body in a constant field along z: symmetric only under SO(2) about z",
     ),
     **DISCOVERY_TASKS,
+    **MD_TASKS,
 }
 
 
@@ -376,7 +495,9 @@ class Task:
     def simulate(self, inputs: Sample | dict[str, Tensor]) -> Tensor:
         """Run the task's simulator on (float64) inputs: the ground truth for any initial state."""
         data = inputs.data if isinstance(inputs, Sample) else inputs
-        return TASKS[self.name].simulate({k: data[k].double() for k in self.spec.inputs})
+        tdef = TASKS[self.name]
+        kw = self.config["init"] if tdef.generate is not None else {}  # e.g. a molecule's ΔT
+        return tdef.simulate({k: data[k].double() for k in self.spec.inputs}, **kw)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
@@ -412,6 +533,8 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
     for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{k} must be a positive int, got {v!r}")
+    if tdef.generate is not None:  # cut from a trajectory (simulated on the CPU by RDKit)
+        return tdef.generate(n_train, n_val, n_test, seed, ood_translation_std, **init_kw)
     gen = torch.Generator(device=torch.device(device)).manual_seed(int(seed))
     data = _generate(tdef, n_train + n_val + n_test, gen, init_kw)
     cuts = {"train": (0, n_train), "val": (n_train, n_train + n_val),
@@ -432,11 +555,6 @@ def _task_def(name: str) -> TaskDef:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}: choose one of {sorted(TASKS)}")
     return TASKS[name]
-
-
-def cache_dir() -> Path:
-    """``$EQHELPERS_CACHE``, else ``~/.cache/eqhelpers``."""
-    return Path(os.environ.get("EQHELPERS_CACHE") or Path.home() / ".cache" / "eqhelpers")
 
 
 def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed: int = 0,

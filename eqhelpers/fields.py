@@ -34,9 +34,19 @@ KINDS = ("scalar", "vector", "pseudovector", "point")
 class Field:
     """How one named tensor transforms. ``kind`` is one of KINDS or an e3nn Irreps (string ok)."""
 
-    def __init__(self, kind="scalar", channels: int | None = None, per_particle: bool = True):
+    def __init__(self, kind="scalar", channels: int | None = None, per_particle: bool = True,
+                 categories: int | None = None):
         self.per_particle = bool(per_particle)
         self.irreps = None
+        # a categorical scalar (e.g. the atomic number): integer values in [0, categories) that
+        # models embed (nn.Embedding) instead of reading as a number; invariant like any scalar
+        self.categories = None
+        if categories is not None:
+            if kind != "scalar" or channels not in (None, 1) or not isinstance(categories, int) \
+                    or categories < 2:
+                raise ValueError("categories (an int >= 2) is for one-channel scalar fields, got "
+                                 f"kind={kind!r}, channels={channels}, categories={categories!r}")
+            self.categories = categories
         if isinstance(kind, str) and kind in KINDS:
             self.kind = kind
             if kind == "scalar":
@@ -112,7 +122,8 @@ class Field:
         where = "" if self.per_particle else ", global"
         default = 1 if self.kind == "scalar" else 3
         ch = f", {self.channels}" if self.kind != "irreps" and self.channels != default else ""
-        return f"Field({kind}{ch}{where})"
+        cat = f", categories={self.categories}" if self.categories else ""
+        return f"Field({kind}{ch}{cat}{where})"
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Field) and repr(self) == repr(other)
@@ -225,6 +236,8 @@ class Sample:
                     f"got {tuple(x.shape)}"
                 )
             check_finite(f"field {k!r}", x)
+            if f.categories and not bool(((x >= 0) & (x < f.categories) & (x == x.round())).all()):
+                raise ValueError(f"field {k!r} ({f}) must hold integers in [0, {f.categories})")
             if b is None:
                 b = x.shape[0]
             elif x.shape[0] != b:

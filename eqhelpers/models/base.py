@@ -9,6 +9,8 @@ from ..fields import Sample, TaskSpec
 
 Tensor = torch.Tensor
 
+CATEGORY_DIM = 16  # embedding width of categorical inputs (atom types)
+
 
 class Model(nn.Module):
     """Base class. Subclasses implement ``predict(sample) -> [B, N, out_channels]`` (or a dict).
@@ -23,11 +25,24 @@ class Model(nn.Module):
         if not isinstance(spec, TaskSpec):
             raise TypeError(f"a model is built from a TaskSpec, got {type(spec).__name__}")
         self.spec = spec
-        self.in_channels = sum(f.channels for f in spec.inputs.values())
+        # categorical inputs (atom types) are embedded; every model reads inputs via input()
+        self.embeddings = nn.ModuleDict({k: nn.Embedding(f.categories, CATEGORY_DIM)
+                                         for k, f in spec.inputs.items() if f.categories})
+        self.in_channels = sum(self.input_channels(k) for k in spec.inputs)
         self.out_channels = sum(f.channels for f in spec.outputs.values())
         for name, f in spec.outputs.items():
-            if not f.per_particle:
-                raise ValueError(f"output {name!r}: models predict per-particle fields only")
+            if not f.per_particle and f.kind != "scalar":
+                raise ValueError(f"output {name!r}: a global output must be a scalar (it is "
+                                 f"read out as a sum over particles), got {f}")
+
+    def input_channels(self, name: str) -> int:
+        """Channels a model sees for input ``name`` (the embedding width for categorical ones)."""
+        return CATEGORY_DIM if name in self.embeddings else self.spec.inputs[name].channels
+
+    def input(self, sample: Sample, name: str) -> Tensor:
+        """Input ``name`` as the model sees it: categorical fields embedded, others as they are."""
+        x = sample[name]
+        return self.embeddings[name](x[..., 0].long()) if name in self.embeddings else x
 
     def check(self, sample: Sample) -> None:
         missing = [k for k in self.spec.inputs if k not in sample]
@@ -44,15 +59,21 @@ class Model(nn.Module):
         n = self.spec.n_particles
         parts = []
         for k, f in self.spec.inputs.items():
-            x = sample[k]
+            x = self.input(sample, k)
             parts.append(x if f.per_particle else x[:, None, :].expand(-1, n, -1))
         return torch.cat(parts, dim=-1)
 
     def split_outputs(self, sample: Sample, raw: Tensor) -> dict[str, Tensor]:
-        """Split [B, N, out_channels] into the output fields and add residual inputs."""
+        """Split [B, N, out_channels] into the output fields and add residual inputs.
+
+        A global (per-system) scalar output is the sum of its per-particle channels: an
+        extensive read-out, like an energy as a sum of atomic energies.
+        """
         out, i = {}, 0
         for k, f in self.spec.outputs.items():
             out[k] = raw[..., i:i + f.channels]
+            if not f.per_particle:
+                out[k] = out[k].sum(1)
             i += f.channels
             if k in self.spec.residual:
                 out[k] = out[k] + sample[self.spec.residual[k]]

@@ -27,13 +27,16 @@ from .base import Model, mlp, other_index
 _KIND_IRREP = {"scalar": "0e", "vector": "1o", "point": "1o", "pseudovector": "1e"}
 
 
-def _irreps_of(fields: dict) -> o3.Irreps:
+def _irreps_of(fields: dict, channels: dict | None = None) -> o3.Irreps:
+    """Irreps of fields in order; ``channels`` overrides a scalar's width (embedded inputs)."""
     parts = []
-    for f in fields.values():
+    for k, f in fields.items():
         if f.kind == "irreps":
             parts.append(str(f.irreps))
+        elif f.kind == "scalar":
+            parts.append(f"{(channels or {}).get(k, f.channels)}x0e")
         else:
-            parts.append(f"{f.channels if f.kind == 'scalar' else 1}x{_KIND_IRREP[f.kind]}")
+            parts.append(f"1x{_KIND_IRREP[f.kind]}")
     return o3.Irreps("+".join(parts))
 
 
@@ -56,7 +59,8 @@ class E3NN(Model):
             raise ValueError(f"E3NN needs exactly one point-typed input, got {points}")
         self.pos_key = points[0]
         self.in_keys = [k for k in spec.inputs if k != self.pos_key]
-        self.irreps_in = _irreps_of({k: spec.inputs[k] for k in self.in_keys})
+        self.irreps_in = _irreps_of({k: spec.inputs[k] for k in self.in_keys},
+                                    {k: self.input_channels(k) for k in self.in_keys})
         self.irreps_out = _irreps_of(spec.outputs)
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
         n_vec = max(width // 4, 1)
@@ -75,7 +79,7 @@ class E3NN(Model):
 
     def predict(self, sample: Sample):
         pos = sample[self.pos_key]
-        h = torch.cat([sample[k] for k in self.in_keys], -1)
+        h = torch.cat([self.input(sample, k) for k in self.in_keys], -1)
         d = pos[:, :, None, :] - pos[:, self._nbr]  # [B, N, N-1, 3]
         r = d.norm(dim=-1)
         sh = o3.spherical_harmonics(self.irreps_sh, d, normalize=True, normalization="component")

@@ -9,7 +9,7 @@ Invariant node features h (scalar inputs and |v| of each vector input) and coord
 
 E(3)-equivariant (reflections included) and permutation-equivariant by construction. A point
 output is the final x; a vector output is Σ_j (x_i − x_j) ψ(m_ij) of the last layer; a scalar
-output is read from h.
+output is read from h (summed over particles for a per-system scalar such as an energy).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class EGNN(Model):
                if f.kind not in ("scalar", "vector", "point")]
         if bad:
             raise ValueError(f"EGNN handles scalar, vector and point fields only, not {bad}")
-        n_inv = sum(spec.inputs[k].channels for k in self.scalar_keys) + len(self.vec_keys)
+        n_inv = sum(self.input_channels(k) for k in self.scalar_keys) + len(self.vec_keys)
         self.embed = nn.Linear(max(n_inv, 1), width)
         self.layers = nn.ModuleList(_EGNNLayer(width, len(self.vec_keys)) for _ in range(layers))
         out_vec = [k for k, f in spec.outputs.items() if f.kind == "vector"]
@@ -72,7 +72,7 @@ class EGNN(Model):
         x0 = sample[self.pos_key]
         vecs = torch.stack([sample[k] for k in self.vec_keys], 2) if self.vec_keys else None
         norms = [] if vecs is None else [v.norm(dim=-1, keepdim=True) for v in vecs.unbind(2)]
-        inv = [sample[k] for k in self.scalar_keys] + norms
+        inv = [self.input(sample, k) for k in self.scalar_keys] + norms
         h = self.embed(torch.cat(inv, -1) if inv else x0.new_ones(*x0.shape[:2], 1))
         x = x0
         for layer in self.layers:
@@ -86,5 +86,7 @@ class EGNN(Model):
                 vi += 1
             else:
                 out[k] = self.scalar_head(h)[..., si:si + f.channels]
+                if not f.per_particle:  # a per-system scalar: sum of per-particle parts
+                    out[k] = out[k].sum(1)
                 si += f.channels
         return out

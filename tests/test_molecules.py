@@ -1,0 +1,207 @@
+import numpy as np
+import pytest
+import torch
+
+from eqhelpers import data, molecules
+from eqhelpers.fields import Field, Sample, TaskSpec
+from eqhelpers.groups import O3, euclidean_group
+from eqhelpers.models import make_model
+from eqhelpers.molecules import ForceField, MoleculeError
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def aspirin():
+    return ForceField("aspirin")
+
+
+@pytest.mark.parametrize("name", sorted(molecules.MOLECULES))
+def test_md17_molecules_build_with_their_atom_counts(name):
+    ff = ForceField(name)
+    smiles, n = molecules.MOLECULES[name]
+    assert ff.n_atoms == n and set(ff.numbers.tolist()) <= {1, 6, 7, 8}
+    e, f = ff.energy_forces(ff.minimum)
+    assert abs(e) < 1e-9  # energies are measured from the minimised conformer
+    assert np.abs(f).max() < 0.05  # ... where the forces (nearly) vanish
+
+
+def test_forces_are_minus_the_energy_gradient(aspirin):
+    rng = np.random.default_rng(0)
+    pos = aspirin.minimum + 0.05 * rng.standard_normal(aspirin.minimum.shape)
+    _, f = aspirin.energy_forces(pos)
+    h = 1e-5
+    fd = np.zeros_like(pos)
+    for i in range(len(pos)):
+        for k in range(3):
+            d = np.zeros_like(pos)
+            d[i, k] = h
+            fd[i, k] = -(aspirin.energy(pos + d) - aspirin.energy(pos - d)) / (2 * h)
+    assert np.abs(f).max() > 0.5  # a displaced geometry has real forces
+    assert np.abs(f - fd).max() < 1e-5 * np.abs(f).max() + 1e-7
+
+
+def test_force_field_is_e3_equivariant(aspirin):
+    rng = np.random.default_rng(1)
+    pos = aspirin.minimum + 0.05 * rng.standard_normal(aspirin.minimum.shape)
+    g = O3().sample(1, generator=torch.Generator().manual_seed(2), dtype=F64)
+    r = g.rot[0].numpy()
+    e, f = aspirin.energy_forces(pos)
+    e2, f2 = aspirin.energy_forces(pos @ r.T + np.array([1.0, -2.0, 0.5]))
+    assert abs(e2 - e) < 1e-9 and np.abs(f2 - f @ r.T).max() < 1e-8
+
+
+def test_energy_is_conserved_without_the_thermostat():
+    traj = molecules.simulate("ethanol", n_frames=400, seed=0, equilibrate=400, friction=0.0)
+    total = traj.energy + traj.kinetic()
+    assert traj.energy.std() > 0.05  # energy really moves between kinetic and potential ...
+    assert total.std() < 0.02 * traj.energy.std()  # ... but the total stays put
+    assert abs(traj.provenance["total_energy_drift_eV"]) < 5e-3
+    # momentum and angular momentum stay removed under velocity Verlet
+    p = (traj.masses[None, :, None] * traj.vel).sum(1)
+    assert np.abs(p).max() < 1e-8
+
+
+def test_thermostat_holds_the_temperature_and_breaks_conservation():
+    t = molecules.simulate("ethanol", n_frames=600, seed=0, equilibrate=400, friction=0.05,
+                           temperature=300.0)
+    total = t.energy + t.kinetic()
+    assert 200 < t.temperature().mean() < 400
+    assert total.std() > 0.01  # the bath exchanges energy
+
+
+def test_simulation_is_deterministic_by_seed_and_cached(tmp_path):
+    a = molecules.load_trajectory("malonaldehyde", 50, seed=3, equilibrate=100)
+    (path,) = (tmp_path / "cache").glob("md-malonaldehyde-*.npz")
+    b = molecules.load_trajectory("malonaldehyde", 50, seed=3, equilibrate=100)
+    c = molecules.simulate("malonaldehyde", 50, seed=3, equilibrate=100)
+    d = molecules.simulate("malonaldehyde", 50, seed=4, equilibrate=100)
+    assert np.array_equal(a.pos, b.pos) and np.array_equal(a.pos, c.pos)
+    assert not np.allclose(a.pos, d.pos)
+    assert a.config == b.config and b.provenance["cache"] == str(path)
+    assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_corrupt_trajectory_cache_is_kept_and_regenerated(tmp_path):
+    a = molecules.load_trajectory("ethanol", 20, seed=0, equilibrate=50)
+    (path,) = (tmp_path / "cache").glob("md-ethanol-*.npz")
+    path.write_bytes(b"not a zip file")
+    with pytest.warns(UserWarning, match="corrupt"):
+        b = molecules.load_trajectory("ethanol", 20, seed=0, equilibrate=50)
+    assert np.array_equal(a.pos, b.pos)
+    kept = list((tmp_path / "cache").glob("md-ethanol-*.npz.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"not a zip file"
+
+
+@pytest.mark.parametrize("smiles, match", [
+    ("C1CC", "cannot parse"),  # an unclosed ring
+    ("", "name or a SMILES"),
+    ("[Xe]F[Xe](F)(F)(F)(F)(F)(F)", "cannot parse|embed|MMFF94"),
+])
+def test_bad_molecules_give_clear_errors(smiles, match):
+    with pytest.raises(MoleculeError, match=match):
+        ForceField(smiles)
+
+
+def test_bad_simulation_settings_and_positions(aspirin):
+    with pytest.raises(ValueError, match="temperature"):
+        molecules.simulate("ethanol", 10, temperature=-5.0)
+    with pytest.raises(ValueError, match="friction"):
+        molecules.simulate("ethanol", 10, friction=float("nan"))
+    with pytest.raises(ValueError, match=r"shape \(21, 3\)"):
+        aspirin.energy_forces(np.zeros((20, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        aspirin.energy_forces(np.full((21, 3), np.nan))
+    with pytest.raises(TypeError, match="unknown simulation settings"):
+        molecules.load_trajectory("ethanol", 10, temprature=300.0)
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EQHELPERS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    out = {k: data.load_task(f"ethanol_{k}", "tiny", seed=0, dtype=F64) for k in ("forces", "future")}
+    mp.undo()
+    return out
+
+
+def test_forces_task_holds_mmff_labels_and_rotated_ood(tasks):
+    t = tasks["forces"]
+    assert t.spec.outputs["energy"].per_particle is False and t.spec.inputs["atom"].categories
+    test, ood = t["test"], t["ood"]
+    assert test["atom"][0, :, 0].tolist() == ForceField("ethanol").numbers.tolist()
+    # labels are the force field's, also on the moved OOD frames (same energies, rotated forces)
+    f = t.simulate(ood)
+    assert float((f - ood["forces"]).abs().max()) < 1e-8
+    assert torch.allclose(ood["energy"], test["energy"])
+    assert not torch.allclose(ood["forces"], test["forces"])
+
+
+def test_future_task_targets_are_the_trajectory_delta_t_ahead(tasks):
+    t = tasks["future"]
+    test = t["test"].index(slice(0, 2))
+    ahead = t.simulate(test)  # velocity Verlet from (pos, vel) for ΔT steps
+    assert float((ahead - test["pos_next"]).abs().max()) < 1e-6
+    moved = float((test["pos_next"] - test["pos"]).norm(dim=-1).mean())
+    assert moved > 0.05  # ΔT = 1.5 ps: the atoms have really moved
+
+
+def test_splits_do_not_overlap(tasks):
+    t = tasks["forces"]
+    frames = torch.cat([t[s]["pos"].flatten(1) for s in ("train", "val", "test")])
+    assert torch.unique(frames, dim=0).shape[0] == frames.shape[0]
+
+
+@pytest.mark.parametrize("kind", ["forces", "future"])
+@pytest.mark.parametrize("name", ["egnn", "e3nn"])
+def test_equivariant_models_are_exact_on_molecules(tasks, kind, name):
+    from eqhelpers.equivariance import equivariance_error
+
+    task = tasks[kind]
+    torch.manual_seed(0)
+    model = make_model(name, task.spec, width=16, layers=2, dtype=F64)
+    x = task["test"].index(slice(0, 6))
+    e = equivariance_error(model, x, euclidean_group(9, reflections=True, translation_std=3.0), M=4,
+                           generator=torch.Generator().manual_seed(0))
+    assert e.E_rel < 1e-10
+    with torch.no_grad():
+        out = model(x)
+    assert all(float(v.abs().mean()) > 1e-4 for v in out.values())
+
+
+def test_atom_types_are_embedded_so_they_change_the_prediction(tasks):
+    task = tasks["forces"]
+    torch.manual_seed(0)
+    for name in ("transformer", "gnn", "egnn", "e3nn"):
+        model = make_model(name, task.spec, width=16, layers=2, dtype=F64)
+        assert "atom" in model.embeddings
+        x = task["test"].index(slice(0, 2))
+        swapped = x.replace(atom=torch.where(x["atom"] == 1.0, 6.0, x["atom"]))
+        a, b = model(x)["energy"], model(swapped)["energy"]
+        assert not torch.allclose(a, b), name
+
+
+def test_categorical_fields_are_checked():
+    spec = {"atom": Field("scalar", categories=10)}
+    with pytest.raises(ValueError, match=r"integers in \[0, 10\)"):
+        Sample({"atom": torch.tensor([[[1.5]]])}, spec)
+    with pytest.raises(ValueError, match=r"integers in \[0, 10\)"):
+        Sample({"atom": torch.tensor([[[12.0]]])}, spec)
+    with pytest.raises(ValueError, match="categories"):
+        Field("vector", categories=4)
+    with pytest.raises(ValueError, match="global output must be a scalar"):
+        make_model("transformer", TaskSpec({"pos": Field("point")},
+                                           {"v": Field("vector", per_particle=False)}, 3))
+
+
+def test_delta_t_must_fit_the_frame_spacing():
+    with pytest.raises(ValueError, match="multiple of save_every"):
+        data.load_task("ethanol_future", "tiny", delta_t=15)
