@@ -1,4 +1,5 @@
-"""Command line: ``python -m eqhelpers {train,sweep,discover,bench} ...`` (``--help`` on each)."""
+"""Command line: ``python -m eqhelpers {train,sweep,discover,bench,fetch-3dmol} ...`` (``--help``
+on each)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n-train", type=int, default=None, help="override the budget's training-set size")
     s.add_argument("--device", default="auto")
     s.add_argument("--out", default="runs/sweep")
+    s.add_argument("--save-models", action="store_true",
+                   help="keep every point's trained weights in <out>/models/")
     s.add_argument("--no-progress", action="store_true")
 
     d = sub.add_parser("discover", help="learn a task's symmetry with a LieAugmenter")
@@ -108,7 +111,24 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--out", default=None, help="write bench.json and bench.md here")
     b.add_argument("--no-progress", action="store_true")
+
+    j = sub.add_parser("fetch-3dmol", help="set-up: keep a local copy of 3Dmol.js (npm package "
+                                           "3dmol) so the molecule views work offline")
+    j.add_argument("--force", action="store_true", help="fetch again even if a copy exists")
     return p
+
+
+def cmd_fetch_3dmol(a) -> int:
+    from .viz import fetch_3dmol, threedmol_version
+
+    try:
+        path = fetch_3dmol(force=a.force)
+    except OSError as exc:  # no network: the views still work online from py3Dmol's CDN
+        print(f"error: could not fetch 3Dmol.js {threedmol_version()} from npm ({exc}); the "
+              "molecule views will load it from the CDN instead (needs network)", file=sys.stderr)
+        return 1
+    print(f"3Dmol.js {threedmol_version()}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def cmd_train(a) -> int:
@@ -156,7 +176,7 @@ def cmd_sweep(a) -> int:
     result = sweep(a.task, tuple(a.models), a.betas, tuple(a.seeds), alpha=a.alpha, group=a.group,
                    mode=a.mode, budget=a.budget, device=a.device, steps=a.steps,
                    n_train=a.n_train, out=a.out, progress=not a.no_progress,
-                   command=a.command_line)
+                   command=a.command_line, save_models=a.save_models)
     print(format_table(result.summary, SWEEP_COLUMNS))
     print(f"\n{result.computed} point(s) computed now, {len(result.points) - result.computed} read "
           f"from {a.out}/points.\nWrote {a.out}/: sweep.json, sweep.csv, points.csv, tradeoff.png")
@@ -225,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     a.command_line = "python -m eqhelpers " + shlex.join(argv)
     try:
         return {"train": cmd_train, "sweep": cmd_sweep, "discover": cmd_discover,
-                "bench": cmd_bench}[a.command](a)
+                "bench": cmd_bench, "fetch-3dmol": cmd_fetch_3dmol}[a.command](a)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -214,6 +214,20 @@ def axis_angle_to_matrix(axis: Tensor, angle: Tensor) -> Tensor:
     return eye + s * k + (1 - c) * (k @ k)
 
 
+def rotation_about(axis, angle_deg: float, centre=(0.0, 0.0, 0.0),
+                   dtype=torch.float64) -> Transform:
+    """One rigid motion: the rotation by ``angle_deg`` degrees about ``axis`` through ``centre``
+    (x ↦ R(x − c) + c)."""
+    a = torch.as_tensor(axis, dtype=dtype)
+    if a.shape != (3,) or not bool(torch.isfinite(a).all()) or float(a.norm()) == 0:
+        raise ValueError(f"axis must be a finite non-zero 3-vector, got {axis!r}")
+    if not math.isfinite(angle_deg):
+        raise ValueError(f"angle must be finite, got {angle_deg!r}")
+    rot = axis_angle_to_matrix(a / a.norm(), torch.tensor(math.radians(angle_deg), dtype=dtype))
+    c = torch.as_tensor(centre, dtype=dtype).reshape(3)
+    return Transform(rot=rot[None], trans=(c - rot @ c)[None])
+
+
 def quaternion_to_matrix(q: Tensor) -> Tensor:
     """Unit quaternions [..., 4] (w, x, y, z) to rotation matrices [..., 3, 3]."""
     w, x, y, z = q.unbind(-1)

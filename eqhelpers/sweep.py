@@ -121,9 +121,14 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
           alpha: float = 1.0, group: str = "task", mode: str = "label", budget=None,
           device="auto", steps: int | None = None, n_train: int | None = None,
           out: str | Path | None = None, progress: bool = True,
-          command: str | None = None) -> SweepResult:
+          command: str | None = None, save_models: bool = False) -> SweepResult:
     """Run (or resume) a β/α sweep. Equivariant models are run at β = 0 only: the equivariance
-    term cannot change a model that is equivariant by construction."""
+    term cannot change a model that is equivariant by construction.
+
+    ``save_models``: also keep each point's trained weights as ``<out>/models/<key>.pt`` (to look
+    at the predictions later, e.g. :func:`eqhelpers.viz.molecule_explorer`); load them with
+    :func:`load_sweep_model`.
+    """
     from .data import load_task
     from .models import MODELS
     from .train import run
@@ -159,15 +164,21 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     for m, beta, s in tqdm(plan, desc=f"sweep {task}", disable=not progress):
         path = out / "points" / f"{point_key(m, beta, s)}.json" if out is not None else None
         p = _read_point(path, {"model": m, "beta": beta, "seed": s}) if path and path.exists() else None
-        if p is None:
+        weights = out / "models" / f"{point_key(m, beta, s)}.pt" if out and save_models else None
+        if p is None or (weights is not None and not weights.exists()):
             objective = "plain" if beta == 0 else "remul"
-            _, _, metrics = run(task_obj, m, objective, alpha=alpha, beta=beta, group=group,
+            net, _, metrics = run(task_obj, m, objective, alpha=alpha, beta=beta, group=group,
                                 mode=mode, budget=b, device=dev, seed=s, steps=steps,
                                 progress=False)
             p = {**{k: metrics[k] for k in METRICS}, "model": m, "beta": beta, "seed": s,
                  "alpha": alpha, "steps_per_s": metrics["steps_per_s"],
                  "train_seconds": metrics["train_seconds"], "device": metrics["device"],
                  "date": metrics["date"], "version": __version__}
+            if weights is not None:
+                from .train import save_checkpoint
+
+                save_checkpoint(net, weights, model_name=m, beta=beta, seed=s, width=b.width,
+                                layers=b.layers, task=task)
             if path is not None:
                 atomic_json(p, path)
             computed += 1
@@ -216,6 +227,30 @@ def write_results(result: SweepResult) -> None:
     fig.tight_layout()
     atomic_write(out / "tradeoff.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
+
+
+def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | None = None,
+                     task=None):
+    """The trained model of one sweep point (a sweep run with ``save_models=True``), on the CPU.
+
+    ``task``: the loaded task (its spec builds the model); default: loaded from the sweep's
+    config at the sweep's budget.
+    """
+    from .data import load_task
+    from .models import make_model
+    from .train import load_checkpoint
+
+    seed = result.config["seeds"][0] if seed is None else seed
+    path = Path(result.out or ".") / "models" / f"{point_key(model, float(beta), seed)}.pt"
+    if not path.exists():
+        have = sorted(p.stem for p in (Path(result.out or ".") / "models").glob("*.pt"))
+        raise ValueError(f"no saved model for {model} β={beta:g} seed {seed} in {path.parent} "
+                         f"(have: {have or 'none; was the sweep run with save_models=True?'})")
+    b = get_budget(result.config["budget"])
+    task = task or load_task(result.config["task"], b)
+    net = make_model(model, task.spec, width=b.width, layers=b.layers)
+    load_checkpoint(net, path, map_location="cpu")
+    return net.eval()
 
 
 def load_sweep(path: str | Path) -> SweepResult:

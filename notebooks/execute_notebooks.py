@@ -5,7 +5,8 @@
 
 Each notebook runs from a fresh kernel in its own process; the script prints its wall time and
 the kernel's peak resident memory. Widget state is not stored and widget views are replaced by
-their text fallback, so committed notebooks read on a code host without stale widget state.
+their text fallback, so committed notebooks read on a code host without stale widget state; the
+3Dmol.js library that eqhelpers.viz.load_3dmol puts into the page is not committed either.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+INLINE_3DMOL = "window.$3Dmolpromise = Promise.resolve();"  # see eqhelpers.viz.load_3dmol
 
 
 def clean(nb) -> None:
@@ -36,6 +38,8 @@ def clean(nb) -> None:
                 data.pop(WIDGET_VIEW)
                 if not data:
                     continue
+            if INLINE_3DMOL in str(data.get("text/html", "")):  # the 0.5 MB library itself
+                out["data"] = {"text/plain": "[3Dmol.js was put into the page from the local copy]"}
             kept.append(out)
         cell.outputs = kept
 
