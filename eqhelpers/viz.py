@@ -581,7 +581,6 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     ``.output`` and ``.last`` (the latest :func:`rotated_prediction`) for scripting and tests.
     """
     import ipywidgets as w
-    from IPython.display import display
 
     from .data import load_task
     from .sweep import load_sweep_model
@@ -615,7 +614,7 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
                                    f"{row.get('E_prime', float('nan')):.3g}) &nbsp; ")
         with out:
             out.clear_output(wait=True)
-            display(view)
+            view.show()
 
     for c in (angle, axis, beta, frame):
         c.observe(draw, "value")
