@@ -101,11 +101,19 @@ def test_corrupt_trajectory_cache_is_kept_and_regenerated(tmp_path):
 @pytest.mark.parametrize("smiles, match", [
     ("C1CC", "cannot parse"),  # an unclosed ring
     ("", "name or a SMILES"),
-    ("[Xe]F[Xe](F)(F)(F)(F)(F)(F)", "cannot parse|embed|MMFF94"),
+    ("[Fe]", "MMFF94 has no parameters"),
 ])
 def test_bad_molecules_give_clear_errors(smiles, match):
     with pytest.raises(MoleculeError, match=match):
         ForceField(smiles)
+
+
+def test_a_failed_embedding_gives_a_clear_error(monkeypatch):
+    from rdkit.Chem import AllChem
+
+    monkeypatch.setattr(AllChem, "EmbedMolecule", lambda mol, params: -1)  # ETKDG gave up
+    with pytest.raises(MoleculeError, match="ETKDG could not embed a 3D conformer of 'CCO'"):
+        ForceField("ethanol", seed=7)
 
 
 def test_bad_simulation_settings_and_positions(aspirin):
