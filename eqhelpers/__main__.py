@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="override the budget's step count")
     t.add_argument("--device", default="auto")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--conservative", action="store_true",
+                   help="forces as −∂E/∂x of the predicted energy (molecule forces tasks)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     t.add_argument("--out", default="runs/train", help="output directory")
@@ -145,7 +147,8 @@ def cmd_train(a) -> int:
     model, hist, metrics = run(a.task, a.model, a.objective, alpha=a.alpha, beta=a.beta,
                                group=a.group, mode=a.mode, weighting=a.weighting, budget=a.budget,
                                device=a.device, seed=a.seed, steps=a.steps, out=out,
-                               compile=a.compile, amp=a.amp, progress=not a.no_progress)
+                               compile=a.compile, amp=a.amp, progress=not a.no_progress,
+                               conservative=a.conservative)
     metrics["command"] = a.command_line
     atomic_json(metrics, out / "metrics.json")
     atomic_json(hist.as_dict(), out / "history.json")
@@ -156,9 +159,13 @@ def cmd_train(a) -> int:
     atomic_write(out / "training.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     print(format_table([metrics], TRAIN_COLUMNS))
+    from .data import TASKS
+
+    relabel = ("with its targets (the force field and the dynamics are E(3)-equivariant)"
+               if TASKS[metrics["task"]].generate is not None else "then re-simulated")
     print(f"\nE′: under {metrics['group_measured']}, M = {metrics['M']} elements, "
           f"{metrics['eval_samples']} test systems. OOD: the test set rotated and translated, "
-          f"then re-simulated.\nWrote {out}/: metrics.json, history.json, training.png, best.pt")
+          f"{relabel}.\nWrote {out}/: metrics.json, history.json, training.png, best.pt")
     return 0
 
 

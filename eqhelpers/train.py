@@ -252,11 +252,13 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
         alpha: float = 1.0, beta: float = 30.0, group: str = "task", mode: str = "label",
         weighting: str = "fixed", budget: str | Budget | None = None, device="auto",
         seed: int = 0, steps: int | None = None, out: str | Path | None = None,
-        compile: bool = False, amp: bool = False, progress: bool = True) -> tuple[Model, History, dict]:
+        compile: bool = False, amp: bool = False, progress: bool = True,
+        conservative: bool = False) -> tuple[Model, History, dict]:
     """Load a task, build a model, train it, evaluate it. Returns (model, history, metrics).
 
     ``objective``: ``"plain"``, ``"remul"`` or ``"augment"``; ``group``: ``"task"`` (the data's
     true symmetry) or ``"e3"`` (full E(3) × S_N, even where the data break it).
+    ``conservative``: forces as −∂E/∂x of the model's energy (tasks with forces and an energy).
     """
     dev = resolve_device(device)
     b = get_budget(budget, dev)
@@ -267,14 +269,15 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
     grp = task_obj.group if group == "task" else measurement_group(task_obj)
     obj = make_objective(objective, grp, alpha=alpha, beta=beta, mode=mode, weighting=weighting)
     seed_everything(seed)
-    net = make_model(model, task_obj.spec, width=b.width, layers=b.layers)
+    net = make_model(model, task_obj.spec, width=b.width, layers=b.layers, conservative=conservative)
     ckpt = Path(out) / "best.pt" if out is not None else None
     hist = train(net, task_obj, obj, b, device=dev, seed=seed, steps=steps, compile=compile,
                  amp=amp, checkpoint=ckpt, progress=progress,
                  desc=f"{model} {objective}" + (f" β={beta:g}" if objective == "remul" else ""))
     metrics = evaluate(net, task_obj, b, seed=seed)
     metrics.update({
-        "task": task_obj.name, "model": model, "objective": objective, "alpha": alpha,
+        "task": task_obj.name, "model": model, "conservative": conservative,
+        "objective": objective, "alpha": alpha,
         "beta": beta if objective == "remul" else None, "group": grp.name,
         "steps_per_s": hist.steps_per_s, "train_seconds": hist.train_seconds,
         "wall_seconds": time.perf_counter() - t_all, "best_step": hist.best_step,

@@ -213,3 +213,43 @@ def test_categorical_fields_are_checked():
 def test_delta_t_must_fit_the_frame_spacing():
     with pytest.raises(ValueError, match="multiple of save_every"):
         data.load_task("ethanol_future", "tiny", delta_t=15)
+
+
+@pytest.mark.parametrize("name", ["egnn", "e3nn", "transformer"])
+def test_conservative_forces_are_minus_the_gradient_of_the_model_energy(tasks, name):
+    from eqhelpers.equivariance import equivariance_error
+
+    task = tasks["forces"]
+    torch.manual_seed(0)
+    model = make_model(name, task.spec, width=16, layers=2, dtype=F64, conservative=True).eval()
+    x = task["test"].index(slice(0, 3))
+    with torch.no_grad():  # forces still come out (autograd is switched on inside)
+        out = model(x)
+    assert out["forces"].shape == x["pos"].shape and not out["forces"].requires_grad
+    h = 1e-6
+    for i, k in ((0, 0), (4, 2), (8, 1)):
+        d = torch.zeros_like(x["pos"])
+        d[:, i, k] = h
+        e = [model(x.replace(pos=x["pos"] + s * d))["energy"] for s in (1, -1)]
+        fd = -(e[0] - e[1])[:, 0] / (2 * h)
+        assert torch.allclose(out["forces"][:, i, k], fd, rtol=1e-5, atol=1e-8)
+    e = equivariance_error(model, x, task.group, M=4, generator=torch.Generator().manual_seed(0))
+    if model.equivariant:
+        assert e.E_rel < 1e-10  # an invariant energy gives exactly equivariant forces
+    else:
+        assert e.E_rel > 1e-3
+
+
+def test_conservative_model_trains_and_needs_forces_and_energy(tasks):
+    from eqhelpers.equivariance import REMUL
+    from eqhelpers.train import train
+
+    task = tasks["forces"]
+    for name, beta in (("egnn", 0.0), ("transformer", 1.0)):  # REMUL: a double backward too
+        torch.manual_seed(0)
+        model = make_model(name, task.spec, width=16, layers=2, conservative=True)
+        hist = train(model, task.to(dtype=torch.float32), REMUL(1.0, beta, task.group), "tiny",
+                     device="cpu", steps=60, eval_every=20, progress=False)
+        assert hist.records[-1]["loss"] < hist.records[0]["loss"], name
+    with pytest.raises(ValueError, match="conservative forces need outputs"):
+        make_model("egnn", tasks["future"].spec, conservative=True)

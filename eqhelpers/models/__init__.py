@@ -9,6 +9,7 @@ import torch
 
 from ..fields import TaskSpec
 from .base import Model, build_edges, other_index
+from .conservative import Conservative
 from .e3nn_net import E3NN
 from .egnn import EGNN
 from .gnn import GNN
@@ -21,19 +22,23 @@ MODELS: dict[str, type[Model]] = {
 
 
 def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
-               dtype: torch.dtype = torch.float32, **kwargs) -> Model:
+               dtype: torch.dtype = torch.float32, conservative: bool = False, **kwargs) -> Model:
     """Build a model by name, e.g. ``make_model("egnn", task.spec, width=64, layers=3)``.
 
     ``dtype`` is the parameter dtype; ask for float64 here rather than calling ``.double()``
-    later (the e3nn network keeps its constants exact only that way).
+    later (the e3nn network keeps its constants exact only that way). ``conservative=True``
+    (tasks with forces and an energy): the model predicts the energy and the forces are −∂E/∂x
+    by autograd (:class:`Conservative`).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
     for k, v in (("width", width), ("layers", layers)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{k} must be a positive int, got {v!r}")
+    if conservative:
+        return Conservative(MODELS[name], spec, width=width, layers=layers, **kwargs).to(dtype)
     return MODELS[name](spec, width=width, layers=layers, **kwargs).to(dtype)
 
 
-__all__ = ["MODELS", "Model", "make_model", "Transformer", "MLP", "GNN", "EGNN", "E3NN",
+__all__ = ["MODELS", "Model", "make_model", "Conservative", "Transformer", "MLP", "GNN", "EGNN", "E3NN",
            "build_edges", "other_index"]
