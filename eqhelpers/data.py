@@ -377,9 +377,9 @@ def _md_lag(delta_t: int, save_every: int) -> int:
 
 def _md_generate(kind: str, molecule: str):
     def generate(n_train, n_val, n_test, seed, ood_translation_std, delta_t=DELTA_T, **sim_kw):
-        from .molecules import load_trajectory
+        from .molecules import load_trajectory, simulation_settings
 
-        save_every = sim_kw.get("save_every", 10)
+        save_every = simulation_settings(**sim_kw)["save_every"]
         # the trajectory's length (so its cache) is the same for both tasks at the default ΔT
         gap = _md_lag(DELTA_T if kind == "forces" else delta_t, save_every)
         traj = load_trajectory(molecule, md_frames(n_train, n_val, n_test, gap), seed, **sim_kw)
@@ -410,15 +410,16 @@ def _md_generate(kind: str, molecule: str):
 
 def _md_simulate(kind: str, molecule: str):
     def simulate(inp: dict[str, Tensor], delta_t: int = DELTA_T, **sim_kw) -> Tensor:
-        from .molecules import ForceField, propagate
+        from .molecules import ForceField, propagate, simulation_settings
 
         ff = ForceField(molecule)
         pos = inp["pos"].cpu().numpy()
         if kind == "forces":
             return torch.from_numpy(np.stack([ff.energy_forces(p)[1] for p in pos]))
-        steps = _md_lag(delta_t, sim_kw.get("save_every", 10)) * sim_kw.get("save_every", 10)
-        return torch.from_numpy(propagate(ff, pos, inp["vel"].cpu().numpy(), steps,
-                                          sim_kw.get("dt", 0.5)))
+        settings = simulation_settings(**sim_kw)
+        _md_lag(delta_t, settings["save_every"])  # the same check as the task's own ΔT
+        return torch.from_numpy(propagate(ff, pos, inp["vel"].cpu().numpy(), delta_t,
+                                          settings["dt"]))
 
     return simulate
 
@@ -426,21 +427,20 @@ def _md_simulate(kind: str, molecule: str):
 def _md_tasks() -> dict[str, TaskDef]:
     from .molecules import MOLECULES
 
+    kinds = {  # kind -> (what is predicted, the target field)
+        "forces": ("forces (eV/Å) and energy (eV) from positions", "forces"),
+        "future": (f"positions ΔT = {DELTA_T} steps of 0.5 fs ahead from positions and "
+                   "velocities (Å/fs)", "pos_next"),
+    }
     tasks = {}
     for mol, (smiles, n_atoms) in MOLECULES.items():
-        tasks[f"{mol}_forces"] = TaskDef(
-            f"{mol}_forces", _md_spec("forces", n_atoms), None, _md_simulate("forces", mol),
-            lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s), None,
-            f"{mol} ({smiles}) on MMFF94 at 500 K: forces (eV/Å) and energy (eV) from positions",
-            target="forces", generate=_md_generate("forces", mol),
-        )
-        tasks[f"{mol}_future"] = TaskDef(
-            f"{mol}_future", _md_spec("future", n_atoms), None, _md_simulate("future", mol),
-            lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s), None,
-            f"{mol} ({smiles}) on MMFF94 at 500 K: positions ΔT = {DELTA_T} steps of 0.5 fs "
-            "ahead from positions and velocities (Å/fs)",
-            generate=_md_generate("future", mol),
-        )
+        for kind, (what, target) in kinds.items():
+            tasks[f"{mol}_{kind}"] = TaskDef(
+                f"{mol}_{kind}", _md_spec(kind, n_atoms), None, _md_simulate(kind, mol),
+                lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s),
+                None, f"{mol} ({smiles}) on MMFF94 at 500 K: {what}", target=target,
+                generate=_md_generate(kind, mol),
+            )
     return tasks
 
 

@@ -247,10 +247,9 @@ def simulate(molecule: str = "aspirin", n_frames: int = 1000, seed: int = 0,
     for k, v in (("friction", friction), ("eq_friction", eq_friction)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ValueError(f"{k} must be a number >= 0, got {v!r}")
-    config = {"molecule": molecule, "smiles": smiles_of(molecule), "n_frames": n_frames,
-              "seed": int(seed), "temperature": float(temperature), "dt": float(dt),
-              "save_every": save_every, "friction": float(friction), "equilibrate": equilibrate,
-              "eq_friction": float(eq_friction), "format": TRAJ_FORMAT}
+    config = trajectory_config(molecule, n_frames, seed, temperature=temperature, dt=dt,
+                               save_every=save_every, friction=friction, equilibrate=equilibrate,
+                               eq_friction=eq_friction)
     t0 = time.perf_counter()
     ff = ForceField(molecule, seed=seed)
     rng = np.random.default_rng(int(seed))
@@ -292,8 +291,7 @@ def trajectory_path(config: dict) -> Path:
 def load_trajectory(molecule: str = "aspirin", n_frames: int = 1000, seed: int = 0,
                     cache: bool = True, **kwargs) -> Trajectory:
     """:func:`simulate`, cached on disk (atomically; a corrupt file is moved aside, regenerated)."""
-    traj_config = {"molecule": molecule, "smiles": smiles_of(molecule), "n_frames": n_frames,
-                   "seed": int(seed), **_defaults(kwargs), "format": TRAJ_FORMAT}
+    traj_config = trajectory_config(molecule, n_frames, seed, **kwargs)
     path = trajectory_path(traj_config)
     if cache and path.exists():
         try:
@@ -322,20 +320,29 @@ def load_trajectory(molecule: str = "aspirin", n_frames: int = 1000, seed: int =
     return traj
 
 
-def _defaults(kwargs: dict) -> dict:
-    """The simulation settings with defaults filled in (the cache key must not depend on how
-    they were passed)."""
+SETTINGS = ("temperature", "dt", "save_every", "friction", "equilibrate", "eq_friction")
+
+
+def simulation_settings(**kwargs) -> dict:
+    """The settings of :func:`simulate` with its defaults filled in and floats as floats (a
+    cache key must not depend on how they were passed). Unknown names are an error."""
     import inspect
 
     params = inspect.signature(simulate).parameters
-    unknown = set(kwargs) - set(params) - {"progress"}
+    unknown = set(kwargs) - set(SETTINGS) - {"progress"}
     if unknown:
         raise TypeError(f"unknown simulation settings {sorted(unknown)}")
     out = {}
-    for k in ("temperature", "dt", "save_every", "friction", "equilibrate", "eq_friction"):
+    for k in SETTINGS:
         v = kwargs.get(k, params[k].default)
         out[k] = float(v) if isinstance(params[k].default, float) else v
     return out
+
+
+def trajectory_config(molecule: str, n_frames: int, seed: int, **kwargs) -> dict:
+    """Everything that determines a trajectory: its cache key and its ``config``."""
+    return {"molecule": molecule, "smiles": smiles_of(molecule), "n_frames": n_frames,
+            "seed": int(seed), **simulation_settings(**kwargs), "format": TRAJ_FORMAT}
 
 
 def propagate(ff: ForceField, pos: np.ndarray, vel: np.ndarray, steps: int,

@@ -241,9 +241,10 @@ def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | N
     from .train import load_checkpoint
 
     seed = result.config["seeds"][0] if seed is None else seed
-    path = Path(result.out or ".") / "models" / f"{point_key(model, float(beta), seed)}.pt"
+    models = Path(result.out or ".") / "models"
+    path = models / f"{point_key(model, float(beta), seed)}.pt"
     if not path.exists():
-        have = sorted(p.stem for p in (Path(result.out or ".") / "models").glob("*.pt"))
+        have = sorted(p.stem for p in models.glob("*.pt"))
         raise ValueError(f"no saved model for {model} β={beta:g} seed {seed} in {path.parent} "
                          f"(have: {have or 'none; was the sweep run with save_models=True?'})")
     b = get_budget(result.config["budget"])

@@ -441,8 +441,7 @@ def _view(width: int, height: int, grid=None):
     import py3Dmol
 
     kw = {"viewergrid": grid} if grid else {}
-    if threedmol_js().exists():
-        load_3dmol()
+    load_3dmol()  # the local copy, if set-up fetched one
     return py3Dmol.view(width=width, height=height, **kw)
 
 
@@ -502,36 +501,29 @@ def rotated_prediction(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0,
     """
     import torch
 
-    from .fields import act
+    from .fields import Sample, act
     from .groups import rotation_about
+    from .train import predict
 
     spec = model.spec
-    x = sample.index(slice(index, index + 1)).select(spec.inputs)
     p = next(iter(model.parameters()))
-    x = x.to(p.device, p.dtype)
+    frame = sample.index(slice(index, index + 1)).to(p.device, p.dtype)
+    x = frame.select(spec.inputs)
     g = rotation_about(axis, angle, _np(x["pos"][0]).mean(0)).to(p.device, p.dtype)
     gx = act(g, x)
     with torch.no_grad():
-        was = model.training
-        model.eval()
-        f, fg = model(x), model(gx)
-        model.train(was)
+        both = predict(model, Sample.cat([x, gx]))  # f(x) and f(g·x) in one forward pass
+    f, fg = ({k: v[i:i + 1] for k, v in both.items()} for i in (0, 1))
     key, v = _vector_output(spec, f, x, key)
     _, vg = _vector_output(spec, fg, gx, key)
-    back = torch.einsum("ij,nj->ni", g.rot[0].T, vg[0])  # vectors rotate back with R⁻¹ = Rᵀ
-    truth = sample.index(slice(index, index + 1))
-    t = None
-    if key in truth:
-        t = truth[key].to(p.device, p.dtype)
-        if spec.outputs[key].kind == "point":
-            t = t - x[spec.residual.get(key, "pos")]
-        t = _np(t[0])
-    diff = (back - v[0]).norm(dim=-1)
-    rms = float(diff.pow(2).mean().sqrt())
-    ref = float(v[0].norm(dim=-1).pow(2).mean().sqrt())
+    _, back = _vector_output(spec, act(g.inverse(), fg, spec.outputs), x, key)
+    t = _np(_vector_output(spec, frame, x, key)[1][0]) if key in frame else None
+    v, vg, back = v[0], vg[0], back[0]
+    rms = float((back - v).norm(dim=-1).pow(2).mean().sqrt())
+    ref = float(v.norm(dim=-1).pow(2).mean().sqrt())
     return {"key": key, "numbers": _np(x["atom"][0, :, 0]).astype(int) if "atom" in x else None,
-            "pos": _np(x["pos"][0]), "pos_rotated": _np(gx["pos"][0]), "f": _np(v[0]),
-            "f_rotated": _np(vg[0]), "f_back": _np(back), "truth": t, "violation": rms,
+            "pos": _np(x["pos"][0]), "pos_rotated": _np(gx["pos"][0]), "f": _np(v),
+            "f_rotated": _np(vg), "f_back": _np(back), "truth": t, "violation": rms,
             "violation_rel": rms / max(ref, 1e-30), "axis": tuple(map(float, axis)),
             "angle": float(angle)}
 
@@ -608,10 +600,9 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
         view, last = rotated_view(models[b], task["test"], AXES[axis.value], angle.value,
                                   frame.value, key, scale, width, height)
         box.last = last
-        row = next((r for r in result.summary if r["model"] == model and r["beta"] == b), {})
+        row = result.at(model, b)
         info.value = legend_html(last, f"<b>{model}, β = {b:g}</b> (sweep: test MSE "
-                                   f"{row.get('test_mse', float('nan')):.3g}, E′ "
-                                   f"{row.get('E_prime', float('nan')):.3g}) &nbsp; ")
+                                   f"{row['test_mse']:.3g}, E′ {row['E_prime']:.3g}) &nbsp; ")
         with out:
             out.clear_output(wait=True)
             view.show()
