@@ -184,7 +184,7 @@ def test_notebook_03_sliders_change_the_explorer(browser, lab):
     page.close()
 
 
-def _canvas_ink(page, canvas) -> float:
+def _canvas_ink(canvas) -> float:
     """Fraction of a canvas' pixels that are not background white (from a screenshot)."""
     from PIL import Image
 
@@ -206,7 +206,7 @@ def test_notebook_05_3d_views_render_and_the_explorer_responds(browser, lab):
         c = canvases.nth(i)
         c.scroll_into_view_if_needed()
         page.wait_for_timeout(300)
-        ink = _canvas_ink(page, c)
+        ink = _canvas_ink(c)
         assert ink > 0.01, f"3Dmol canvas {i} is blank ({ink:.4f} of pixels drawn)"
     # the explorer: sliders rendered, and rotating the copy changes the view and the read-out
     sliders = page.locator(".widget-slider")
@@ -226,6 +226,6 @@ def test_notebook_05_3d_views_render_and_the_explorer_responds(browser, lab):
     explorer_canvas = page.locator(".widget-output div[id^='3dmolviewer_'] canvas").first
     assert "180°" in after and after != before
     assert explorer_canvas.screenshot() != shot_before, "the 3D view did not change"
-    assert _canvas_ink(page, explorer_canvas) > 0.01
+    assert _canvas_ink(explorer_canvas) > 0.01
     _shot(page, "05_explorer_after")
     page.close()
