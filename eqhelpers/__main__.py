@@ -13,10 +13,27 @@ from ._util import atomic_json, atomic_write, format_table
 
 TRAIN_COLUMNS = [
     ("model", "model", ""), ("objective", "objective", ""), ("alpha", "α", "g"), ("beta", "β", "g"),
-    ("test_mse", "test MSE", ".3e"), ("ood_mse", "rotated+translated MSE", ".3e"),
-    ("E_prime", "E′", ".3e"), ("E_prime_rel", "E′ rel.", ".2e"), ("steps_per_s", "steps/s", ".1f"),
-    ("device", "device", ""),
+    ("head", "head", ""), ("test_mse", "test MSE", ".3e"),
+    ("ood_mse", "rotated+translated MSE", ".3e"),
+    ("e3_generalization_mse", "+200 x MSE", ".3e"),
+    ("object_generalization_mse", "6-body MSE", ".3e"),
+    ("E", "E", ".2e"), ("E_prime", "E′", ".2e"), ("E_prime_rel", "E′_rel", ".2e"),
+    ("steps_per_s", "steps/s", ".1f"), ("device", "device", ""),
 ]
+GROUP_HELP = ("group the equivariance term samples: the data's own symmetry (task), E(3)×S_N "
+              "with the task's translation scale (e3), or Haar rotations only, translations left "
+              "to centring (so3: REMUL's choice)")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head", default="residual", choices=["residual", "absolute"],
+                   help="point outputs as input + displacement (residual) or the position itself "
+                        "(absolute, as GATr's Transformer baseline)")
+    p.add_argument("--no-centre", dest="centre", action="store_false",
+                   help="feed raw coordinates (default: centre every system, so the model is "
+                        "exactly translation-equivariant, as REMUL does)")
+    p.add_argument("--width", type=int, default=None, help="override the budget's model width")
+    p.add_argument("--layers", type=int, default=None, help="override the budget's depth")
 
 
 def _nonneg(x: str) -> float:
@@ -40,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--objective", default="remul", choices=["plain", "remul", "augment"])
     t.add_argument("--alpha", type=_nonneg, default=1.0, help="weight of the task loss")
     t.add_argument("--beta", type=_nonneg, default=30.0, help="weight of the equivariance loss")
-    t.add_argument("--group", default="task", choices=["task", "e3"],
-                   help="group of the equivariance term: the data's own symmetry or full E(3)×S_N")
+    t.add_argument("--group", default="task", choices=["task", "e3", "so3"], help=GROUP_HELP)
+    _model_options(t)
     t.add_argument("--mode", default="label", choices=["label", "self"],
                    help="equivariance term anchored to labels (paper) or self-consistency")
     t.add_argument("--weighting", default="fixed", choices=["fixed", "gradnorm"])
@@ -64,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="β values (default: 0 and 7 log-spaced from 0.1 to 100)")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     s.add_argument("--alpha", type=_nonneg, default=1.0)
-    s.add_argument("--group", default="task", choices=["task", "e3"])
+    s.add_argument("--group", default="task", choices=["task", "e3", "so3"], help=GROUP_HELP)
     s.add_argument("--mode", default="label", choices=["label", "self"])
     s.add_argument("--budget", default=None, choices=sorted(BUDGETS))
     s.add_argument("--steps", type=int, default=None)
@@ -148,7 +165,8 @@ def cmd_train(a) -> int:
                                group=a.group, mode=a.mode, weighting=a.weighting, budget=a.budget,
                                device=a.device, seed=a.seed, steps=a.steps, out=out,
                                compile=a.compile, amp=a.amp, progress=not a.no_progress,
-                               conservative=a.conservative)
+                               conservative=a.conservative, centre=a.centre, head=a.head,
+                               width=a.width, layers=a.layers)
     metrics["command"] = a.command_line
     atomic_json(metrics, out / "metrics.json")
     atomic_json(hist.as_dict(), out / "history.json")
@@ -158,22 +176,28 @@ def cmd_train(a) -> int:
     fig.tight_layout()
     atomic_write(out / "training.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    print(format_table([metrics], TRAIN_COLUMNS))
+    print(format_table([metrics], [c for c in TRAIN_COLUMNS if c[0] in metrics]))
     from .data import TASKS
 
     relabel = ("with its targets (the force field and the dynamics are E(3)-equivariant)"
                if TASKS[metrics["task"]].generate is not None else "then re-simulated")
-    print(f"\nE′: under {metrics['group_measured']}, M = {metrics['M']} elements, "
-          f"{metrics['eval_samples']} test systems. OOD: the test set rotated and translated, "
-          f"{relabel}.\nWrote {out}/: metrics.json, history.json, training.png, best.pt")
+    skipped = "".join(f"\n{k}: not evaluated ({why})" for k, why in metrics.get("skipped", {}).items())
+    print(f"\nE, E′ (REMUL's, plain norms) and E′_rel (E′ / ‖f(x)‖): under "
+          f"{metrics['group_measured']}, M = {metrics['M']} elements, {metrics['eval_samples']} "
+          f"test systems. Rotated+translated: the test set moved by a Haar rotation and a "
+          f"translation, {relabel}.{skipped}\nWrote {out}/: metrics.json, history.json, "
+          "training.png, best.pt")
     return 0
 
 
 SWEEP_COLUMNS = [
     ("model", "model", ""), ("beta", "β/α", "g"), ("n_seeds", "seeds", "d"),
     ("test_mse", "test MSE", ".3e"), ("test_mse_std", "±", ".1e"),
-    ("ood_mse", "rotated+translated MSE", ".3e"), ("E_prime", "E′", ".2e"),
-    ("E_prime_std", "±", ".1e"), ("pareto", "Pareto", ""),
+    ("ood_mse", "rotated+translated MSE", ".3e"),
+    ("e3_generalization_mse", "+200 x MSE", ".3e"),
+    ("object_generalization_mse", "6-body MSE", ".3e"),
+    ("E", "E", ".2e"), ("E_prime", "E′", ".2e"), ("E_prime_std", "±", ".1e"),
+    ("pareto", "Pareto", ""),
 ]
 
 
@@ -184,7 +208,8 @@ def cmd_sweep(a) -> int:
                    mode=a.mode, budget=a.budget, device=a.device, steps=a.steps,
                    n_train=a.n_train, out=a.out, progress=not a.no_progress,
                    command=a.command_line, save_models=a.save_models)
-    print(format_table(result.summary, SWEEP_COLUMNS))
+    print(format_table(result.summary,
+                       [c for c in SWEEP_COLUMNS if any(c[0] in r for r in result.summary)]))
     print(f"\n{result.computed} point(s) computed now, {len(result.points) - result.computed} read "
           f"from {a.out}/points.\nWrote {a.out}/: sweep.json, sweep.csv, points.csv, tradeoff.png")
     return 0

@@ -84,7 +84,7 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
     for name, bs in tqdm(jobs, desc="bench", disable=not progress):
         seed_everything(seed)
         gen = make_generator(seed, dev)
-        model = make_model(name, t.spec, width=b.width, layers=b.layers).to(dev)
+        model = make_model(name, t.spec, **b.model_size(name)).to(dev)
         batch = data.index(torch.randint(len(data), (bs,), device=dev, generator=gen))
         r_inf, r_plain, r_remul = _measure(model, batch, gen, t.group, dev, min_time, repeats)
         rows.append({"model": name, "equivariant": model.equivariant, "batch": bs,

@@ -1,7 +1,10 @@
 """The one knob that decides how big a run is.
 
 ``tiny`` (tests, nbval: seconds), ``cpu`` (a laptop or Binder: about a minute per model),
-``gpu`` and ``paper`` (paper scale: the GATr protocol's 50k steps, batch 64, Adam 3e-4).
+``gpu`` (a GPU in minutes) and ``paper`` (GATr's N-body training protocol, which REMUL follows:
+100k training systems, 5k validation and test, the Transformer 384 wide × 10 blocks × 8 heads,
+50k steps of batch 64, Adam 3e-4 decayed exponentially to 0.01× (stepped every 1000 steps),
+gradient norm clipped at 10, the best model on validation kept).
 The default is ``cpu`` without CUDA and ``gpu`` with it; the environment variable
 ``EQHELPERS_BUDGET`` overrides the default, an explicit argument overrides both.
 """
@@ -14,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 ENV_VAR = "EQHELPERS_BUDGET"
+SCHEDULES = ("onecycle", "exponential")
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,33 @@ class Budget:
     eval_M: int  # group elements per sample for E and E′
     eval_samples: int  # test samples used for E and E′
     discover_steps: int  # joint model + augmenter steps when discovering a symmetry
+    # a task with a published protocol's split sizes uses them instead of n_train/n_val/n_test
+    protocol_sizes: bool = True
+    heads: int = 4  # attention heads (Transformer)
+    grad_clip: float = 1.0  # gradient-norm clip per step
+    # "onecycle": warm-up then cosine down to lr/2500; "exponential": GATr's decay to
+    # lr · lr_decay, stepped every 1000 steps (or every step for runs shorter than that)
+    lr_schedule: str = "onecycle"
+    lr_decay: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if not (0 < self.lr_decay <= 1):
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def model_size(self, model: str) -> dict:
+        """The size arguments of :func:`eqhelpers.models.make_model` for ``model`` at this
+        budget: width and layers, and the attention heads of the Transformer."""
+        size = {"width": self.width, "layers": self.layers}
+        if model == "transformer":
+            size["heads"] = self.heads
+        return size
 
     def scaled(self, **changes) -> Budget:
         """A copy with some fields changed (e.g. ``budget.scaled(steps=500)``)."""
@@ -43,16 +71,17 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "tiny": Budget("tiny", n_train=256, n_val=64, n_test=64, steps=40, batch_size=32, lr=1e-3,
                    width=32, layers=2, eval_every=20, eval_M=4, eval_samples=32,
-                   discover_steps=800),
+                   discover_steps=800, protocol_sizes=False),
     "cpu": Budget("cpu", n_train=3000, n_val=300, n_test=500, steps=2000, batch_size=64, lr=1e-3,
                   width=64, layers=3, eval_every=200, eval_M=20, eval_samples=200,
                   discover_steps=2000),
     "gpu": Budget("gpu", n_train=10000, n_val=1000, n_test=2000, steps=20000, batch_size=64,
                   lr=3e-4, width=128, layers=4, eval_every=1000, eval_M=20, eval_samples=1000,
                   discover_steps=20000),
-    "paper": Budget("paper", n_train=10000, n_val=1000, n_test=2000, steps=50000, batch_size=64,
-                    lr=3e-4, width=128, layers=4, eval_every=2500, eval_M=20, eval_samples=2000,
-                    discover_steps=50000),
+    "paper": Budget("paper", n_train=100000, n_val=5000, n_test=5000, steps=50000, batch_size=64,
+                    lr=3e-4, width=384, layers=10, eval_every=1000, eval_M=20, eval_samples=5000,
+                    discover_steps=50000, heads=8, grad_clip=10.0, lr_schedule="exponential",
+                    lr_decay=0.01),
 }
 
 

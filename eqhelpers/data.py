@@ -3,13 +3,27 @@
 Tasks (all predict every particle's position after a fixed time from positions, velocities and
 a per-particle scalar):
 
-``gravity``  GATr's N-body setup: a star and 3 planets, star mass log-uniform in [1, 10], planet
-             masses log-uniform in [0.01, 0.1], planets at radius 0.1–1 in the x–y plane on
-             near-circular orbits (velocity noise 0.01), G = 1, 100 semi-implicit Euler steps over
-             T = 0.1. Samples whose bodies move more than 2 are dropped, as in GATr.
-``charged``  EGNN's charged N-body setup: 5 particles with charges ±1, Gaussian positions (σ = 1)
-             and velocities (σ = 0.5), Coulomb forces (softened, ε = 0.1, so energy is
+``gravity``  GATr's N-body protocol (Brehmer et al. 2023, ``gatr/experiments/nbody``): a star and
+             3 planets, star mass log-uniform in [1, 10], planet masses log-uniform in
+             [0.01, 0.1], planets uniform over the annulus r ∈ [0.1, 1] of the x–y plane on
+             near-circular orbits (random sense, velocity noise N(0, 0.01²)); **then every
+             system, training included, gets a random body permutation, a Haar SO(3) rotation
+             and an N(0, 20²) translation**; G = 1, 100 semi-implicit Euler steps over T = 0.1;
+             systems whose bodies move more than 2 are dropped. Two named generalisation sets as
+             in GATr: ``e3_generalization`` (the test systems shifted by +200 along x) and
+             ``object_generalization`` (fresh systems with 5 planets: 6 bodies).
+``gravity_planar``  the same physics with every system left in the x–y plane around the origin,
+             star first (the package's earlier "gravity"): a model that has not learned rotations
+             fails on the rotated OOD set — the sharp lesson of notebook 02.
+``charged``  the package's charged N-body: 5 particles with charges ±1, Gaussian positions (σ = 1)
+             and velocities (σ = 0.5), *softened* Coulomb forces (ε = 0.1, so energy is
              conserved), target after 1000 leapfrog steps of dt = 0.001.
+``charged_egnn``  EGNN's own protocol (``n_body_system/dataset/synthetic_sim.py``): positions
+             N(0, 1), speed 0.5 in random directions, charges ±1, unsoftened Coulomb forces
+             clipped per component to ±100, symplectic Euler (kick, then drift) with dt = 0.001;
+             inputs are frame 30 and the target frame 40 (frames every 100 steps, the first at
+             step 100), splits 3000/2000/2000. The per-component clip is EGNN's and breaks exact
+             rotation symmetry in the rare close encounters where it acts.
 ``field``    ``charged`` plus a constant external field E·ẑ (force q·E): symmetric only under
              rotations about z (and translations), broken on purpose for every other rotation.
 
@@ -30,16 +44,22 @@ toluene, uracil; simulated on MMFF94 by :mod:`eqhelpers.molecules`), two tasks e
 ``<molecule>_future``  positions ΔT = ``delta_t`` steps (default 3000 × 0.5 fs) ahead from
                        positions, velocities and atom types.
 
+``<molecule>_md17``     REMUL's molecular protocol: positions ΔT = 5000 steps ahead, splits
+                       500/2000/2000 (on MMFF94 trajectories, not MD17's DFT ones).
+
 Their splits are contiguous blocks of one trajectory with gaps of ΔT between them; atom types are
 a categorical field that models embed.
 
+A task that follows a published protocol with fixed split sizes (``charged_egnn``,
+``<molecule>_md17``) uses those sizes at every budget that takes protocol sizes (all but ``tiny``);
+explicit ``n_train``/``n_val``/``n_test`` override both.
+
 Splits: train / val / test from one seeded stream, and ``ood``: the test inputs moved by the task's
 OOD transformation and then *simulated* (re-labelled). For the N-body tasks that is a random
-rotation (Haar) and a translation (N(0, σ²), σ = ``ood_translation_std``) — so for the field task
-the OOD targets follow the real, unrotated field; for the discovery tasks, the hidden group.
-
-The training frame is canonical on purpose: gravity systems lie in the x–y plane around the
-origin, so a model that has not learned rotations fails on the rotated OOD set.
+rotation (Haar) and a translation (N(0, σ²), σ = ``ood_translation_std``, default the task's own
+translation scale: 20 for ``gravity``, 2 otherwise) — so for the field task the OOD targets follow
+the real, unrotated field; for the discovery tasks, the hidden group. Some tasks add named
+generalisation splits (``gravity``: ``e3_generalization``, ``object_generalization``).
 """
 
 from __future__ import annotations
@@ -73,7 +93,7 @@ from .groups import (
 
 Tensor = torch.Tensor
 
-DATA_FORMAT = 1  # bump when generation changes, so old caches are not reused
+DATA_FORMAT = 2  # bump when generation changes, so old caches are not reused
 
 # --------------------------------------------------------------------------------------------
 # physics (float64, batched [B, N, 3])
@@ -140,6 +160,25 @@ def simulate_coulomb(x: Tensor, v: Tensor, q: Tensor, steps: int = 1000, dt: flo
     return x, v
 
 
+def egnn_coulomb_force(x: Tensor, q: Tensor, max_force: float = 100.0) -> Tensor:
+    """EGNN's charged-particle force (unit masses): F_i = Σ_j q_i q_j (x_i − x_j) / |x_i − x_j|³,
+    unsoftened, each component clipped to [−max_force, max_force] as in its simulator."""
+    d, r = pairwise(x)
+    r = torch.where(r > 0, r, torch.ones_like(r))
+    inv = r ** -3 * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
+    qq = q[..., 0][:, :, None] * q[..., 0][:, None, :]
+    return torch.einsum("bijk,bij->bik", d, qq * inv).clamp(-max_force, max_force)
+
+
+def simulate_egnn_charged(x: Tensor, v: Tensor, q: Tensor, steps: int = 1000,
+                          dt: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """EGNN's integrator from a stored (x, v): ``steps`` times v += F(x) dt, then x += v dt."""
+    for _ in range(steps):
+        v = v + dt * egnn_coulomb_force(x, q)
+        x = x + dt * v
+    return x, v
+
+
 # --------------------------------------------------------------------------------------------
 # task definitions
 # --------------------------------------------------------------------------------------------
@@ -172,6 +211,16 @@ class TaskDef:
     # tasks cut from a trajectory (molecules) make all their splits themselves:
     # generate(n_train, n_val, n_test, seed, ood_translation_std, **init_kw) -> splits
     generate: Callable[..., dict[str, dict[str, Tensor]]] | None = None
+    # the task's natural translation scale: the σ of its symmetry group's and OOD translations
+    translation_std: float = 2.0
+    # a published protocol's split sizes (n_train, n_val, n_test), used instead of the budget's
+    # by every budget with protocol_sizes (all but tiny)
+    sizes: tuple[int, int, int] | None = None
+    # named generalisation splits made from the test split:
+    # extra_splits(tdef, test, gen, init_kw) -> {name: split}
+    extra_splits: Callable[..., dict[str, dict[str, Tensor]]] | None = None
+    # which published protocol the task follows and how it differs (README, provenance)
+    protocol: str = ""
 
 
 def _log_uniform(lo, hi, shape, gen, dtype):
@@ -180,29 +229,77 @@ def _log_uniform(lo, hi, shape, gen, dtype):
 
 
 def _gravity_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_planets: int = 3,
-                     shift_std: float = 0.0, orientation: str = "plane") -> dict[str, Tensor]:
+                     shift_std: float = 20.0, orientation: str = "haar",
+                     permute: bool = True) -> dict[str, Tensor]:
+    """GATr's initial conditions: a star at rest at the origin and ``n_planets`` planets on
+    near-circular orbits in the x–y plane; then (``orientation="haar"``) a Haar rotation,
+    (``permute``) a random order of the bodies and an N(0, ``shift_std``²) translation per system.
+    ``orientation="plane"``, ``permute=False``, ``shift_std=0``: the canonical frame."""
+    if orientation not in ("plane", "haar"):
+        raise ValueError(f"orientation must be 'plane' or 'haar', got {orientation!r}")
+    if not isinstance(n_planets, int) or n_planets < 1:
+        raise ValueError(f"n_planets must be a positive int, got {n_planets!r}")
+    if not (shift_std >= 0 and math.isfinite(shift_std)):
+        raise ValueError(f"shift_std must be finite and >= 0, got {shift_std!r}")
+    dev = gen.device
     star_m = _log_uniform(1.0, 10.0, (n, 1), gen, dtype)
     planet_m = _log_uniform(0.01, 0.1, (n, n_planets), gen, dtype)
-    u = torch.rand(n, n_planets, generator=gen, dtype=dtype, device=gen.device)
+    u = torch.rand(n, n_planets, generator=gen, dtype=dtype, device=dev)
     r = torch.sqrt(0.1**2 + (1.0 - 0.1**2) * u)  # uniform over the annulus' area
-    phi = 2 * math.pi * torch.rand(n, n_planets, generator=gen, dtype=dtype, device=gen.device)
+    phi = 2 * math.pi * torch.rand(n, n_planets, generator=gen, dtype=dtype, device=dev)
     ppos = torch.stack([r * torch.cos(phi), r * torch.sin(phi), torch.zeros_like(r)], -1)
-    spin = torch.randint(2, (n, n_planets), generator=gen, device=gen.device).to(dtype) * 2 - 1  # ±ẑ
+    spin = torch.randint(2, (n, n_planets), generator=gen, device=dev).to(dtype) * 2 - 1  # ±ẑ
     zhat = torch.zeros_like(ppos)
     zhat[..., 2] = spin
     speed = torch.sqrt(star_m)[:, :, None] / r[..., None] ** 1.5
     pvel = torch.cross(zhat, ppos, dim=-1) * speed + 0.01 * torch.randn(
-        n, n_planets, 3, generator=gen, dtype=dtype, device=gen.device)
+        n, n_planets, 3, generator=gen, dtype=dtype, device=dev)
     pos = torch.cat([torch.zeros_like(ppos[:, :1]), ppos], 1)
     vel = torch.cat([torch.zeros_like(pvel[:, :1]), pvel], 1)
+    mass = torch.cat([star_m, planet_m], 1)[..., None]
+    if permute:
+        perm = Permutations(n_planets + 1).sample(n, generator=gen, device=dev).perm
+        pos, vel, mass = (torch.gather(t, 1, perm[:, :, None].expand_as(t)) for t in (pos, vel, mass))
     if orientation == "haar":
-        g = SO3().sample(n, generator=gen, dtype=dtype, device=gen.device)
+        g = SO3().sample(n, generator=gen, dtype=dtype, device=dev)
         pos, vel = (torch.einsum("bij,bnj->bni", g.rot, t) for t in (pos, vel))
-    elif orientation != "plane":
-        raise ValueError(f"orientation must be 'plane' or 'haar', got {orientation!r}")
     if shift_std:
-        pos = pos + shift_std * torch.randn(n, 1, 3, generator=gen, dtype=dtype, device=gen.device)
-    return {"pos": pos, "vel": vel, "mass": torch.cat([star_m, planet_m], 1)[..., None]}
+        pos = pos + shift_std * torch.randn(n, 1, 3, generator=gen, dtype=dtype, device=dev)
+    return {"pos": pos, "vel": vel, "mass": mass}
+
+
+GATR_OOD_SHIFT = (200.0, 0.0, 0.0)  # GATr's e3_generalization: +200 along x
+
+
+def _gatr_generalization(tdef: TaskDef, test: dict[str, Tensor], gen: torch.Generator,
+                         init_kw: dict) -> dict[str, dict[str, Tensor]]:
+    """GATr's two generalisation sets: the test systems shifted by +200 along x (re-simulated),
+    and as many fresh systems with 5 planets (6 bodies)."""
+    shifted = {k: test[k] for k in tdef.spec.inputs}
+    shifted["pos"] = shifted["pos"] + torch.tensor(GATR_OOD_SHIFT, dtype=shifted["pos"].dtype,
+                                                   device=shifted["pos"].device)
+    shifted[tdef.target] = tdef.simulate(shifted)
+    six = _generate(tdef, len(test["pos"]), gen, {**init_kw, "n_planets": 5})
+    return {"e3_generalization": shifted, "object_generalization": six}
+
+
+def _egnn_charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_particles: int = 5,
+                          pos_std: float = 1.0, speed: float = 0.5, frame: int = 30,
+                          frame_steps: int = 100, box: float = 5.0) -> dict[str, Tensor]:
+    """EGNN's charged systems at frame ``frame``: positions N(0, pos_std²) (reflected into the
+    box [−5, 5]³ once, as its simulator does), velocities of norm ``speed`` in random
+    directions, charges ±1; then (frame + 1)·frame_steps steps of :func:`simulate_egnn_charged`
+    (EGNN stores its first frame at step 100; ``frame=-1`` is the initial state itself)."""
+    if not isinstance(frame, int) or frame < -1:
+        raise ValueError(f"frame must be an int >= -1, got {frame!r}")
+    dev = gen.device
+    pos = pos_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=dev)
+    pos = torch.where(pos > box, 2 * box - pos, torch.where(pos < -box, -2 * box - pos, pos))
+    vel = torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=dev)
+    vel = speed * vel / vel.norm(dim=-1, keepdim=True)
+    charge = torch.randint(2, (n, n_particles, 1), generator=gen, device=dev).to(dtype) * 2 - 1
+    pos, vel = simulate_egnn_charged(pos, vel, charge, steps=(frame + 1) * frame_steps)
+    return {"pos": pos, "vel": vel, "charge": charge}
 
 
 def _charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_particles: int = 5,
@@ -223,6 +320,10 @@ def _field_vector(dtype=torch.float64, device=None) -> Tensor:
 
 def _sim_gravity(inp: dict[str, Tensor]) -> Tensor:
     return simulate_gravity(inp["pos"], inp["vel"], inp["mass"])[0]
+
+
+def _sim_charged_egnn(inp: dict[str, Tensor]) -> Tensor:
+    return simulate_egnn_charged(inp["pos"], inp["vel"], inp["charge"], steps=1000)[0]
 
 
 def _sim_charged(inp: dict[str, Tensor]) -> Tensor:
@@ -347,7 +448,9 @@ DISCOVERY_TASKS = {
 # --------------------------------------------------------------------------------------------
 
 ATOM_TYPES = 10  # atomic numbers as categories 0..9 (H, C, N, O here): embedded by the models
-DELTA_T = 3000  # future-position task: steps of 0.5 fs ahead (1.5 ps), the MD17 protocol's ΔT
+DELTA_T = 3000  # future-position task: steps of 0.5 fs ahead (1.5 ps)
+MD17_DELTA_T = 5000  # REMUL's molecular protocol: ΔT = 5000 steps (2.5 ps at 0.5 fs)
+MD17_SIZES = (500, 2000, 2000)  # and its train / val / test sizes
 
 
 def _md_spec(kind: str, n_atoms: int) -> TaskSpec:
@@ -375,8 +478,9 @@ def _md_lag(delta_t: int, save_every: int) -> int:
     return delta_t // save_every
 
 
-def _md_generate(kind: str, molecule: str):
-    def generate(n_train, n_val, n_test, seed, ood_translation_std, delta_t=DELTA_T, **sim_kw):
+def _md_generate(kind: str, molecule: str, default_delta: int = DELTA_T):
+    def generate(n_train, n_val, n_test, seed, ood_translation_std, delta_t=default_delta,
+                 **sim_kw):
         from .molecules import load_trajectory, simulation_settings
 
         save_every = simulation_settings(**sim_kw)["save_every"]
@@ -408,8 +512,8 @@ def _md_generate(kind: str, molecule: str):
     return generate
 
 
-def _md_simulate(kind: str, molecule: str):
-    def simulate(inp: dict[str, Tensor], delta_t: int = DELTA_T, **sim_kw) -> Tensor:
+def _md_simulate(kind: str, molecule: str, default_delta: int = DELTA_T):
+    def simulate(inp: dict[str, Tensor], delta_t: int = default_delta, **sim_kw) -> Tensor:
         from .molecules import ForceField, propagate, simulation_settings
 
         ff = ForceField(molecule)
@@ -427,19 +531,26 @@ def _md_simulate(kind: str, molecule: str):
 def _md_tasks() -> dict[str, TaskDef]:
     from .molecules import MOLECULES
 
-    kinds = {  # kind -> (what is predicted, the target field)
-        "forces": ("forces (eV/Å) and energy (eV) from positions", "forces"),
-        "future": (f"positions ΔT = {DELTA_T} steps of 0.5 fs ahead from positions and "
-                   "velocities (Å/fs)", "pos_next"),
+    # name suffix -> (kind, ΔT, what is predicted, target field, protocol sizes, protocol)
+    variants = {
+        "forces": ("forces", DELTA_T, "forces (eV/Å) and energy (eV) from positions", "forces",
+                   None, "MD17-style forces and energies, on MMFF94 instead of DFT"),
+        "future": ("future", DELTA_T, f"positions ΔT = {DELTA_T} steps of 0.5 fs ahead from "
+                   "positions and velocities (Å/fs)", "pos_next", None,
+                   "the package's future-position task (ΔT = 1.5 ps), on MMFF94 trajectories"),
+        "md17": ("future", MD17_DELTA_T, f"positions ΔT = {MD17_DELTA_T} steps of 0.5 fs ahead "
+                 "(REMUL's molecular protocol)", "pos_next", MD17_SIZES,
+                 "REMUL's MD17 protocol (ΔT = 5000 steps, 500/2000/2000; its model: a GNN "
+                 "64×4), on MMFF94 trajectories, not MD17's DFT ones"),
     }
     tasks = {}
     for mol, (smiles, n_atoms) in MOLECULES.items():
-        for kind, (what, target) in kinds.items():
-            tasks[f"{mol}_{kind}"] = TaskDef(
-                f"{mol}_{kind}", _md_spec(kind, n_atoms), None, _md_simulate(kind, mol),
+        for suffix, (kind, delta, what, target, sizes, protocol) in variants.items():
+            tasks[f"{mol}_{suffix}"] = TaskDef(
+                f"{mol}_{suffix}", _md_spec(kind, n_atoms), None, _md_simulate(kind, mol, delta),
                 lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s),
                 None, f"{mol} ({smiles}) on MMFF94 at 500 K: {what}", target=target,
-                generate=_md_generate(kind, mol),
+                generate=_md_generate(kind, mol, delta), sizes=sizes, protocol=protocol,
             )
     return tasks
 
@@ -450,12 +561,36 @@ TASKS: dict[str, TaskDef] = {
     "gravity": TaskDef(
         "gravity", _nbody_spec(4, "mass"), _gravity_initial, _sim_gravity,
         lambda s: euclidean_group(4, reflections=True, translation_std=s), 2.0,
-        "gravity N-body (GATr setup): star + 3 planets, 100 Euler steps over T = 0.1",
+        "gravity N-body, GATr protocol: star + 3 planets, permuted, Haar-rotated and shifted by "
+        "N(0, 20²) in every split; 100 Euler steps over T = 0.1",
+        translation_std=20.0, extra_splits=_gatr_generalization,
+        protocol="GATr's N-body (Brehmer et al. 2023) as generated by its simulator; sizes from "
+                 "the budget (GATr: 100k/5k/5k at the paper budget)",
+    ),
+    "gravity_planar": TaskDef(
+        "gravity_planar", _nbody_spec(4, "mass"),
+        lambda n, gen, dtype=torch.float64, **kw: _gravity_initial(
+            n, gen, dtype, **{"shift_std": 0.0, "orientation": "plane", "permute": False, **kw}),
+        _sim_gravity, lambda s: euclidean_group(4, reflections=True, translation_std=s), 2.0,
+        "gravity N-body with every system in the x–y plane around the origin, star first: "
+        "GATr's physics in one canonical frame (a lesson in what a model never saw)",
+        protocol="GATr's physics without its random rotation, translation and permutation",
     ),
     "charged": TaskDef(
         "charged", _nbody_spec(5, "charge"), _charged_initial, _sim_charged,
         lambda s: euclidean_group(5, reflections=True, translation_std=s), 5.0,
-        "charged N-body (EGNN setup): 5 charges ±1, positions after 1000 steps of dt 0.001",
+        "charged N-body: 5 charges ±1, softened Coulomb, positions after 1000 leapfrog steps",
+        protocol="after EGNN's charged N-body, changed: Gaussian velocities, softened forces "
+                 "(ε = 0.1, energy conserved), leapfrog, no clipping; see charged_egnn",
+    ),
+    "charged_egnn": TaskDef(
+        "charged_egnn", _nbody_spec(5, "charge"), _egnn_charged_initial, _sim_charged_egnn,
+        lambda s: euclidean_group(5, reflections=True, translation_std=s), None,
+        "charged N-body as EGNN's code makes it: speed 0.5, unsoftened Coulomb clipped at ±100 "
+        "per component, frame 30 → frame 40 (1000 steps of dt 0.001)",
+        sizes=(3000, 2000, 2000),
+        protocol="EGNN's charged N-body (Satorras et al. 2021, synthetic_sim.py): its "
+                 "initialisation, force, clipping, integrator, frames and 3000/2000/2000 splits",
     ),
     "field": TaskDef(
         "field", _nbody_spec(5, "charge"), _charged_initial, _sim_field,
@@ -522,7 +657,7 @@ def _generate(tdef: TaskDef, n: int, gen: torch.Generator, init_kw: dict) -> dic
 
 
 def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 0,
-                  ood_translation_std: float = 2.0, device="cpu",
+                  ood_translation_std: float | None = None, device="cpu",
                   **init_kw) -> dict[str, dict[str, Tensor]]:
     """Generate all splits (float64 tensors, on the CPU) of a task, deterministically from ``seed``.
 
@@ -530,6 +665,8 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
     streams differ between device types, so each device type gives its own (deterministic) data.
     """
     tdef = _task_def(name)
+    if ood_translation_std is None:
+        ood_translation_std = tdef.translation_std
     for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{k} must be a positive int, got {v!r}")
@@ -548,6 +685,8 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
     ood = {k: spec[k].act(g, test[k]) for k in spec}
     ood[tdef.target] = tdef.simulate(ood)
     splits["ood"] = ood
+    if tdef.extra_splits is not None:
+        splits.update(tdef.extra_splits(tdef, test, gen, init_kw))
     return {k: {f: v.cpu() for f, v in split.items()} for k, split in splits.items()}
 
 
@@ -557,11 +696,22 @@ def _task_def(name: str) -> TaskDef:
     return TASKS[name]
 
 
+def task_sizes(name: str, budget: str | Budget | None = None) -> tuple[int, int, int]:
+    """(n_train, n_val, n_test) of a task at a budget: the task's published protocol sizes
+    where it has them and the budget takes them (``protocol_sizes``), else the budget's."""
+    tdef, b = _task_def(name), get_budget(budget)
+    if tdef.sizes is not None and b.protocol_sizes:
+        return tdef.sizes
+    return b.n_train, b.n_val, b.n_test
+
+
 def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed: int = 0,
               n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
-              ood_translation_std: float = 2.0, dtype: torch.dtype = torch.float32,
+              ood_translation_std: float | None = None, dtype: torch.dtype = torch.float32,
               device=None, simulate_on="cpu", cache: bool = True, **init_kw) -> Task:
-    """Load (or generate and cache) a task with sizes from ``budget`` unless given explicitly.
+    """Load (or generate and cache) a task with sizes from ``budget`` unless given explicitly
+    (a task with a published protocol's sizes uses those at every budget with
+    ``protocol_sizes``). ``ood_translation_std``: default the task's own translation scale.
 
     ``device``/``dtype``: where the returned splits live. ``simulate_on``: where the data are
     generated. The cache key covers the task, sizes, seed, generator settings and the simulation
@@ -570,8 +720,11 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
     """
     tdef = _task_def(name)
     b = get_budget(budget)
-    config = {"task": name, "n_train": n_train or b.n_train, "n_val": n_val or b.n_val,
-              "n_test": n_test or b.n_test, "seed": int(seed),
+    sizes = task_sizes(name, b)
+    if ood_translation_std is None:
+        ood_translation_std = tdef.translation_std
+    config = {"task": name, "n_train": n_train or sizes[0], "n_val": n_val or sizes[1],
+              "n_test": n_test or sizes[2], "seed": int(seed),
               "ood_translation_std": float(ood_translation_std), "init": dict(sorted(init_kw.items())),
               "format": DATA_FORMAT, "simulated_on": torch.device(simulate_on).type}
     key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
@@ -592,7 +745,8 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
     spec = tdef.spec
     samples = {k: Sample(v, spec.spec).to(device, dtype) for k, v in splits.items()}
     group = tdef.symmetry(ood_translation_std)
-    return Task(name, spec, samples, group, config, {**provenance, "description": tdef.description})
+    return Task(name, spec, samples, group, config,
+                {**provenance, "description": tdef.description, "protocol": tdef.protocol})
 
 
 def _read_cache(path: Path, config: dict):
@@ -604,6 +758,9 @@ def _read_cache(path: Path, config: dict):
             raise ValueError("its config does not match the requested one")
         splits = blob["splits"]
         for split in ("train", "val", "test", "ood"):
+            if split not in splits:
+                raise ValueError(f"split {split!r} is missing")
+        for split in splits:
             for k, v in splits[split].items():
                 if not torch.isfinite(v).all():
                     raise ValueError(f"{split}/{k} holds non-finite values")

@@ -169,7 +169,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
 
     def new_model(offset: int):
         seed_everything(seed + offset)
-        return make_model(model, task_obj.spec, width=b.width, layers=b.layers)
+        return make_model(model, task_obj.spec, **b.model_size(model))
 
     # 1. the reference model, no augmentation
     ref = new_model(0)

@@ -1,16 +1,25 @@
 """Measuring and training equivariance.
 
-Errors (label-free, over M sampled group elements g_1..g_M per sample x):
+Errors (label-free), as REMUL defines them (Elhag et al. 2024, Eq. 8–9): for each sample x, M
+group elements g_1..g_M are drawn; ρ(g) acts on outputs, φ(g) on inputs; ‖·‖ is the plain
+(not squared) Euclidean norm over all of a sample's output entries:
 
-* **E**  — how far the back-transformed prediction on a transformed input is from the prediction
-  on the input itself: ``g⁻¹·f(g·x)`` against ``f(x)``. Zero iff f commutes with every sampled g.
-* **E′** — how much the back-transformed predictions vary over the orbit: ``g⁻¹·f(g·x)`` against
-  their mean over the M elements. It does not single out the frame the sample happens to be given
-  in, so it measures the model's (in)consistency across the whole orbit.
+* **E**  = mean_x ‖ (1/M) Σᵢ ρ(gᵢ) f(x) − (1/M) Σᵢ f(φ(gᵢ) x) ‖ — the error of the orbit
+  averages. Violations that average out over the group (e.g. f(x) = x + c under rotations, whose
+  ρ(g) f(x) − f(g x) = R c − c has mean −c) still count, but only through their mean.
+* **E′** = mean_x (1/M) Σᵢ ‖ f(φ(gᵢ) x) − ρ(gᵢ) f(x) ‖ — the mean violation per element.
 
-Both come absolute (mean squared difference per output entry, the units of the task MSE) and
-relative (‖difference‖ / ‖reference output‖ per sample and element, point outputs centred first so
-translations do not inflate the norm).
+E ≤ E′ always (the norm of a mean is at most the mean of the norms); both are 0 for an
+equivariant f. The package also reports, under their own names:
+
+* **E′_mse** (``E_prime_mse``) — the squared version of E′ per output entry,
+  mean_x mean_i mean_entries (f(φ(gᵢ)x) − ρ(gᵢ)f(x))²: in the units of the task MSE.
+* **E′_rel** (``E_prime_rel``) — E′ with each violation divided by ‖f(x)‖ (point outputs centred
+  first, so translations do not inflate the norm): scale-free, for "is it equivariant to float
+  precision" checks.
+
+(Before eqhelpers 0.2, "E" named E′_mse and "E′" the spread of g⁻¹·f(g·x) around its orbit mean;
+results computed then are relabelled ``E_prime_mse`` and ``orbit_spread``.)
 
 Objectives, each ``objective(model, batch, generator) -> (loss, parts)``:
 
@@ -69,18 +78,18 @@ def _centred(d: dict[str, Tensor], spec: dict[str, Field]) -> dict[str, Tensor]:
 
 @dataclass
 class EquivarianceErrors:
-    """Mean errors and the per-sample values behind them (see the module docstring)."""
+    """Mean errors over the samples and the per-sample values behind them (module docstring)."""
 
     E: float
     E_prime: float
-    E_rel: float
+    E_prime_mse: float
     E_prime_rel: float
     M: int
     group: str
     per_sample: dict[str, Tensor] = field(repr=False, default_factory=dict)
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return {"E": self.E, "E_prime": self.E_prime, "E_rel": self.E_rel,
+        return {"E": self.E, "E_prime": self.E_prime, "E_prime_mse": self.E_prime_mse,
                 "E_prime_rel": self.E_prime_rel, "M": self.M, "group": self.group}
 
 
@@ -88,19 +97,20 @@ class EquivarianceErrors:
 def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 20,
                        generator: torch.Generator | None = None,
                        max_forward: int = 512) -> EquivarianceErrors:
-    """Label-free equivariance errors E and E′ of ``model`` on ``sample`` under ``group``.
+    """Label-free equivariance errors E, E′ (REMUL's), E′_mse and E′_rel of ``model`` on
+    ``sample`` under ``group`` (definitions in the module docstring).
 
     ``model.spec`` (a TaskSpec) says which fields are inputs and how outputs transform.
     ``max_forward`` bounds the systems in one forward pass (samples × M): memory, not results.
     """
-    if not isinstance(M, int) or M < 2:
-        raise ValueError(f"M must be an int >= 2 (E′ needs a spread), got {M!r}")
+    if not isinstance(M, int) or M < 1:
+        raise ValueError(f"M must be a positive int (group elements per sample), got {M!r}")
     spec = model.spec
-    check_group_fits(group, spec.spec, spec.n_particles)
+    check_group_fits(group, spec.spec, sample.n_particles)
     x_all = sample.select(spec.inputs)
     was_training = model.training
     model.eval()
-    per = {k: [] for k in ("E", "E_prime", "E_rel", "E_prime_rel")}
+    per = {k: [] for k in ("E", "E_prime", "E_prime_mse", "E_prime_rel")}
     # all elements drawn at once (sample i gets rows i·M … i·M+M−1): results do not depend on
     # how the evaluation is chunked
     g_all = group.sample(len(x_all) * M, generator=generator, device=x_all.device,
@@ -109,22 +119,19 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
     try:
         for x in x_all.split(chunk_sizes(len(x_all), max(1, max_forward // M))):
             b = len(x)
-            f = model(x)
-            xr = x.repeat_interleave(M)
             g = g_all.index(slice(start * M, (start + b) * M))
             start += b
-            back = act(g.inverse(), model(act(g, xr)), spec.outputs)
-            back_f = _flat(back, b * M).view(b, M, -1)
-            f_f = _flat(f, b)[:, None, :]
-            mean_f = back_f.mean(dim=1, keepdim=True)
+            f = model(x)
+            f_g = _flat(model(act(g, x.repeat_interleave(M))), b * M).view(b, M, -1)  # f(φ(g)x)
+            g_f = act(g, {k: v.repeat_interleave(M, dim=0) for k, v in f.items()}, spec.outputs)
+            g_f = _flat(g_f, b * M).view(b, M, -1)  # ρ(g) f(x)
+            d = f_g - g_f
+            norms = d.norm(dim=2)  # [b, M]
             ref = _flat(_centred(f, spec.outputs), b).norm(dim=1).clamp_min(1e-30)
-            mean_c = {k: v.view(b, M, *v.shape[1:]).mean(1) for k, v in back.items()}
-            ref_p = _flat(_centred(mean_c, spec.outputs), b).norm(dim=1).clamp_min(1e-30)
-            d_e, d_p = back_f - f_f, back_f - mean_f
-            per["E"].append((d_e ** 2).mean(dim=(1, 2)))
-            per["E_prime"].append((d_p ** 2).mean(dim=(1, 2)))
-            per["E_rel"].append((d_e.norm(dim=2) / ref[:, None]).mean(1))
-            per["E_prime_rel"].append((d_p.norm(dim=2) / ref_p[:, None]).mean(1))
+            per["E"].append((g_f.mean(1) - f_g.mean(1)).norm(dim=1))
+            per["E_prime"].append(norms.mean(1))
+            per["E_prime_mse"].append((d ** 2).mean(dim=(1, 2)))
+            per["E_prime_rel"].append((norms / ref[:, None]).mean(1))
     finally:
         model.train(was_training)
     per_t = {k: torch.cat(v) for k, v in per.items()}

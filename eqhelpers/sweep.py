@@ -6,9 +6,14 @@ recomputed; a corrupt point file is reported, moved aside (kept) and recomputed,
 directory holds one sweep configuration; asking for a different one there is an error, so nothing
 already computed is mixed up or overwritten.
 
-The summary groups points by (model, β/α): mean ± std over seeds of the test MSE, OOD MSE and E′,
-and marks each model's Pareto front of (test MSE, E′) — the settings no other β/α of the same model
-beats on both.
+The summary groups points by (model, β/α): mean ± std over seeds of the test MSE, OOD MSE, the
+MSE on each generalisation split and the equivariance errors (E, E′, E′_mse, E′_rel: see
+:mod:`eqhelpers.equivariance`), and marks each model's Pareto front of (test MSE, E′) — the
+settings no other β/α of the same model beats on both.
+
+Sweeps computed before eqhelpers 0.2 carry the old error names relabelled (``E_prime_mse``,
+``E_prime_rel``, ``orbit_spread``, ``orbit_spread_rel``) and no REMUL E / E′; their front and
+plots use E′_mse (:func:`equivariance_key`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,31 @@ from . import __version__
 from ._util import atomic_json, atomic_write, check_weight, quarantine, resolve_device
 from .budget import get_budget
 
-METRICS = ("test_mse", "ood_mse", "E", "E_prime", "E_rel", "E_prime_rel")
+METRICS = ("test_mse", "ood_mse", "E", "E_prime", "E_prime_mse", "E_prime_rel")
+# what results from before eqhelpers 0.2 hold instead of E and E′ (relabelled, never recomputed)
+LEGACY_METRICS = ("orbit_spread", "orbit_spread_rel")
 POINT_KEYS = ("model", "beta", "seed", *METRICS)
+
+
+def metric_keys(points: list[dict]) -> list[str]:
+    """The metrics the points carry, in a fixed order: :data:`METRICS`, then the MSE on each
+    generalisation split (``<split>_mse``), then legacy ones."""
+    have = {k for p in points for k in p}
+    extra = sorted(k for k in have if k.endswith("_mse") and k not in (*METRICS, "best_val_mse"))
+    return [k for k in (*METRICS, *extra, *LEGACY_METRICS) if k in have]
+
+
+def equivariance_key(rows: list[dict]) -> str:
+    """The equivariance error a sweep's Pareto front and plots use: REMUL's E′ (``E_prime``),
+    or E′_mse for sweeps computed before it existed."""
+    return "E_prime" if rows and all("E_prime" in r for r in rows) else "E_prime_mse"
+
+
+EQUIVARIANCE_SHORT = {"E_prime": "E′", "E_prime_mse": "E′_mse"}
+EQUIVARIANCE_LABELS = {
+    "E_prime": "E′ = mean ‖f(g·x) − ρ(g)·f(x)‖ (REMUL's)",
+    "E_prime_mse": "E′_mse = mean squared (f(g·x) − ρ(g)·f(x)) per entry",
+}
 
 
 def log_betas(lo: float = 0.1, hi: float = 100.0, n: int = 7, zero: bool = True) -> list[float]:
@@ -63,23 +91,32 @@ class SweepResult:
 
 
 def summarise(points: list[dict]) -> list[dict]:
-    """Mean ± std over seeds per (model, β), with the Pareto front of (test MSE, E′) marked."""
+    """Mean ± std over seeds per (model, β), with the Pareto front of (test MSE, E′) marked.
+    A metric a point does not have (None: e.g. the MLP on the 6-body set) is left out of its
+    mean; ``n_<metric>`` says how many seeds it averages where that differs."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for p in points:
         groups.setdefault((p["model"], float(p["beta"])), []).append(p)
+    keys = metric_keys(points)
     rows = []
     for (model, beta), ps in sorted(groups.items()):
         row = {"model": model, "beta": beta, "n_seeds": len(ps)}
-        for m in METRICS:
-            vals = np.array([p[m] for p in ps], dtype=float)
+        for m in keys:
+            vals = np.array([p[m] for p in ps if p.get(m) is not None], dtype=float)
+            if not len(vals):
+                row[m] = row[f"{m}_std"] = None
+                continue
             row[m] = float(vals.mean())
             row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            if len(vals) != len(ps):
+                row[f"n_{m}"] = len(vals)
         rows.append(row)
+    e = equivariance_key(rows)
     for r in rows:  # the front within each model: which β/α settings are worth having
         r["pareto"] = not any(
             o is not r and o["model"] == r["model"]
-            and o["test_mse"] <= r["test_mse"] and o["E_prime"] <= r["E_prime"]
-            and (o["test_mse"] < r["test_mse"] or o["E_prime"] < r["E_prime"]) for o in rows)
+            and o["test_mse"] <= r["test_mse"] and o[e] <= r[e]
+            and (o["test_mse"] < r["test_mse"] or o[e] < r[e]) for o in rows)
     return rows
 
 
@@ -90,7 +127,9 @@ def _read_point(path: Path, expect: dict) -> dict | None:
         missing = [k for k in POINT_KEYS if k not in p]
         if missing:
             raise ValueError(f"missing {missing}")
-        bad = [k for k in METRICS if not isinstance(p[k], (int, float)) or not math.isfinite(p[k])]
+        bad = [k for k in metric_keys([p]) if p[k] is not None
+               and (not isinstance(p[k], (int, float)) or not math.isfinite(p[k]))]
+        bad += [k for k in METRICS if p[k] is None]
         if bad:
             raise ValueError(f"non-finite or non-numeric {bad}")
         if (p["model"], float(p["beta"]), int(p["seed"])) != (expect["model"], expect["beta"],
@@ -170,15 +209,16 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
             net, _, metrics = run(task_obj, m, objective, alpha=alpha, beta=beta, group=group,
                                 mode=mode, budget=b, device=dev, seed=s, steps=steps,
                                 progress=False)
-            p = {**{k: metrics[k] for k in METRICS}, "model": m, "beta": beta, "seed": s,
+            p = {**{k: metrics[k] for k in metric_keys([metrics])}, "model": m, "beta": beta,
+                 "seed": s,
                  "alpha": alpha, "steps_per_s": metrics["steps_per_s"],
                  "train_seconds": metrics["train_seconds"], "device": metrics["device"],
                  "date": metrics["date"], "version": __version__}
             if weights is not None:
                 from .train import save_checkpoint
 
-                save_checkpoint(net, weights, model_name=m, beta=beta, seed=s, width=b.width,
-                                layers=b.layers, task=task)
+                save_checkpoint(net, weights, model_name=m, beta=beta, seed=s, task=task,
+                                **b.model_size(m))
             if path is not None:
                 atomic_json(p, path)
             computed += 1
@@ -196,9 +236,6 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     return result
 
 
-CSV_COLUMNS = ["model", "beta", "n_seeds", *[c for m in METRICS for c in (m, f"{m}_std")], "pareto"]
-
-
 def _write_csv(path: str, rows: list[dict], cols: list[str]) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
@@ -212,8 +249,11 @@ def write_results(result: SweepResult) -> None:
     out = result.out
     atomic_json({"config": result.config, "points": result.points, "summary": result.summary,
                  "provenance": result.provenance}, out / "sweep.json")
-    for name, rows, cols in (("sweep.csv", result.summary, CSV_COLUMNS),
-                             ("points.csv", result.points, list(POINT_KEYS))):
+    keys = metric_keys(result.points)
+    summary_cols = ["model", "beta", "n_seeds", *[c for m in keys for c in (m, f"{m}_std")],
+                    "pareto"]
+    for name, rows, cols in (("sweep.csv", result.summary, summary_cols),
+                             ("points.csv", result.points, ["model", "beta", "seed", *keys])):
         atomic_write(out / name, lambda tmp, rows=rows, cols=cols: _write_csv(tmp, rows, cols))
     import matplotlib
 
@@ -238,7 +278,7 @@ def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | N
     """
     from .data import load_task
     from .models import make_model
-    from .train import load_checkpoint
+    from .train import checkpoint_options, load_checkpoint
 
     seed = result.config["seeds"][0] if seed is None else seed
     models = Path(result.out or ".") / "models"
@@ -249,7 +289,7 @@ def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | N
                          f"(have: {have or 'none; was the sweep run with save_models=True?'})")
     b = get_budget(result.config["budget"])
     task = task or load_task(result.config["task"], b)
-    net = make_model(model, task.spec, width=b.width, layers=b.layers)
+    net = make_model(model, task.spec, **b.model_size(model), **checkpoint_options(path))
     load_checkpoint(net, path, map_location="cpu")
     return net.eval()
 

@@ -32,7 +32,7 @@ from .budget import Budget, get_budget
 from .data import Task, load_task
 from .equivariance import REMUL, Objective, equivariance_error, field_mse, make_objective
 from .fields import Sample
-from .groups import Group, euclidean_group
+from .groups import SO3, Group, euclidean_group
 from .models import Model, make_model
 
 Tensor = torch.Tensor
@@ -85,7 +85,24 @@ def mse(model: Model, sample: Sample, batch_size: int = 256) -> float:
 
 
 def save_checkpoint(model: Model, path: str | Path, **extra) -> Path:
-    return atomic_torch_save({"state_dict": model.state_dict(), **extra}, path)
+    """Weights and the model's configuration (``model.config``: centring, head), atomically."""
+    return atomic_torch_save({"state_dict": model.state_dict(), "model_config": model.config,
+                              **extra}, path)
+
+
+def checkpoint_options(path: str | Path) -> dict:
+    """The ``make_model`` options (``centre``, ``head``) a checkpoint was trained with.
+    Checkpoints from before eqhelpers 0.2 record none: those models ran uncentred."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"checkpoint {path} is unreadable: {exc}") from exc
+    cfg = blob.get("model_config") if isinstance(blob, dict) else None
+    if not cfg:
+        return {"centre": False, "head": "residual"}
+    return {"centre": bool(cfg["centre"]), "head": cfg["head"]}
 
 
 def load_checkpoint(model: Model, path: str | Path, map_location=None) -> dict:
@@ -100,10 +117,20 @@ def load_checkpoint(model: Model, path: str | Path, map_location=None) -> dict:
     return blob
 
 
-def _schedule(opt, lr: float | list[float], steps: int):
-    """One-cycle: warm up over 5% of the steps (at least 2), then cosine down to lr/2500.
-    OneCycleLR divides by zero on a one-step warm-up, so very short runs use a constant rate.
+def _schedule(opt, lr: float | list[float], steps: int, kind: str = "onecycle",
+              decay: float = 0.01, every: int = 1000):
+    """``"onecycle"``: warm up over 5% of the steps (at least 2), then cosine down to lr/2500
+    (OneCycleLR divides by zero on a one-step warm-up, so very short runs use a constant rate).
+    ``"exponential"``: GATr's — lr · decay^(k/K) after k of the K = steps // every updates made
+    every ``every`` steps (every step when the run is shorter than ``every``), no warm-up.
     ``lr``: one peak rate, or one per parameter group."""
+    if kind == "exponential":
+        every = every if steps >= every else 1
+        n_updates = max(steps // every, 1)
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: decay ** (min(step // every, n_updates) / n_updates))
+    if kind != "onecycle":
+        raise ValueError(f"unknown learning-rate schedule {kind!r}")
     if steps < 4:
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
@@ -115,12 +142,13 @@ def train(model: Model, task: Task, objective: Objective | None = None,
           budget: str | Budget | None = None, *, device="auto", seed: int = 0,
           steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
           eval_every: int | None = None, compile: bool = False, amp: bool = False,
-          grad_clip: float | None = 1.0, checkpoint: str | Path | None = None,
+          grad_clip: float | None = None, checkpoint: str | Path | None = None,
           progress: bool = True, desc: str | None = None,
           callback: Callable[[dict], None] | None = None) -> History:
     """Train ``model`` on ``task`` with ``objective`` (default: plain task loss). Returns a History.
 
-    The model ends holding its best weights on the validation split. An objective with
+    ``grad_clip``, the learning-rate schedule and its decay come from the budget (``grad_clip``
+    overrides). The model ends holding its best weights on the validation split. An objective with
     parameters of its own (a learnable augmenter) is optimised alongside the model; its state is
     the final one. ``callback(record)`` is called at every logging interval (e.g. a live plot).
     """
@@ -130,6 +158,7 @@ def train(model: Model, task: Task, objective: Objective | None = None,
     batch_size = b.batch_size if batch_size is None else batch_size
     lr = b.lr if lr is None else lr
     eval_every = min(b.eval_every if eval_every is None else eval_every, steps)
+    grad_clip = b.grad_clip if grad_clip is None else grad_clip
     for k, v in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{k} must be a positive int, got {v!r}")
@@ -151,11 +180,13 @@ def train(model: Model, task: Task, objective: Objective | None = None,
     objective.setup(dev, dtype)
     groups = [{"params": list(model.parameters()), "lr": lr}, *objective.parameter_groups(lr)]
     opt = torch.optim.Adam(groups, lr=lr)
-    sched = _schedule(opt, [g["lr"] for g in groups], steps)
+    sched = _schedule(opt, [g["lr"] for g in groups], steps, b.lr_schedule, b.lr_decay)
     hist = History(config={"objective": objective.config(), "steps": steps, "lr": lr,
                            "batch_size": batch_size, "seed": seed, "device": str(dev),
                            "budget": b.name, "compile": compile, "amp": amp,
-                           "model": type(model).__name__, "n_parameters": model.n_parameters()})
+                           "grad_clip": grad_clip, "lr_schedule": b.lr_schedule,
+                           "model": type(model).__name__, "model_config": model.config,
+                           "n_parameters": model.n_parameters()})
     best_state: dict | None = None
     sums: dict[str, Tensor] = {}
     t_train = 0.0
@@ -224,16 +255,48 @@ def measurement_group(task: Task) -> Group:
                            translation_std=task.config["ood_translation_std"])
 
 
+EQUI_GROUPS = ("task", "e3", "so3")
+
+
+def objective_group(task: Task, which: str = "task") -> Group:
+    """The group an equivariance term (REMUL's L_equi, augmentation) samples from:
+    ``"task"`` the data's own symmetry, ``"e3"`` E(3) × S_N with the task's translation scale
+    (:func:`measurement_group`), ``"so3"`` Haar rotations only, one per sample — REMUL's choice,
+    with translations left to the model's centring."""
+    if which == "task":
+        return task.group
+    if which == "e3":
+        return measurement_group(task)
+    if which == "so3":
+        return SO3()
+    raise ValueError(f"group must be one of {EQUI_GROUPS}, got {which!r}")
+
+
+SPLITS = ("train", "val", "test", "ood")  # every task has these; others are generalisation sets
+
+
 def evaluate(model: Model, task: Task, budget: str | Budget | None = None, seed: int = 0,
              M: int | None = None, n_samples: int | None = None) -> dict:
-    """Test and OOD MSE, E and E′ on test samples under E(3) × S_N (and the task's own group)."""
+    """Test MSE, OOD MSE (``ood_mse``: the test set rotated and translated, re-labelled) and the
+    MSE on each named generalisation split (``<split>_mse``; None, with the reason in
+    ``skipped``, where the model cannot take that split's number of particles); E, E′, E′_mse
+    and E′_rel on test samples under E(3) × S_N (and under the task's own group)."""
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     b = get_budget(budget, dev)
-    M = M or b.eval_M
-    sub = task["test"].index(slice(0, n_samples or b.eval_samples)).to(dev, dtype)
+    M = b.eval_M if M is None else M
+    n_samples = b.eval_samples if n_samples is None else n_samples
+    sub = task["test"].index(slice(0, n_samples)).to(dev, dtype)
     out = {"test_mse": mse(model, task["test"].to(dev, dtype)),
            "ood_mse": mse(model, task["ood"].to(dev, dtype))}
+    for name, split in task.splits.items():
+        if name in SPLITS:
+            continue
+        if split.n_particles != task.spec.n_particles and not model.variable_size:
+            out[f"{name}_mse"] = None
+            out.setdefault("skipped", {})[name] = model.fixed_size_reason
+        else:
+            out[f"{name}_mse"] = mse(model, split.to(dev, dtype))
     gen = make_generator(seed + 1, dev)
     t0 = time.perf_counter()
     e = equivariance_error(model, sub, measurement_group(task), M=M, generator=gen).as_dict()
@@ -253,23 +316,27 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
         weighting: str = "fixed", budget: str | Budget | None = None, device="auto",
         seed: int = 0, steps: int | None = None, out: str | Path | None = None,
         compile: bool = False, amp: bool = False, progress: bool = True,
-        conservative: bool = False) -> tuple[Model, History, dict]:
+        conservative: bool = False, centre: bool = True, head: str = "residual",
+        width: int | None = None, layers: int | None = None) -> tuple[Model, History, dict]:
     """Load a task, build a model, train it, evaluate it. Returns (model, history, metrics).
 
-    ``objective``: ``"plain"``, ``"remul"`` or ``"augment"``; ``group``: ``"task"`` (the data's
-    true symmetry) or ``"e3"`` (full E(3) × S_N, even where the data break it).
+    ``objective``: ``"plain"``, ``"remul"`` or ``"augment"``; ``group``: what the equivariance
+    term samples (:func:`objective_group`: ``"task"``, ``"e3"`` or ``"so3"``).
     ``conservative``: forces as −∂E/∂x of the model's energy (tasks with forces and an energy).
+    ``centre``, ``head``: translations by centring, residual or absolute point outputs
+    (:class:`eqhelpers.models.Model`). ``width``, ``layers``: override the budget's.
     """
     dev = resolve_device(device)
     b = get_budget(budget, dev)
     t_all = time.perf_counter()
     task_obj = task if isinstance(task, Task) else load_task(task, b, seed=0)
-    if group not in ("task", "e3"):
-        raise ValueError(f"group must be 'task' or 'e3', got {group!r}")
-    grp = task_obj.group if group == "task" else measurement_group(task_obj)
+    grp = objective_group(task_obj, group)
     obj = make_objective(objective, grp, alpha=alpha, beta=beta, mode=mode, weighting=weighting)
+    size = b.model_size(model)
+    size.update({k: v for k, v in (("width", width), ("layers", layers)) if v is not None})
     seed_everything(seed)
-    net = make_model(model, task_obj.spec, width=b.width, layers=b.layers, conservative=conservative)
+    net = make_model(model, task_obj.spec, conservative=conservative, centre=centre, head=head,
+                     **size)
     ckpt = Path(out) / "best.pt" if out is not None else None
     hist = train(net, task_obj, obj, b, device=dev, seed=seed, steps=steps, compile=compile,
                  amp=amp, checkpoint=ckpt, progress=progress,
@@ -277,6 +344,7 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
     metrics = evaluate(net, task_obj, b, seed=seed)
     metrics.update({
         "task": task_obj.name, "model": model, "conservative": conservative,
+        "centre": centre, "head": head, "protocol": task_obj.provenance.get("protocol", ""),
         "objective": objective, "alpha": alpha,
         "beta": beta if objective == "remul" else None, "group": grp.name,
         "steps_per_s": hist.steps_per_s, "train_seconds": hist.train_seconds,
@@ -284,7 +352,7 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
         "best_val_mse": hist.best_val_mse, "device": _device_name(dev),
         "n_parameters": net.n_parameters(), "budget": b.name, "version": __version__,
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "config": {**hist.config, "task": task_obj.config, "width": b.width, "layers": b.layers},
+        "config": {**hist.config, "task": task_obj.config, **size},
     })
     return net, hist, metrics
 

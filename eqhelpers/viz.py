@@ -43,44 +43,48 @@ def beta_norm(betas) -> mcolors.Normalize:
 
 def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None = None,
                   cmap: str = "viridis", title: str | None = None):
-    """Task error against E′ (log–log) for every (model, β/α) of a sweep.
+    """Task error against E′ (log–log) for every (model, β/α) of a sweep (REMUL's E′, or E′_mse
+    for sweeps from before eqhelpers 0.2: :func:`eqhelpers.sweep.equivariance_key`).
 
     Colour = β/α (β = 0 in grey, squares), error bars = std over seeds, the Pareto front ringed,
     equivariant models as stars. ``highlight``: a β/α to mark with a cross (interpolated).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
+    from .sweep import EQUIVARIANCE_LABELS, equivariance_key
+
     rows = result.summary
+    e = equivariance_key(rows)
     norm = beta_norm([r["beta"] for r in rows])
     cm = plt.get_cmap(cmap)
     models = sorted({r["model"] for r in rows})
     for model in models:
         mr = sorted((r for r in rows if r["model"] == model), key=lambda r: r["beta"])
-        xs = [r["E_prime"] for r in mr]
+        xs = [r[e] for r in mr]
         ys = [r[y] for r in mr]
         if len(mr) > 1:
             ax.plot(xs, ys, "-", color="0.75", lw=1, zorder=1)
         for r in mr:
-            equivariant = len(mr) == 1 and r["beta"] == 0 and r["E_prime"] < 1e-8
+            equivariant = len(mr) == 1 and r["beta"] == 0 and r[e] < 1e-8
             color = "0.45" if r["beta"] == 0 else cm(norm(r["beta"]))
             marker = "*" if equivariant else ("s" if r["beta"] == 0 else "o")
-            ax.errorbar(r["E_prime"], r[y], xerr=_err(r, "E_prime"), yerr=_err(r, y), fmt=marker,
+            ax.errorbar(r[e], r[y], xerr=_err(r, e), yerr=_err(r, y), fmt=marker,
                         color=color, ms=11 if equivariant else 7, capsize=2, zorder=3,
                         mec="k", mew=0.5)
             if r.get("pareto"):
-                ax.plot(r["E_prime"], r[y], "o", ms=14, mfc="none", mec="crimson", mew=1.2, zorder=2)
+                ax.plot(r[e], r[y], "o", ms=14, mfc="none", mec="crimson", mew=1.2, zorder=2)
             if equivariant:
-                ax.annotate(f" {model}", (r["E_prime"], r[y]), fontsize=8, va="center")
+                ax.annotate(f" {model}", (r[e], r[y]), fontsize=8, va="center")
     if highlight is not None:
         pt = interpolate(result, highlight, models[0] if "transformer" not in models else "transformer")
-        ax.plot(pt["E_prime"], pt[y], "X", ms=14, color="crimson", mec="k", zorder=4,
+        ax.plot(pt[e], pt[y], "X", ms=14, color="crimson", mec="k", zorder=4,
                 label=f"β/α = {highlight:.3g}")
         ax.legend(frameon=False, loc="upper right")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cm)
     plt.colorbar(sm, ax=ax, label="β/α")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("E′ (equivariance error, lower = more equivariant)")
+    ax.set_xlabel(EQUIVARIANCE_LABELS[e] + " (lower = more equivariant)", fontsize=8)
     ax.set_ylabel({"test_mse": "test MSE", "ood_mse": "rotated+translated MSE"}.get(y, y))
     ax.grid(alpha=0.3, which="both")
     cfg = result.config
@@ -110,7 +114,9 @@ def interpolate(result, beta: float, model: str = "transformer") -> dict:
 
     xs = [x(r["beta"]) for r in rows]
     out = {"model": model, "beta": beta}
-    for k in ("test_mse", "ood_mse", "E_prime", "E"):
+    for k in ("test_mse", "ood_mse", "E", "E_prime", "E_prime_mse"):
+        if any(r.get(k) is None for r in rows):
+            continue
         ys = [math.log10(max(r[k], 1e-300)) for r in rows]
         out[k] = float(10 ** np.interp(x(beta), xs, ys))
     return out
@@ -134,19 +140,23 @@ def tradeoff_explorer(result, task=None, model: str = "transformer", budget=None
     info = w.HTML()
     out = w.Output(layout=w.Layout(min_height="380px"))
     live: list[dict] = []
+    from .sweep import EQUIVARIANCE_SHORT, equivariance_key
+
+    e = equivariance_key(result.summary)  # the same quantity for the sweep and the live runs
+    e_name = EQUIVARIANCE_SHORT[e]
 
     def draw(*_):
         ratio = beta.value / alpha.value
         pt = interpolate(result, ratio, model)
         info.value = (f"<b>β/α = {ratio:.3g}</b>: expected {y.replace('_', ' ')} ≈ {pt[y]:.3g}, "
-                      f"E′ ≈ {pt['E_prime']:.3g} (interpolated from the sweep)")
+                      f"{e_name} ≈ {pt[e]:.3g} (interpolated from the sweep)")
         with out:
             out.clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(6.5, 4.2))
             plot_tradeoff(result, ax=ax, y=y, highlight=ratio)
             for p in live:
-                ax.plot(p["E_prime"], p[y], "P", ms=12, color="orange", mec="k", zorder=5)
-                ax.annotate(f" live β/α={p['beta']:.3g}", (p["E_prime"], p[y]), fontsize=8)
+                ax.plot(p[e], p[y], "P", ms=12, color="orange", mec="k", zorder=5)
+                ax.annotate(f" live β/α={p['beta']:.3g}", (p[e], p[y]), fontsize=8)
             display(fig)
             plt.close(fig)
 
@@ -575,9 +585,11 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     import ipywidgets as w
 
     from .data import load_task
-    from .sweep import load_sweep_model
+    from .sweep import EQUIVARIANCE_SHORT, equivariance_key, load_sweep_model
 
     task = task or load_task(result.config["task"], result.config["budget"])
+    e = equivariance_key(result.summary)
+    e_name = EQUIVARIANCE_SHORT[e]
     betas = sorted({p["beta"] for p in result.points if p["model"] == model})
     if not betas:
         raise ValueError(f"the sweep has no {model!r} points")
@@ -602,7 +614,7 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
         box.last = last
         row = result.at(model, b)
         info.value = legend_html(last, f"<b>{model}, β = {b:g}</b> (sweep: test MSE "
-                                   f"{row['test_mse']:.3g}, E′ {row['E_prime']:.3g}) &nbsp; ")
+                                   f"{row['test_mse']:.3g}, {e_name} {row[e]:.3g}) &nbsp; ")
         with out:
             out.clear_output(wait=True)
             view.show()

@@ -29,7 +29,7 @@ def max_rel_err(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
 
-@pytest.mark.parametrize("name", ["gravity", "charged"])
+@pytest.mark.parametrize("name", ["gravity", "gravity_planar", "charged"])
 def test_simulator_is_e3_and_permutation_equivariant(name):
     tdef, inp = initial(name)
     inputs = tdef.spec.inputs
@@ -112,20 +112,103 @@ def test_generation_runs_on_the_requested_device_and_returns_cpu_tensors():
 
 
 def test_gravity_matches_the_gatr_protocol():
-    s = data.generate_task("gravity", 400, 10, 10, seed=0)["train"]
-    m = s["mass"][..., 0]
-    assert bool(((m[:, 0] >= 1) & (m[:, 0] <= 10)).all())
-    assert bool(((m[:, 1:] >= 0.01) & (m[:, 1:] <= 0.1)).all())
-    r = (s["pos"][:, 1:] - s["pos"][:, :1]).norm(dim=-1)
-    assert bool(((r >= 0.1 - 1e-12) & (r <= 1.0 + 1e-12)).all())
-    assert float(s["pos"][..., 2].abs().max()) == 0.0  # the canonical training frame: x–y plane
-    assert float((s["pos_next"] - s["pos"]).norm(dim=-1).max()) <= 2.0  # outliers dropped
+    splits = data.generate_task("gravity", 600, 300, 300, seed=0)
+    for name in ("train", "val", "test"):
+        s = splits[name]
+        m = s["mass"][..., 0]
+        star = m.argmax(dim=1)  # the star: mass in [1, 10], planets in [0.01, 0.1]
+        rows = torch.arange(len(m))
+        star_m = m[rows, star]
+        planets = torch.ones_like(m, dtype=torch.bool)
+        planets[rows, star] = False
+        planet_m = m[planets].view(len(m), 3)
+        assert bool(((star_m >= 1) & (star_m <= 10)).all())
+        assert bool(((planet_m >= 0.01) & (planet_m <= 0.1)).all())
+        # every split permuted: the star sits at every index, about equally often
+        counts = torch.bincount(star, minlength=4).double() / len(star)
+        assert float((counts - 0.25).abs().max()) < 0.08, (name, counts)
+        # the star starts at rest; the planets in the annulus r ∈ [0.1, 1] around it, in one plane
+        assert float(s["vel"][rows, star].abs().max()) < 1e-12
+        rel = s["pos"][planets].view(len(m), 3, 3) - s["pos"][rows, star][:, None]
+        r = rel.norm(dim=-1)
+        assert bool(((r >= 0.1 - 1e-9) & (r <= 1.0 + 1e-9)).all())
+        normal = torch.linalg.cross(rel[:, 0], rel[:, 1])
+        normal = normal / normal.norm(dim=-1, keepdim=True)
+        assert float((rel[:, 2] * normal).sum(-1).abs().max()) < 1e-9  # coplanar
+        # ... and that plane Haar-rotated: its normal is uniform on the sphere (E|n_z| = 1/2)
+        assert abs(float(normal[:, 2].abs().mean()) - 0.5) < 0.05
+        # every split shifted by N(0, 20²): the star (at the origin before) is the shift
+        shift = s["pos"][rows, star]
+        assert abs(float(shift.std()) - 20.0) < 1.5 and abs(float(shift.mean())) < 1.5
+        assert float((s["pos_next"] - s["pos"]).norm(dim=-1).max()) <= 2.0  # outliers dropped
     # log-uniform star mass: log m is uniform on [0, log 10], so its mean is near log(10)/2
-    assert abs(float(torch.log(m[:, 0]).mean()) - 1.1513) < 0.1
+    m = splits["train"]["mass"][..., 0].amax(dim=1)
+    assert abs(float(torch.log(m).mean()) - 1.1513) < 0.1
+
+
+def test_gatr_generalisation_sets():
+    splits = data.generate_task("gravity", 20, 10, 50, seed=1)
+    test, e3 = splits["test"], splits["e3_generalization"]
+    shift = torch.tensor([200.0, 0.0, 0.0], dtype=F64)
+    for k in ("vel", "mass"):
+        assert torch.equal(e3[k], test[k])
+    assert torch.allclose(e3["pos"], test["pos"] + shift, rtol=0, atol=1e-12)
+    # re-simulated, not copied: the physics is translation-invariant, so the targets move too
+    assert torch.allclose(e3["pos_next"], test["pos_next"] + shift, rtol=0, atol=1e-9)
+    six = splits["object_generalization"]
+    assert six["pos"].shape == (50, 6, 3) and six["pos_next"].shape == (50, 6, 3)
+    m = six["mass"][..., 0]
+    assert bool((((m >= 1) & (m <= 10)).sum(1) == 1).all())  # one star and 5 planets
+    assert bool((((m >= 0.01) & (m <= 0.1)).sum(1) == 5).all())
+    assert float((six["pos_next"] - six["pos"]).norm(dim=-1).max()) <= 2.0
+    task = data.load_task("gravity", "tiny", seed=1)
+    assert task["object_generalization"].n_particles == 6
+    assert task.config["ood_translation_std"] == 20.0  # the task's own translation scale
+
+
+def test_gravity_planar_keeps_every_system_in_the_canonical_frame():
+    s = data.generate_task("gravity_planar", 100, 5, 5, seed=0)["train"]
+    assert float(s["pos"][..., 2].abs().max()) == 0.0  # the x–y plane
+    assert float(s["pos"][:, 0].abs().max()) == 0.0  # star first, at the origin
+    assert bool((s["mass"][:, 0, 0] >= 1).all())
+
+
+def test_egnn_charged_force_integrator_and_frames():
+    # unsoftened Coulomb, F_i = Σ q_i q_j (x_i − x_j)/r³: like charges at distance 1 repel
+    x = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0]]], dtype=F64)
+    q = torch.ones(1, 2, 1, dtype=F64)
+    f = data.egnn_coulomb_force(x, q)
+    assert torch.allclose(f, torch.tensor([[[-1.0, 0, 0], [1.0, 0, 0]]], dtype=F64))
+    # ... and each component is clipped at ±100 (EGNN's max_F = 0.1 / dt)
+    close = torch.tensor([[[0.0, 0, 0], [0.01, 0.01, 0.0]]], dtype=F64)
+    assert float(data.egnn_coulomb_force(close, q).abs().max()) == 100.0
+    # initial state: speed 0.5 in every direction, charges ±1
+    tdef = data.TASKS["charged_egnn"]
+    init = tdef.sample_initial(200, gen(0), frame=-1)
+    assert torch.allclose(init["vel"].norm(dim=-1), torch.full((200, 5), 0.5, dtype=F64))
+    assert set(init["charge"].unique().tolist()) == {-1.0, 1.0}
+    # frame 30 = 3100 steps of kick-then-drift from it; the target 1000 steps later
+    at30 = tdef.sample_initial(200, gen(0))
+    x, v = data.simulate_egnn_charged(init["pos"], init["vel"], init["charge"], steps=3100)
+    assert torch.allclose(at30["pos"], x) and torch.allclose(at30["vel"], v)
+    x40 = data.simulate_egnn_charged(x, v, init["charge"], steps=1000)[0]
+    assert torch.allclose(tdef.simulate(at30), x40)
+    v_hand = init["vel"][:1] + 1e-3 * data.egnn_coulomb_force(init["pos"][:1], init["charge"][:1])
+    x_hand = init["pos"][:1] + 1e-3 * v_hand
+    assert torch.allclose(data.simulate_egnn_charged(init["pos"][:1], init["vel"][:1],
+                                                     init["charge"][:1], steps=1)[0], x_hand)
+
+
+def test_protocol_sizes_replace_the_budgets_except_in_tiny():
+    assert data.task_sizes("charged_egnn", "cpu") == (3000, 2000, 2000)
+    assert data.task_sizes("charged_egnn", "paper") == (3000, 2000, 2000)
+    assert data.task_sizes("aspirin_md17", "gpu") == (500, 2000, 2000)
+    assert data.task_sizes("charged_egnn", "tiny") == (256, 64, 64)  # tests stay small
+    assert data.task_sizes("gravity", "paper") == (100000, 5000, 5000)  # GATr's, from the budget
 
 
 def test_ood_split_is_rotated_translated_and_resimulated():
-    splits = data.generate_task("gravity", 50, 10, 40, seed=0, ood_translation_std=2.0)
+    splits = data.generate_task("gravity_planar", 50, 10, 40, seed=0, ood_translation_std=2.0)
     test, ood = splits["test"], splits["ood"]
     assert float(ood["pos"][..., 2].abs().mean()) > 0.1  # no longer in the training plane
     # rigid motion: pairwise distances and masses are those of the test systems

@@ -32,21 +32,44 @@ def points(b=64, seed=0):
 
 
 def test_errors_match_their_analytic_values():
-    # g⁻¹ f(g x) − f(x) = Rᵀc − c; under Haar E|Rᵀc − c|² = 2|c|², per entry 2|c|²/3
+    # f(x) = x + c on N = 3 particles: f(g·x) − ρ(g)·f(x) = c − R c for every particle.
+    # Under Haar R, R c is uniform on the sphere of radius |c|, so E‖c − R c‖ = (4/3)|c|
+    # (‖c − Rc‖ = |c|·√(2(1 − u)), u uniform on [−1, 1]) and E′ = √N · 4/3 · |c|.
     c = torch.tensor([0.3, -0.4, 1.2], dtype=F64)
+    n, M = 3, 50
     gen = torch.Generator().manual_seed(0)
-    e = equivariance_error(Shift(c), points(400), SO3(), M=50, generator=gen)
-    assert e.E == pytest.approx(2 * float(c @ c) / 3, rel=0.05)
-    # E′ is the spread of Rᵀc around its orbit mean: E|Rᵀc|² = |c|² per element, /3 per entry
-    assert e.E_prime == pytest.approx(float(c @ c) / 3 * (1 - 1 / 50), rel=0.05)
+    e = equivariance_error(Shift(c), points(400), SO3(), M=M, generator=gen)
+    norm_c = float(c.norm())
+    assert e.E_prime == pytest.approx(n ** 0.5 * 4 / 3 * norm_c, rel=0.02)
+    # E compares orbit averages: ‖c − mean_M(R c)‖ → |c| (1 + 1/(3M)) for large M
+    assert e.E == pytest.approx(n ** 0.5 * norm_c * (1 + 1 / (3 * M)), rel=0.02)
+    assert e.E <= e.E_prime
+    # E′_mse: E|Rc − c|² = 2|c|², per entry 2|c|²/3
+    assert e.E_prime_mse == pytest.approx(2 * float(c @ c) / 3, rel=0.05)
     # rotations about c's own axis leave it fixed: no error
     e_axis = equivariance_error(Shift(c), points(), SO2(axis=c), M=8)
-    assert e_axis.E < 1e-25 and e_axis.E_prime < 1e-25
+    assert e_axis.E < 1e-12 and e_axis.E_prime < 1e-12 and e_axis.E_prime_mse < 1e-25
 
 
-def test_errors_need_at_least_two_elements():
+def test_E_sees_only_violations_that_survive_orbit_averaging():
+    # f(x) = R0 x (a fixed rotation applied to the output) under rotations about R0's own axis:
+    # it commutes with them, so both vanish; under SO(3) it does not, and E < E′ strictly
+    class Rotate(Shift):
+        def forward(self, s):
+            return {"y": s["pos"] @ R0.T}
+
+    R0 = SO2(axis=(0.0, 0.0, 1.0))._matrix(torch.tensor([0.7], dtype=F64))[0]
+    model = Rotate([0.0, 0, 0])
+    about_z = equivariance_error(model, points(), SO2(), M=6)
+    assert about_z.E < 1e-12 and about_z.E_prime < 1e-12
+    full = equivariance_error(model, points(), SO3(), M=20,
+                              generator=torch.Generator().manual_seed(1))
+    assert 1e-3 < full.E < full.E_prime
+
+
+def test_errors_need_at_least_one_element():
     with pytest.raises(ValueError, match="M must be"):
-        equivariance_error(Shift([0.0, 0, 1]), points(), SO3(), M=1)
+        equivariance_error(Shift([0.0, 0, 1]), points(), SO3(), M=0)
 
 
 def test_group_must_fit_the_fields():

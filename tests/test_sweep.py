@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import eqhelpers.train
-from eqhelpers.sweep import SweepResult, load_sweep, log_betas, summarise, sweep
+from eqhelpers.sweep import SweepResult, equivariance_key, load_sweep, log_betas, summarise, sweep
 from eqhelpers.viz import interpolate
 
 FAST = {"task": "gravity", "models": ("transformer",), "betas": [0.0, 1.0, 10.0], "seeds": (0, 1),
@@ -90,7 +90,8 @@ def test_bad_sweep_arguments(tmp_path):
 
 def pts(model, beta, mses, eps):
     return [{"model": model, "beta": beta, "seed": s, "test_mse": m, "ood_mse": m, "E": e,
-             "E_prime": e, "E_rel": e, "E_prime_rel": e} for s, (m, e) in enumerate(zip(mses, eps))]
+             "E_prime": e, "E_prime_mse": e, "E_prime_rel": e}
+            for s, (m, e) in enumerate(zip(mses, eps))]
 
 
 def test_summary_statistics_and_per_model_pareto_front():
@@ -103,6 +104,21 @@ def test_summary_statistics_and_per_model_pareto_front():
     assert rows[("t", 0.0)]["pareto"] and rows[("t", 1.0)]["pareto"]
     assert not rows[("t", 10.0)]["pareto"]
     assert rows[("egnn", 0.0)]["pareto"]  # a front per model: EGNN does not erase the others'
+
+
+def test_summary_skips_missing_metrics_and_legacy_sweeps_use_e_prime_mse():
+    points = pts("mlp", 0.0, [1.0, 2.0], [1.0, 1.0])
+    points[0]["object_generalization_mse"], points[1]["object_generalization_mse"] = 4.0, None
+    (row,) = summarise(points)
+    assert row["object_generalization_mse"] == 4.0 and row["n_object_generalization_mse"] == 1
+    # a sweep from before eqhelpers 0.2: no REMUL E′, its front is on E′_mse
+    legacy = [{k: v for k, v in p.items() if k not in ("E", "E_prime")} for p in
+              pts("t", 0.0, [1.0], [10.0]) + pts("t", 1.0, [2.0], [1.0]) + pts("t", 10.0, [3.0], [2.0])]
+    assert equivariance_key(legacy) == "E_prime_mse"
+    rows = {r["beta"]: r for r in summarise(legacy)}
+    assert rows[0.0]["pareto"] and rows[1.0]["pareto"] and not rows[10.0]["pareto"]
+    assert "E_prime" not in rows[0.0]
+    assert equivariance_key(pts("t", 0.0, [1.0], [1.0])) == "E_prime"
 
 
 def test_interpolation_hits_the_grid_and_stays_between():
@@ -123,7 +139,7 @@ def test_load_sweep_roundtrip_and_clear_error(tmp_path):
         load_sweep(out)
 
 
-@pytest.mark.parametrize("name", ["sweep_gravity_cpu", "sweep_field_e3_cpu", "sweep_charged_cpu",
+@pytest.mark.parametrize("name", ["sweep_gravity_planar_cpu", "sweep_field_e3_cpu", "sweep_charged_cpu",
                                   "sweep_field_e3_n300_cpu"])
 def test_shipped_sweeps_have_provenance(name):
     path = resources.files("eqhelpers") / "precomputed" / name

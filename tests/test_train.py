@@ -38,13 +38,18 @@ def test_training_reduces_the_validation_loss(task):
 
 
 @pytest.mark.slow
-def test_remul_reduces_the_equivariance_error(task):
+@pytest.mark.parametrize("name, factor", [("gravity_planar", 0.2), ("gravity", 0.7)])
+def test_remul_reduces_the_equivariance_error(name, factor):
+    # planar: the training frame never shows a rotation, so REMUL's term is the only teacher of the
+    # symmetry; GATr's gravity already shows every orientation, REMUL still halves E′ (tiny budget)
+    task = data.load_task(name, "tiny", seed=0)
     plain, remul = fresh(task), fresh(task)
     train(plain, task, budget="tiny", steps=200, progress=False)
     train(remul, task, REMUL(1.0, 30.0, task.group), budget="tiny", steps=200, progress=False)
     e_plain = evaluate(plain, task, "tiny")
     e_remul = evaluate(remul, task, "tiny")
-    assert e_remul["E_prime"] < 0.2 * e_plain["E_prime"]
+    assert e_remul["E_prime"] < factor * e_plain["E_prime"]
+    assert e_remul["E"] < factor * e_plain["E"]
     assert e_remul["ood_mse"] < e_plain["ood_mse"]
 
 
@@ -113,7 +118,8 @@ def test_cli_train_writes_metrics_table_and_figure(tmp_path, capsys):
                  "--budget", "tiny", "--out", str(out), "--no-progress"])
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("test_mse", "ood_mse", "E", "E_prime", "E_rel", "E_prime_rel", "steps_per_s",
+    for key in ("test_mse", "ood_mse", "e3_generalization_mse", "object_generalization_mse",
+                "E", "E_prime", "E_prime_mse", "E_prime_rel", "centre", "head", "steps_per_s",
                 "wall_seconds", "device", "config", "version", "command"):
         assert key in m, key
     assert m["beta"] == 10.0 and m["config"]["steps"] == get_budget("tiny").steps

@@ -16,7 +16,7 @@ def result():
         for seed in range(2):
             pts.append({"model": "transformer", "beta": beta, "seed": seed,
                         "test_mse": m * (1 + seed / 10), "ood_mse": m, "E": e, "E_prime": e,
-                        "E_rel": e, "E_prime_rel": e})
+                        "E_prime_mse": e, "E_prime_rel": e})
     return SweepResult({"task": "gravity", "budget": "tiny", "seeds": [0, 1]}, pts, summarise(pts))
 
 

@@ -12,19 +12,47 @@ Tensor = torch.Tensor
 CATEGORY_DIM = 16  # embedding width of categorical inputs (atom types)
 
 
+HEADS = ("residual", "absolute")
+
+
 class Model(nn.Module):
     """Base class. Subclasses implement ``predict(sample) -> [B, N, out_channels]`` (or a dict).
 
     ``self.head`` is the last layer feeding the outputs (GradNorm measures gradients there).
+
+    Options every model takes:
+
+    * ``centre`` (default True): translations handled by centring, as REMUL does — the mean
+      position of the point input is subtracted from every point input before the model sees
+      them and added back to every point output, so the model is exactly translation-equivariant
+      whatever its architecture (and a system shifted by +200 looks like any other).
+      ``centre=False`` feeds raw coordinates (GATr's Transformer baseline).
+    * ``head``: ``"residual"`` (default) adds the linked input to a point output (the task's
+      ``residual`` map, e.g. ``pos_next = pos + Δ``: the model predicts a displacement);
+      ``"absolute"`` predicts the position itself (relative to the centre when centring), as
+      GATr's Transformer baseline does.
+
+    A model takes any number of particles (the N-body tasks' 6-body generalisation set) unless
+    ``variable_size`` is False (the MLP, whose input layer is as wide as N × features).
     """
 
     equivariant = False  # by construction, under E(3) and permutations
+    variable_size = True  # takes samples of any number of particles
 
-    def __init__(self, spec: TaskSpec):
+    def __init__(self, spec: TaskSpec, centre: bool = True, head: str = "residual"):
         super().__init__()
         if not isinstance(spec, TaskSpec):
             raise TypeError(f"a model is built from a TaskSpec, got {type(spec).__name__}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if not isinstance(centre, bool):
+            raise TypeError(f"centre must be True or False, got {centre!r}")
         self.spec = spec
+        self.head_kind = head
+        points = spec.points()
+        self.centre_key = points[0] if centre and points else None
+        self._point_outputs = [k for k, f in spec.outputs.items() if f.kind == "point"]
+        self._neighbours: dict = {}
         # categorical inputs (atom types) are embedded; every model reads inputs via input()
         self.embeddings = nn.ModuleDict({k: nn.Embedding(f.categories, CATEGORY_DIM)
                                          for k, f in spec.inputs.items() if f.categories})
@@ -50,13 +78,28 @@ class Model(nn.Module):
             raise ValueError(f"{type(self).__name__} needs input fields {missing}; "
                              f"the sample has {sorted(sample.keys())}")
         n = sample[next(iter(self.spec.inputs))].shape[1]
-        if n != self.spec.n_particles:
+        if n != self.spec.n_particles and not self.variable_size:
             raise ValueError(f"{type(self).__name__} was built for {self.spec.n_particles} "
-                             f"particles, got {n}")
+                             f"particles, got {n}: {self.fixed_size_reason}")
+
+    fixed_size_reason = ""  # why a model with variable_size = False cannot take another N
+
+    @property
+    def config(self) -> dict:
+        """What, beyond the weights, defines this model (recorded with checkpoints)."""
+        return {"class": type(self).__name__, "centre": self.centre_key is not None,
+                "head": self.head_kind}
+
+    def neighbours(self, n: int, device) -> Tensor:
+        """[N, N-1] indices j ≠ i (:func:`other_index`), cached per (N, device)."""
+        key = (n, str(device))
+        if key not in self._neighbours:
+            self._neighbours[key] = other_index(n, device)
+        return self._neighbours[key]
 
     def features(self, sample: Sample) -> Tensor:
         """All inputs concatenated per particle, [B, N, in_channels] (global fields broadcast)."""
-        n = self.spec.n_particles
+        n = sample[next(k for k, f in self.spec.inputs.items() if f.per_particle)].shape[1]
         parts = []
         for k, f in self.spec.inputs.items():
             x = self.input(sample, k)
@@ -75,13 +118,18 @@ class Model(nn.Module):
             if not f.per_particle:
                 out[k] = out[k].sum(1)
             i += f.channels
-            if k in self.spec.residual:
+            if k in self.spec.residual and self.head_kind == "residual":
                 out[k] = out[k] + sample[self.spec.residual[k]]
         return out
 
     def forward(self, sample: Sample) -> dict[str, Tensor]:
         self.check(sample)
-        return self.predict(sample)
+        if self.centre_key is None:
+            return self.predict(sample)
+        c = sample[self.centre_key].mean(dim=1, keepdim=True)  # [B, 1, 3]
+        points = {k: sample[k] - c for k, f in self.spec.inputs.items() if f.kind == "point"}
+        out = self.predict(sample.replace(**points))
+        return {k: v + c if k in self._point_outputs else v for k, v in out.items()}
 
     def predict(self, sample: Sample) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -21,7 +21,8 @@ from .base import Model
 class Conservative(Model):
     def __init__(self, inner: type[Model], spec: TaskSpec, forces: str = "forces",
                  energy: str = "energy", **kwargs):
-        super().__init__(spec)
+        # the energy model centres (or not) itself; the wrapper has no point outputs to move
+        super().__init__(spec, centre=False)
         outs = spec.outputs
         if set(outs) != {forces, energy} or outs[forces].kind != "vector" \
                 or outs[energy].kind != "scalar" or outs[energy].per_particle:
@@ -35,7 +36,12 @@ class Conservative(Model):
                                   **kwargs)
         self.embeddings = torch.nn.ModuleDict()  # the inner model embeds its own inputs
         self.equivariant = inner.equivariant
+        self.variable_size = inner.variable_size
         self.head = self.energy_model.head
+
+    @property
+    def config(self) -> dict:
+        return {**self.energy_model.config, "conservative": True}
 
     def predict(self, sample: Sample):
         pos = sample[self.pos_key]

@@ -22,7 +22,7 @@ from e3nn.nn import Gate
 from torch import nn
 
 from ..fields import Sample, TaskSpec
-from .base import Model, mlp, other_index
+from .base import Model, mlp
 
 _KIND_IRREP = {"scalar": "0e", "vector": "1o", "point": "1o", "pseudovector": "1e"}
 
@@ -44,8 +44,8 @@ class E3NN(Model):
     equivariant = True
 
     def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3, lmax: int = 2,
-                 n_radial: int = 8, r_max: float = 4.0):
-        super().__init__(spec)
+                 n_radial: int = 8, r_max: float = 4.0, **options):
+        super().__init__(spec, **options)
         previous = torch.get_default_dtype()
         torch.set_default_dtype(torch.float64)
         try:
@@ -75,18 +75,18 @@ class E3NN(Model):
             self.convs.append(_Conv(irreps, self.irreps_sh, gate, n_radial + 1, width))
             irreps = gate.irreps_out
         self.head = o3.Linear(irreps, self.irreps_out)
-        self.register_buffer("_nbr", other_index(spec.n_particles), persistent=False)
 
     def predict(self, sample: Sample):
         pos = sample[self.pos_key]
         h = torch.cat([self.input(sample, k) for k in self.in_keys], -1)
-        d = pos[:, :, None, :] - pos[:, self._nbr]  # [B, N, N-1, 3]
+        nbr = self.neighbours(pos.shape[1], pos.device)
+        d = pos[:, :, None, :] - pos[:, nbr]  # [B, N, N-1, 3]
         r = d.norm(dim=-1)
         sh = o3.spherical_harmonics(self.irreps_sh, d, normalize=True, normalization="component")
         radial = torch.cat([soft_one_hot_linspace(r, 0.0, self.r_max, self.n_radial, "gaussian",
                                                   cutoff=False), r[..., None]], -1)
         for conv in self.convs:
-            h = conv(h, sh, radial, self._nbr)
+            h = conv(h, sh, radial, nbr)
         raw = self.head(h)
         return self.split_outputs(sample, raw)
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..fields import Sample, TaskSpec
-from .base import Model, mlp, other_index
+from .base import Model, mlp
 
 
 class _EGNNLayer(nn.Module):
@@ -45,8 +45,11 @@ class _EGNNLayer(nn.Module):
 class EGNN(Model):
     equivariant = True
 
-    def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3):
-        super().__init__(spec)
+    def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3, **options):
+        super().__init__(spec, **options)
+        if self.head_kind != "residual":
+            raise ValueError("EGNN's point output is its updated coordinates x + Σ updates: a "
+                             "residual head by construction; head='absolute' does not apply")
         points = spec.points()
         if len(points) != 1:
             raise ValueError(f"EGNN needs exactly one point-typed input (the coordinates), got {points}")
@@ -66,7 +69,6 @@ class EGNN(Model):
         self.scalar_head = nn.Linear(width, out_sca) if out_sca else None
         # GradNorm's "last shared layer": the final coordinate-update weights
         self.head = self.layers[-1].phi_x[-1]
-        self.register_buffer("_nbr", other_index(spec.n_particles), persistent=False)
 
     def predict(self, sample: Sample):
         x0 = sample[self.pos_key]
@@ -75,8 +77,9 @@ class EGNN(Model):
         inv = [self.input(sample, k) for k in self.scalar_keys] + norms
         h = self.embed(torch.cat(inv, -1) if inv else x0.new_ones(*x0.shape[:2], 1))
         x = x0
+        nbr = self.neighbours(x0.shape[1], x0.device)
         for layer in self.layers:
-            h, x, m, d = layer(h, x, vecs, self._nbr)
+            h, x, m, d = layer(h, x, vecs, nbr)
         out, vi, si = {}, 0, 0
         for k, f in self.spec.outputs.items():
             if f.kind == "point":

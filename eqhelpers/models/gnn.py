@@ -31,8 +31,8 @@ class _Layer(MessagePassing):
 
 class GNN(Model):
     def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3,
-                 radius: float | None = None):
-        super().__init__(spec)
+                 radius: float | None = None, **options):
+        super().__init__(spec, **options)
         points = spec.points()
         self.pos_key = points[0] if points else None
         self.radius = radius

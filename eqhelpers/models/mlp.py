@@ -9,8 +9,12 @@ from .base import Model, mlp
 
 
 class MLP(Model):
-    def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3):
-        super().__init__(spec)
+    variable_size = False
+    fixed_size_reason = ("the MLP reads a system as one flat vector of N × features, so its "
+                         "input and output layers are built for exactly N particles")
+
+    def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3, **options):
+        super().__init__(spec, **options)
         n = spec.n_particles
         hidden = 4 * width  # comparable parameter count to the token models
         self.body = mlp([n * self.in_channels] + [hidden] * layers, last_act=True)

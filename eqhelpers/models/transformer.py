@@ -10,8 +10,9 @@ from .base import Model
 
 
 class Transformer(Model):
-    def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3, heads: int = 4):
-        super().__init__(spec)
+    def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3, heads: int = 4,
+                 **options):
+        super().__init__(spec, **options)
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
         self.embed = nn.Linear(self.in_channels, width)
