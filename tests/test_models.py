@@ -156,3 +156,31 @@ def test_mlp_refuses_another_number_of_particles_and_says_why():
     mlp = make_model("mlp", task.spec, width=16, layers=1)
     with pytest.raises(ValueError, match="flat vector"):
         mlp(task["object_generalization"])
+
+
+def test_se3_transformer_is_se3_equivariant_in_float64_but_not_under_reflections():
+    # GATr's data: systems far from the origin (σ = 20), any orientation, and a 6-body set
+    task = data.load_task("gravity", "tiny", seed=0, cache=False, dtype=F64)
+    torch.manual_seed(0)
+    model = make_model("se3_transformer", task.spec, width=32, layers=2, dtype=F64)
+    assert model.equivariant and not model.reflections
+    s = task["test"].index(slice(0, 12))
+    se3 = errors(model, s, euclidean_group(4, translation_std=20.0), F64)
+    # the library rounds its Clebsch–Gordan basis to float32: ~1e-9, not 1e-15
+    assert se3.E_prime_rel < 1e-8 and se3.E < 1e-7
+    mirrored = errors(model, s, O3(), F64)
+    assert mirrored.E_prime_rel > 1e-2  # the J = 1 (cross-product) paths flip under a mirror
+    with torch.no_grad():
+        out = model(s)["pos_next"]
+        six = model(task["object_generalization"].index(slice(0, 4)))["pos_next"]
+    assert float((out - s["pos"]).abs().mean()) > 1e-4  # not the identity
+    assert six.shape == (4, 6, 3) and bool(torch.isfinite(six).all())
+
+
+def test_se3_transformer_within_1e5_in_float32_with_categorical_inputs():
+    task = data.load_task("ethanol_forces", "tiny", seed=0)
+    torch.manual_seed(0)
+    model = make_model("se3_transformer", task.spec, width=32, layers=1)
+    e = errors(model, task["test"].index(slice(0, 6)), euclidean_group(9, translation_std=3.0),
+               torch.float32)
+    assert e.E_prime_rel < 1e-5

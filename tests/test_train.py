@@ -8,7 +8,7 @@ from eqhelpers.__main__ import main
 from eqhelpers.budget import get_budget
 from eqhelpers.equivariance import REMUL
 from eqhelpers.models import make_model
-from eqhelpers.train import evaluate, load_checkpoint, mse, train
+from eqhelpers.train import _schedule, evaluate, load_checkpoint, mse, train
 
 
 @pytest.fixture(autouse=True)
@@ -110,6 +110,47 @@ def test_budget_knob_default_env_and_explicit(monkeypatch):
         get_budget()
     sizes = [get_budget(n).steps for n in ("tiny", "cpu", "gpu", "paper")]
     assert sizes == sorted(sizes) and len(set(sizes)) == 4
+
+
+def test_paper_budget_is_gatrs_protocol_and_its_schedule_decays_to_a_hundredth():
+    b = get_budget("paper")
+    assert (b.n_train, b.n_val, b.n_test, b.steps, b.batch_size, b.lr) == (
+        100000, 5000, 5000, 50000, 64, 3e-4)
+    assert b.model_size("transformer") == {"width": 384, "layers": 10, "heads": 8}
+    assert b.model_size("egnn") == {"width": 384, "layers": 10}  # heads only for the Transformer
+    assert b.grad_clip == 10.0 and b.lr_schedule == "exponential" and b.lr_decay == 0.01
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    sched = _schedule(opt, 3e-4, 50000, "exponential", 0.01)
+    rates = {}
+    for step in range(1, 50001):
+        opt.step()
+        sched.step()
+        if step in (999, 1000, 25000, 50000):
+            rates[step] = opt.param_groups[0]["lr"]
+    assert rates[999] == pytest.approx(3e-4)  # stepped every 1000 steps, as GATr's
+    assert rates[1000] == pytest.approx(3e-4 * 0.01 ** (1 / 50))
+    assert rates[25000] == pytest.approx(3e-5)  # halfway: 3e-4 · 0.01^(1/2)
+    assert rates[50000] == pytest.approx(3e-6)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        get_budget("tiny").scaled(lr_schedule="cosine")
+
+
+def test_train_uses_the_budgets_clip_and_schedule(task):
+    model = fresh(task)
+    b = get_budget("tiny").scaled(grad_clip=10.0, lr_schedule="exponential")
+    hist = train(model, task, budget=b, steps=20, eval_every=10, progress=False)
+    assert hist.config["grad_clip"] == 10.0 and hist.config["lr_schedule"] == "exponential"
+    assert hist.records[-1]["lr"] == pytest.approx(b.lr * 0.01)  # decayed to a hundredth
+
+
+def test_objective_groups(task):
+    from eqhelpers.train import objective_group
+
+    assert objective_group(task, "task") is task.group
+    assert objective_group(task, "e3").name == "E(3) × S_4"
+    assert objective_group(task, "so3").name == "SO(3)"
+    with pytest.raises(ValueError, match="group must be one of"):
+        objective_group(task, "o2")
 
 
 def test_cli_train_writes_metrics_table_and_figure(tmp_path, capsys):

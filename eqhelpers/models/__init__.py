@@ -1,6 +1,7 @@
 """Models with one interface: ``model(sample) -> {output field: tensor}``, built from a TaskSpec.
 
-Unconstrained: ``transformer``, ``mlp``, ``gnn``. Equivariant baselines: ``egnn``, ``e3nn``.
+Unconstrained: ``transformer``, ``mlp``, ``gnn``. Equivariant baselines: ``egnn``, ``e3nn``,
+``se3_transformer`` (SE(3) only: no reflections; needs the extra ``eqhelpers[se3]``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from .e3nn_net import E3NN
 from .egnn import EGNN
 from .gnn import GNN
 from .mlp import MLP
+from .se3_transformer import SE3Transformer
 from .transformer import Transformer
 
 MODELS: dict[str, type[Model]] = {
     "transformer": Transformer, "mlp": MLP, "gnn": GNN, "egnn": EGNN, "e3nn": E3NN,
+    "se3_transformer": SE3Transformer,
 }
 
 
@@ -44,4 +47,5 @@ def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
 
 
 __all__ = ["MODELS", "Model", "make_model", "Conservative", "Transformer", "MLP", "GNN", "EGNN", "E3NN",
+           "SE3Transformer",
            "build_edges", "other_index"]

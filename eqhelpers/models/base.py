@@ -36,7 +36,8 @@ class Model(nn.Module):
     ``variable_size`` is False (the MLP, whose input layer is as wide as N × features).
     """
 
-    equivariant = False  # by construction, under E(3) and permutations
+    equivariant = False  # by construction, under E(3) (or SE(3): see reflections) and permutations
+    reflections = True  # an equivariant model's group includes reflections (O(3), not only SO(3))
     variable_size = True  # takes samples of any number of particles
 
     def __init__(self, spec: TaskSpec, centre: bool = True, head: str = "residual"):
