@@ -162,6 +162,18 @@ def test_future_task_targets_are_the_trajectory_delta_t_ahead(tasks):
     assert moved > 0.05  # ΔT = 1.5 ps: the atoms have really moved
 
 
+def test_md17_variant_is_remuls_protocol(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path))
+    assert data.task_sizes("ethanol_md17", "cpu") == (500, 2000, 2000)  # REMUL's splits
+    t = data.load_task("ethanol_md17", "tiny", seed=0, dtype=F64, n_train=16, n_val=4, n_test=4)
+    assert "REMUL" in t.provenance["protocol"] and "MMFF94" in t.provenance["protocol"]
+    test = t["test"].index(slice(0, 1))
+    ahead = t.simulate(test)  # ΔT = 5000 steps of 0.5 fs, not the future task's 3000
+    assert float((ahead - test["pos_next"]).abs().max()) < 1e-6
+    shorter = data.TASKS["ethanol_future"].simulate({k: test[k] for k in ("pos", "vel", "atom")})
+    assert float((shorter - test["pos_next"]).abs().max()) > 1e-3
+
+
 def test_splits_do_not_overlap(tasks):
     t = tasks["forces"]
     frames = torch.cat([t[s]["pos"].flatten(1) for s in ("train", "val", "test")])
