@@ -38,4 +38,4 @@ for model in ("egnn", "e3nn"):
     torch.manual_seed(0)
     net = make_model(model, forces.spec, width=32, layers=2, dtype=torch.float64).to(dev)
     e = equivariance_error(net, x, forces.group, M=4, generator=torch.Generator(dev).manual_seed(0))
-    print(f"{model} float64 on cuda: E_rel {e.E_rel:.1e}")
+    print(f"{model} float64 on cuda: E′_rel {e.E_prime_rel:.1e}")

@@ -278,7 +278,7 @@ def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | N
     """
     from .data import load_task
     from .models import make_model
-    from .train import checkpoint_options, load_checkpoint
+    from .train import checkpoint_options, load_checkpoint, read_checkpoint
 
     seed = result.config["seeds"][0] if seed is None else seed
     models = Path(result.out or ".") / "models"
@@ -289,8 +289,9 @@ def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | N
                          f"(have: {have or 'none; was the sweep run with save_models=True?'})")
     b = get_budget(result.config["budget"])
     task = task or load_task(result.config["task"], b)
-    net = make_model(model, task.spec, **b.model_size(model), **checkpoint_options(path))
-    load_checkpoint(net, path, map_location="cpu")
+    blob = read_checkpoint(path, map_location="cpu")
+    net = make_model(model, task.spec, **b.model_size(model), **checkpoint_options(blob))
+    load_checkpoint(net, path, blob=blob)
     return net.eval()
 
 

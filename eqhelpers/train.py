@@ -90,31 +90,38 @@ def save_checkpoint(model: Model, path: str | Path, **extra) -> Path:
                               **extra}, path)
 
 
-def checkpoint_options(path: str | Path) -> dict:
-    """The ``make_model`` options (``centre``, ``head``) a checkpoint was trained with.
-    Checkpoints from before eqhelpers 0.2 record none: those models ran uncentred."""
+def read_checkpoint(path: str | Path, map_location=None) -> dict:
+    """A checkpoint's contents, read with ``weights_only=True`` (no pickled code runs)."""
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as exc:
         raise ValueError(f"checkpoint {path} is unreadable: {exc}") from exc
-    cfg = blob.get("model_config") if isinstance(blob, dict) else None
+    if not isinstance(blob, dict) or "state_dict" not in blob:
+        raise ValueError(f"checkpoint {path} is unreadable: it holds no state_dict")
+    return blob
+
+
+def load_checkpoint(model: Model, path: str | Path, map_location=None,
+                    blob: dict | None = None) -> dict:
+    """Load a checkpoint saved by :func:`save_checkpoint` into ``model`` (weights only);
+    ``blob``: its contents when already read (:func:`read_checkpoint`)."""
+    blob = read_checkpoint(path, map_location) if blob is None else blob
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except Exception as exc:
+        raise ValueError(f"checkpoint {path} does not fit this model: {exc}") from exc
+    return blob
+
+
+def checkpoint_options(blob: dict) -> dict:
+    """The ``make_model`` options (``centre``, ``head``) a checkpoint was trained with.
+    Checkpoints from before eqhelpers 0.2 record none: those models ran uncentred."""
+    cfg = blob.get("model_config")
     if not cfg:
         return {"centre": False, "head": "residual"}
     return {"centre": bool(cfg["centre"]), "head": cfg["head"]}
-
-
-def load_checkpoint(model: Model, path: str | Path, map_location=None) -> dict:
-    """Load a checkpoint saved by :func:`save_checkpoint` into ``model`` (weights only)."""
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-        model.load_state_dict(blob["state_dict"])
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"checkpoint {path} is unreadable or does not fit this model: {exc}") from exc
-    return blob
 
 
 def _schedule(opt, lr: float | list[float], steps: int, kind: str = "onecycle",

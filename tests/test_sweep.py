@@ -1,5 +1,6 @@
 import json
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +152,32 @@ def test_shipped_sweeps_have_provenance(name):
     assert len(res.config["seeds"]) >= 3 and 0.0 in res.config["betas"]
     assert all(r["n_seeds"] == len(res.config["seeds"]) for r in res.summary)
     assert (path / "tradeoff.png").is_file()
+
+
+def test_shipped_results_name_the_quantities_they_hold():
+    # results computed with eqhelpers 0.1's definitions carry them under their own names, with a
+    # note: never "E" or "E′" for what REMUL's E and E′ are not
+    root = resources.files("eqhelpers") / "precomputed"
+    files = list(Path(str(root)).rglob("*.json"))
+    assert files
+
+    def keys(x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                yield k, x
+                yield from keys(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from keys(v)
+
+    checked = 0
+    for f in files:
+        blob = json.loads(f.read_text())
+        for k, holder in keys(blob):
+            assert k != "E_rel", f
+            if k.startswith("orbit_spread"):
+                assert "E" not in holder and "E_prime" not in holder, f
+                checked += 1
+        if any(k.startswith("orbit_spread") for k, _ in keys(blob)):
+            assert "relabelled" in f.read_text(), f
+    assert checked > 0
