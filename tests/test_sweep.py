@@ -181,3 +181,25 @@ def test_shipped_results_name_the_quantities_they_hold():
         if any(k.startswith("orbit_spread") for k, _ in keys(blob)):
             assert "relabelled" in f.read_text(), f
     assert checked > 0
+
+
+def test_saved_models_reload_with_the_centring_they_were_trained_with(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+    from eqhelpers.data import load_task
+    from eqhelpers.sweep import load_sweep_model
+    from eqhelpers.train import mse
+
+    # a sweep of now: centred models, and their checkpoints say so
+    res = sweep(**{**FAST, "betas": [0.0], "seeds": (0,)}, out=tmp_path / "sw", save_models=True)
+    task = load_task("gravity", "tiny")
+    net = load_sweep_model(res, "transformer", 0.0, task=task)
+    assert net.centre_key == "pos"
+    assert mse(net, task["test"]) == pytest.approx(res.points[0]["test_mse"], rel=1e-6)
+    # a shipped sweep from eqhelpers 0.1 (no model_config in its checkpoints): uncentred, and
+    # reloaded that way it reproduces its own recorded test MSE
+    shipped = load_sweep(resources.files("eqhelpers") / "precomputed" / "sweep_aspirin_future_cpu")
+    task = load_task("aspirin_future", "cpu")
+    old = load_sweep_model(shipped, "transformer", 10.0, task=task)
+    assert old.centre_key is None
+    point = next(p for p in shipped.points if p["beta"] == 10.0)
+    assert mse(old, task["test"]) == pytest.approx(point["test_mse"], rel=1e-5)
