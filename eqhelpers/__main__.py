@@ -25,15 +25,16 @@ GROUP_HELP = ("group the equivariance term samples: the data's own symmetry (tas
               "to centring (so3: REMUL's choice)")
 
 
-def _model_options(p: argparse.ArgumentParser) -> None:
+def _model_options(p: argparse.ArgumentParser, size: bool = True) -> None:
     p.add_argument("--head", default="residual", choices=["residual", "absolute"],
                    help="point outputs as input + displacement (residual) or the position itself "
                         "(absolute, as GATr's Transformer baseline)")
     p.add_argument("--no-centre", dest="centre", action="store_false",
                    help="feed raw coordinates (default: centre every system, so the model is "
                         "exactly translation-equivariant, as REMUL does)")
-    p.add_argument("--width", type=int, default=None, help="override the budget's model width")
-    p.add_argument("--layers", type=int, default=None, help="override the budget's depth")
+    if size:
+        p.add_argument("--width", type=int, default=None, help="override the budget's model width")
+        p.add_argument("--layers", type=int, default=None, help="override the budget's depth")
 
 
 def _nonneg(x: str) -> float:
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     s.add_argument("--alpha", type=_nonneg, default=1.0)
     s.add_argument("--group", default="task", choices=["task", "e3", "so3"], help=GROUP_HELP)
+    _model_options(s, size=False)
     s.add_argument("--mode", default="label", choices=["label", "self"])
     s.add_argument("--budget", default=None, choices=sorted(BUDGETS))
     s.add_argument("--steps", type=int, default=None)
@@ -207,7 +209,8 @@ def cmd_sweep(a) -> int:
     result = sweep(a.task, tuple(a.models), a.betas, tuple(a.seeds), alpha=a.alpha, group=a.group,
                    mode=a.mode, budget=a.budget, device=a.device, steps=a.steps,
                    n_train=a.n_train, out=a.out, progress=not a.no_progress,
-                   command=a.command_line, save_models=a.save_models)
+                   command=a.command_line, save_models=a.save_models, head=a.head,
+                   centre=a.centre)
     print(format_table(result.summary,
                        [c for c in SWEEP_COLUMNS if any(c[0] in r for r in result.summary)]))
     print(f"\n{result.computed} point(s) computed now, {len(result.points) - result.computed} read "

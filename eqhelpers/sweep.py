@@ -148,7 +148,7 @@ def _check_config(out: Path, config: dict) -> None:
             have = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is corrupt ({exc}); move it away to reuse {out}") from exc
-        keys = ("task", "alpha", "budget", "group", "mode", "steps", "n_train")
+        keys = ("task", "alpha", "budget", "group", "mode", "steps", "n_train", "head", "centre")
         diff = {k: (have.get(k), config[k]) for k in keys if have.get(k) != config[k]}
         if diff:
             raise ValueError(f"{out} holds a sweep with other settings {diff} (saved, new); "
@@ -160,13 +160,15 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
           alpha: float = 1.0, group: str = "task", mode: str = "label", budget=None,
           device="auto", steps: int | None = None, n_train: int | None = None,
           out: str | Path | None = None, progress: bool = True,
-          command: str | None = None, save_models: bool = False) -> SweepResult:
+          command: str | None = None, save_models: bool = False, head: str = "residual",
+          centre: bool = True) -> SweepResult:
     """Run (or resume) a β/α sweep. Equivariant models are run at β = 0 only: the equivariance
     term cannot change a model that is equivariant by construction.
 
     ``save_models``: also keep each point's trained weights as ``<out>/models/<key>.pt`` (to look
     at the predictions later, e.g. :func:`eqhelpers.viz.molecule_explorer`); load them with
-    :func:`load_sweep_model`.
+    :func:`load_sweep_model`. ``group``, ``mode``, ``head``, ``centre``: as in
+    :func:`eqhelpers.train.run`.
     """
     from .data import load_task
     from .models import MODELS
@@ -189,6 +191,7 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
         b = b.scaled(n_train=n_train)
     config = {"task": task, "models": list(models), "betas": [float(x) for x in betas],
               "seeds": [int(s) for s in seeds], "alpha": alpha, "group": group, "mode": mode,
+              "head": head, "centre": centre,
               "budget": b.name, "steps": steps or b.steps, "n_train": b.n_train,
               "version": __version__}
     out = Path(out) if out is not None else None
@@ -208,7 +211,7 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
             objective = "plain" if beta == 0 else "remul"
             net, _, metrics = run(task_obj, m, objective, alpha=alpha, beta=beta, group=group,
                                 mode=mode, budget=b, device=dev, seed=s, steps=steps,
-                                progress=False)
+                                progress=False, head=head, centre=centre)
             p = {**{k: metrics[k] for k in metric_keys([metrics])}, "model": m, "beta": beta,
                  "seed": s,
                  "alpha": alpha, "steps_per_s": metrics["steps_per_s"],

@@ -77,6 +77,10 @@ def test_another_configuration_in_the_same_directory_is_refused(tmp_path):
     before = sorted(p.name for p in (out / "points").iterdir())
     with pytest.raises(ValueError, match="other settings"):
         sweep(**{**FAST, "steps": 20}, out=out)
+    with pytest.raises(ValueError, match="centre"):  # uncentred models are another sweep
+        sweep(**FAST, out=out, centre=False)
+    with pytest.raises(ValueError, match="head"):
+        sweep(**FAST, out=out, head="absolute")
     assert sorted(p.name for p in (out / "points").iterdir()) == before
 
 
