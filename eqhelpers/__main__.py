@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     from .budget import BUDGETS
     from .data import TASKS
     from .models import MODELS
+    from .train import EQUI_GROUPS
 
     p = argparse.ArgumentParser(prog="python -m eqhelpers", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--objective", default="remul", choices=["plain", "remul", "augment"])
     t.add_argument("--alpha", type=_nonneg, default=1.0, help="weight of the task loss")
     t.add_argument("--beta", type=_nonneg, default=30.0, help="weight of the equivariance loss")
-    t.add_argument("--group", default="task", choices=["task", "e3", "so3"], help=GROUP_HELP)
+    t.add_argument("--group", default="task", choices=EQUI_GROUPS, help=GROUP_HELP)
     _model_options(t)
     t.add_argument("--mode", default="label", choices=["label", "self"],
                    help="equivariance term anchored to labels (paper) or self-consistency")
@@ -82,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="β values (default: 0 and 7 log-spaced from 0.1 to 100)")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     s.add_argument("--alpha", type=_nonneg, default=1.0)
-    s.add_argument("--group", default="task", choices=["task", "e3", "so3"], help=GROUP_HELP)
+    s.add_argument("--group", default="task", choices=EQUI_GROUPS, help=GROUP_HELP)
     _model_options(s, size=False)
     s.add_argument("--mode", default="label", choices=["label", "self"])
     s.add_argument("--budget", default=None, choices=sorted(BUDGETS))

@@ -93,6 +93,7 @@ from .groups import (
 
 Tensor = torch.Tensor
 
+SPLITS = ("train", "val", "test", "ood")  # every task has these; others are generalisation sets
 DATA_FORMAT = 2  # bump when generation changes, so old caches are not reused
 
 # --------------------------------------------------------------------------------------------
@@ -757,7 +758,7 @@ def _read_cache(path: Path, config: dict):
         if blob["config"] != config:
             raise ValueError("its config does not match the requested one")
         splits = blob["splits"]
-        for split in ("train", "val", "test", "ood"):
+        for split in SPLITS:
             if split not in splits:
                 raise ValueError(f"split {split!r} is missing")
         for split in splits:

@@ -29,7 +29,7 @@ from ._util import (
     seed_everything,
 )
 from .budget import Budget, get_budget
-from .data import Task, load_task
+from .data import SPLITS, Task, load_task
 from .equivariance import REMUL, Objective, equivariance_error, field_mse, make_objective
 from .fields import Sample
 from .groups import SO3, Group, euclidean_group
@@ -277,9 +277,6 @@ def objective_group(task: Task, which: str = "task") -> Group:
     if which == "so3":
         return SO3()
     raise ValueError(f"group must be one of {EQUI_GROUPS}, got {which!r}")
-
-
-SPLITS = ("train", "val", "test", "ood")  # every task has these; others are generalisation sets
 
 
 def evaluate(model: Model, task: Task, budget: str | Budget | None = None, seed: int = 0,
