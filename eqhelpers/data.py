@@ -94,7 +94,7 @@ from .groups import (
 Tensor = torch.Tensor
 
 SPLITS = ("train", "val", "test", "ood")  # every task has these; others are generalisation sets
-DATA_FORMAT = 2  # bump when generation changes, so old caches are not reused
+DATA_FORMAT = 3  # bump when generation changes, so old caches are not reused
 
 # --------------------------------------------------------------------------------------------
 # physics (float64, batched [B, N, 3])
@@ -116,12 +116,19 @@ def gravity_acceleration(x: Tensor, m: Tensor, G: float = 1.0) -> Tensor:
 
 
 def coulomb_acceleration(x: Tensor, q: Tensor, softening: float = 0.1,
-                         field: Tensor | None = None) -> Tensor:
-    """Unit masses, a_i = Σ_j q_i q_j (x_i − x_j) / (|x_i − x_j|² + ε²)^{3/2} + q_i E."""
+                         field: Tensor | None = None, max_force: float | None = None) -> Tensor:
+    """Unit masses, a_i = Σ_j q_i q_j (x_i − x_j) / (|x_i − x_j|² + ε²)^{3/2} + q_i E.
+
+    ``softening=0`` is the bare Coulomb force; ``max_force`` clips each component of the pair
+    sum to ±max_force (EGNN's simulator does both: ``egnn_coulomb_force``)."""
     d, r = pairwise(x)
-    inv = (r**2 + softening**2) ** -1.5 * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
+    r2 = r**2 + softening**2
+    r2 = torch.where(r2 > 0, r2, torch.ones_like(r2))  # the diagonal, unsoftened
+    inv = r2 ** -1.5 * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
     qq = q[..., 0][:, :, None] * q[..., 0][:, None, :]
     a = torch.einsum("bijk,bij->bik", d, qq * inv)
+    if max_force is not None:
+        a = a.clamp(-max_force, max_force)
     if field is not None:
         a = a + q * field.to(x.dtype)
     return a
@@ -139,14 +146,19 @@ def coulomb_energy(x: Tensor, v: Tensor, q: Tensor, softening: float = 0.1,
     return kin + pot
 
 
-def simulate_gravity(x: Tensor, v: Tensor, m: Tensor, steps: int = 100, time_: float = 0.1,
-                     G: float = 1.0) -> tuple[Tensor, Tensor]:
-    """GATr's integrator: v += a dt; x += v dt, ``steps`` times over ``time_``."""
-    dt = time_ / steps
+def kick_drift(x: Tensor, v: Tensor, accel, steps: int, dt: float) -> tuple[Tensor, Tensor]:
+    """Semi-implicit Euler, as GATr's and EGNN's simulators integrate: ``steps`` times
+    v += a(x) dt, then x += v dt."""
     for _ in range(steps):
-        v = v + dt * gravity_acceleration(x, m, G)
+        v = v + dt * accel(x)
         x = x + dt * v
     return x, v
+
+
+def simulate_gravity(x: Tensor, v: Tensor, m: Tensor, steps: int = 100, time_: float = 0.1,
+                     G: float = 1.0) -> tuple[Tensor, Tensor]:
+    """GATr's integrator (:func:`kick_drift`), ``steps`` times over ``time_``."""
+    return kick_drift(x, v, lambda y: gravity_acceleration(y, m, G), steps, time_ / steps)
 
 
 def simulate_coulomb(x: Tensor, v: Tensor, q: Tensor, steps: int = 1000, dt: float = 1e-3,
@@ -164,20 +176,13 @@ def simulate_coulomb(x: Tensor, v: Tensor, q: Tensor, steps: int = 1000, dt: flo
 def egnn_coulomb_force(x: Tensor, q: Tensor, max_force: float = 100.0) -> Tensor:
     """EGNN's charged-particle force (unit masses): F_i = Σ_j q_i q_j (x_i − x_j) / |x_i − x_j|³,
     unsoftened, each component clipped to [−max_force, max_force] as in its simulator."""
-    d, r = pairwise(x)
-    r = torch.where(r > 0, r, torch.ones_like(r))
-    inv = r ** -3 * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
-    qq = q[..., 0][:, :, None] * q[..., 0][:, None, :]
-    return torch.einsum("bijk,bij->bik", d, qq * inv).clamp(-max_force, max_force)
+    return coulomb_acceleration(x, q, softening=0.0, max_force=max_force)
 
 
 def simulate_egnn_charged(x: Tensor, v: Tensor, q: Tensor, steps: int = 1000,
                           dt: float = 1e-3) -> tuple[Tensor, Tensor]:
-    """EGNN's integrator from a stored (x, v): ``steps`` times v += F(x) dt, then x += v dt."""
-    for _ in range(steps):
-        v = v + dt * egnn_coulomb_force(x, q)
-        x = x + dt * v
-    return x, v
+    """EGNN's integrator (:func:`kick_drift`) from a stored (x, v)."""
+    return kick_drift(x, v, lambda y: egnn_coulomb_force(y, q), steps, dt)
 
 
 # --------------------------------------------------------------------------------------------
