@@ -47,8 +47,8 @@ def _nonneg(x: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     from .budget import BUDGETS
     from .data import TASKS
+    from .evaluation import EQUI_GROUPS
     from .models import MODELS
-    from .train import EQUI_GROUPS
 
     p = argparse.ArgumentParser(prog="python -m eqhelpers", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/sweep")
     s.add_argument("--save-models", action="store_true",
                    help="keep every point's trained weights in <out>/models/")
+    s.add_argument("--no-stack", action="store_true",
+                   help="train the points one at a time instead of one stack per model")
+    s.add_argument("--max-stack", type=int, default=None,
+                   help="at most this many points per stack (memory; default: all of a model's)")
+    s.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="dispatch the groups to a Ray cluster (pip install 'eqhelpers[cluster]'):"
+                        " 'auto' starts a local one, an address joins one")
     s.add_argument("--no-progress", action="store_true")
 
     d = sub.add_parser("discover", help="learn a task's symmetry with a LieAugmenter")
@@ -205,17 +212,25 @@ SWEEP_COLUMNS = [
 
 
 def cmd_sweep(a) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
     from .sweep import sweep
+    from .viz import save_tradeoff
 
     result = sweep(a.task, tuple(a.models), a.betas, tuple(a.seeds), alpha=a.alpha, group=a.group,
                    mode=a.mode, budget=a.budget, device=a.device, steps=a.steps,
                    n_train=a.n_train, out=a.out, progress=not a.no_progress,
                    command=a.command_line, save_models=a.save_models, head=a.head,
-                   centre=a.centre)
+                   centre=a.centre, stack=not a.no_stack, max_stack=a.max_stack, ray=a.ray)
+    save_tradeoff(result)
     print(format_table(result.summary,
                        [c for c in SWEEP_COLUMNS if any(c[0] in r for r in result.summary)]))
     print(f"\n{result.computed} point(s) computed now, {len(result.points) - result.computed} read "
-          f"from {a.out}/points.\nWrote {a.out}/: sweep.json, sweep.csv, points.csv, tradeoff.png")
+          f"from {a.out}/points.")
+    for note in result.provenance.get("groups_in_last_run", []):
+        print(f"  {note}")
+    print(f"Wrote {a.out}/: sweep.json, sweep.csv, points.csv, tradeoff.png")
     return 0
 
 

@@ -23,6 +23,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def device_name(dev: torch.device | str) -> str:
+    """A device as results record it: ``"cuda (NVIDIA H100 …)"`` or ``"cpu (2 threads)"``."""
+    dev = torch.device(dev)
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator seeded with ``seed``."""
     if not isinstance(seed, int) or seed < 0:

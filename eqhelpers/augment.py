@@ -477,7 +477,7 @@ class SymmetryScores:
 def _moved_mse(model, sample: Sample, gens: Tensor, z_range: float, gen: torch.Generator,
                repeats: int) -> Tensor:
     """Mean over z ~ U(−r, r) of the task MSE on data moved by e^{zL}, for each L: [k]."""
-    from .train import predict  # the trainer's batched predict (no import cycle at load)
+    from .evaluation import predict
 
     out = []
     n = len(sample)
@@ -496,7 +496,7 @@ def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = 
                     threshold: float = 0.5) -> SymmetryScores:
     """How much the task loss of ``model`` (trained without augmentation) degrades when ``sample``
     is moved along each generator (see the module docstring)."""
-    from .train import mse
+    from .evaluation import mse
 
     gens = normalise(generators)
     _check_linear_fields(model.spec.spec, gens.shape[-1])

@@ -14,12 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._util import format_table, make_generator, resolve_device, seed_everything
+from ._util import device_name, format_table, make_generator, resolve_device, seed_everything
 from .budget import get_budget
 from .data import load_task
 from .equivariance import REMUL
 from .models import make_model
-from .train import _device_name
 
 DEFAULT_MODELS = ("transformer", "mlp", "gnn", "egnn", "e3nn")
 
@@ -93,7 +92,7 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
                      "train_samples_s": r_plain * bs, "remul_steps_s": r_remul,
                      "remul_cost": r_plain / r_remul})
     meta = {"task": task, "budget": b.name, "width": b.width, "layers": b.layers,
-            "device": _device_name(dev), "torch": torch.__version__, "version": __version__,
+            "device": device_name(dev), "torch": torch.__version__, "version": __version__,
             "date": time.strftime("%Y-%m-%d"), "min_time": min_time, "repeats": repeats}
     return {"rows": rows, "meta": meta}
 

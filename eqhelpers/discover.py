@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from ._util import atomic_json, atomic_write, resolve_device, seed_everything
+from ._util import atomic_json, atomic_write, device_name, resolve_device, seed_everything
 from .augment import (
     DEFAULT_SCHEDULE,
     Augerino,
@@ -41,9 +41,10 @@ from .augment import (
 from .budget import Budget, get_budget
 from .data import Task, load_task
 from .equivariance import Augmentation
+from .evaluation import mse
 from .groups import LieGroup, linear_generators
 from .models import make_model
-from .train import _device_name, mse, train
+from .train import train
 
 Tensor = torch.Tensor
 
@@ -247,7 +248,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
         "learned_range": learned_range, "width_reward": width_reward, "w_orth": w_orth,
         "w_sparse": w_sparse, "w_consistency": w_consistency, "lr_generators": lr_generators,
         "score_range": score_range, "compare": compare, "use": use,
-        "device": _device_name(dev), "version": __version__, "torch": torch.__version__,
+        "device": device_name(dev), "version": __version__, "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "wall_seconds": round(time.perf_counter() - t_all, 2),
     }

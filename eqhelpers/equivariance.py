@@ -49,17 +49,24 @@ Tensor = torch.Tensor
 # --------------------------------------------------------------------------------------------
 
 
-def field_mse(pred: dict[str, Tensor], target: dict[str, Tensor] | Sample) -> Tensor:
-    """Mean over output fields of each field's mean squared error."""
+def member_mse(pred: dict[str, Tensor], target: dict[str, Tensor] | Sample, k: int) -> Tensor:
+    """:func:`field_mse` for each of ``k`` members of a stack whose batches lie one after another
+    ([k·B, ...]: member i's rows are i·B … i·B+B−1): a [k] tensor."""
     if not pred:
         raise ValueError("no predicted fields")
     losses = []
-    for k, p in pred.items():
-        t = target[k]
+    for name, p in pred.items():
+        t = target[name]
         if p.shape != t.shape:
-            raise ValueError(f"prediction {k!r} has shape {tuple(p.shape)}, target {tuple(t.shape)}")
-        losses.append(torch.mean((p - t.to(p.dtype)) ** 2))
-    return torch.stack(losses).mean()
+            raise ValueError(f"prediction {name!r} has shape {tuple(p.shape)}, "
+                             f"target {tuple(t.shape)}")
+        losses.append(((p - t.to(p.dtype)) ** 2).reshape(k, -1).mean(1))
+    return torch.stack(losses).mean(0)
+
+
+def field_mse(pred: dict[str, Tensor], target: dict[str, Tensor] | Sample) -> Tensor:
+    """Mean over output fields of each field's mean squared error."""
+    return member_mse(pred, target, 1)[0]
 
 
 def _flat(d: dict[str, Tensor], b: int) -> Tensor:
@@ -146,10 +153,27 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
 
 class Objective:
     """Base: ``__call__(model, batch, generator) -> (loss, parts)``: ``loss`` to backpropagate,
-    ``parts`` a dict of detached scalar tensors for logging (kept on the device, no host sync)."""
+    ``parts`` a dict of scalar tensors for logging (kept on the device, no host sync).
+
+    A *stackable* objective (``stackable = True``) also splits a step into a random draw and a
+    pure loss, so that the trainer can pre-draw group elements on the device and train K models
+    in one stack (:func:`eqhelpers.train.train_many`), graph-captured on CUDA:
+
+    * ``draw(n, generator, device, dtype)``: the group elements for n samples (or None);
+    * ``member_losses(forward, batch, g, k, weights)``: ``batch`` holds the k members' batches
+      one after another, ``forward`` maps such a Sample to the k members' outputs; returns the
+      [k] losses and [k] parts. ``weights`` (:meth:`weights`, one tensor [k] per name) are each
+      member's own;
+    * ``stack_key()``: objectives with equal keys can share a stack.
+
+    ``__call__`` of a stackable objective is ``draw`` then ``member_losses`` with k = 1: one
+    definition of the loss, whatever the trainer does with it.
+    """
 
     name = "objective"
     group: Group | None = None
+    stackable = False
+    needs_draw = False  # draws group elements each step (from ``self.group``)
 
     def _check(self, model: nn.Module) -> None:
         if self.group is not None and not getattr(self, "_checked", False):
@@ -170,6 +194,38 @@ class Objective:
 
     def begin_step(self, step: int, steps: int) -> None:
         """Called by the trainer before step ``step`` (1-based) of ``steps``: schedules."""
+
+    # the stackable interface
+    def draw(self, n: int, generator, device, dtype):
+        return None
+
+    def weights(self) -> dict[str, float]:
+        return {}
+
+    def stack_key(self) -> tuple:
+        return (type(self).__name__,)
+
+    def member_losses(self, forward, batch: Sample, g, k: int, weights: dict):
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained in a stack")
+
+    def __call__(self, model: nn.Module, batch: Sample, generator: torch.Generator | None = None):
+        self._check(model)
+        g = self.draw(len(batch), generator, batch.device, batch.dtype)
+        losses, parts = self.member_losses(model, batch, g, 1, self.weights())
+        return losses[0], {k: v[0].detach() for k, v in parts.items()}
+
+
+def _pair(batch: Sample, gbatch: Sample, k: int) -> Sample:
+    """Each member's batch followed by its transformed batch ([k·2B]): one forward pass for both."""
+    return batch._new({n: torch.cat([v.reshape(k, -1, *v.shape[1:]),
+                                     gbatch[n].reshape(k, -1, *v.shape[1:])], 1).flatten(0, 1)
+                       for n, v in batch.data.items()})
+
+
+def _unpair(out: dict[str, Tensor], k: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    halves = {n: v.reshape(k, 2, -1, *v.shape[1:]) for n, v in out.items()}
+    return ({n: v[:, 0].flatten(0, 1) for n, v in halves.items()},
+            {n: v[:, 1].flatten(0, 1) for n, v in halves.items()})
 
 
 class REMUL(Objective):
@@ -193,12 +249,14 @@ class REMUL(Objective):
         if weighting == "gradnorm" and (self.alpha == 0 or self.beta == 0):
             raise ValueError("GradNorm balances two losses: alpha and beta must both be > 0")
         self.group, self.mode, self.weighting = group, mode, weighting
+        # GradNorm changes the weights from the gradients of each step: one model at a time
+        self.stackable = weighting == "fixed"
         if weighting == "gradnorm":
             total = self.alpha + self.beta
             self._gn_total = total
-            self.weights = torch.tensor([self.alpha, self.beta], dtype=torch.float32,
-                                        requires_grad=True)
-            self._gn_opt = torch.optim.Adam([self.weights], lr=gradnorm_lr * total)
+            self.weights_gn = torch.tensor([self.alpha, self.beta], dtype=torch.float32,
+                                           requires_grad=True)
+            self._gn_opt = torch.optim.Adam([self.weights_gn], lr=gradnorm_lr * total)
             self._gn_a = float(gradnorm_asymmetry)
             self._gn_l0: Tensor | None = None
 
@@ -206,37 +264,57 @@ class REMUL(Objective):
         return {"objective": self.name, "alpha": self.alpha, "beta": self.beta, "mode": self.mode,
                 "weighting": self.weighting, "group": None if self.group is None else self.group.name}
 
-    def __call__(self, model: nn.Module, batch: Sample, generator: torch.Generator | None = None):
-        self._check(model)
-        outputs = model.spec.outputs
+    @property
+    def needs_draw(self) -> bool:
+        return self.beta > 0
+
+    def draw(self, n, generator, device, dtype):
+        """One group element per sample (none for β = 0: the plain model draws nothing)."""
         if self.beta == 0:
-            task = field_mse(model(batch), batch)
-            return self.alpha * task, {"task": task.detach()}
-        b = len(batch)
-        g = self.group.sample(b, generator=generator, device=batch.device, dtype=batch.dtype)
+            return None
+        return self.group.sample(n, generator=generator, device=device, dtype=dtype)
+
+    def weights(self) -> dict[str, float]:
+        return {"alpha": self.alpha, "beta": self.beta}
+
+    def stack_key(self) -> tuple:
+        return ("remul", self.mode)
+
+    def member_losses(self, forward, batch: Sample, g, k: int, weights: dict):
+        """With ``g`` None, the plain task loss; otherwise each member's original and transformed
+        batch go through one forward pass (members with β = 0 in a stack with REMUL members
+        see the transformed half too, with weight 0 on it)."""
+        if g is None:
+            task = member_mse(forward(batch), batch, k)
+            return weights["alpha"] * task, {"task": task}
         gbatch = act(g, batch)  # moves inputs and targets alike
-        out = model(Sample.cat([batch, gbatch]))  # one forward pass for both
-        pred = {k: v[:b] for k, v in out.items()}
-        pred_g = {k: v[b:] for k, v in out.items()}
-        task = field_mse(pred, batch)
+        pred, pred_g = _unpair(forward(_pair(batch, gbatch, k)), k)
+        task = member_mse(pred, batch, k)
         if self.mode == "label":
-            equi = field_mse(pred_g, gbatch)
+            equi = member_mse(pred_g, gbatch, k)
         else:
-            equi = field_mse(pred_g, act(g, pred, outputs))
-        if self.weighting == "gradnorm":
-            w = self._gradnorm_update(model, task, equi)
-            loss = w[0] * task + w[1] * equi
-            return loss, {"task": task.detach(), "equi": equi.detach(), "w_task": w[0], "w_equi": w[1]}
-        return self.alpha * task + self.beta * equi, {"task": task.detach(), "equi": equi.detach()}
+            equi = member_mse(pred_g, act(g, pred, gbatch.spec), k)
+        return weights["alpha"] * task + weights["beta"] * equi, {"task": task, "equi": equi}
+
+    def __call__(self, model: nn.Module, batch: Sample, generator: torch.Generator | None = None):
+        if self.weighting == "fixed":
+            return super().__call__(model, batch, generator)
+        self._check(model)
+        g = self.draw(len(batch), generator, batch.device, batch.dtype)
+        _, parts = self.member_losses(model, batch, g, 1, self.weights())
+        task, equi = parts["task"][0], parts["equi"][0]
+        w = self._gradnorm_update(model, task, equi)
+        loss = w[0] * task + w[1] * equi
+        return loss, {"task": task.detach(), "equi": equi.detach(), "w_task": w[0], "w_equi": w[1]}
 
     # GradNorm (Chen et al., 2018): make each weighted loss's gradient norm on the last shared
     # layer follow its relative training rate; weights renormalised to keep α + β.
     def _gradnorm_update(self, model: nn.Module, task: Tensor, equi: Tensor) -> Tensor:
-        if self.weights.device != task.device:  # move once to where training happens
-            self.weights = self.weights.detach().to(task.device).requires_grad_(True)
+        if self.weights_gn.device != task.device:  # move once to where training happens
+            self.weights_gn = self.weights_gn.detach().to(task.device).requires_grad_(True)
             lr = self._gn_opt.param_groups[0]["lr"]
-            self._gn_opt = torch.optim.Adam([self.weights], lr=lr)
-        w = self.weights
+            self._gn_opt = torch.optim.Adam([self.weights_gn], lr=lr)
+        w = self.weights_gn
         shared = model.head.weight
         losses = torch.stack([task, equi])
         grads = [torch.autograd.grad(w[i] * losses[i], shared, retain_graph=True,
@@ -247,20 +325,22 @@ class REMUL(Objective):
         ratio = losses.detach() / self._gn_l0
         target = (gnorm.mean() * (ratio / ratio.mean()) ** self._gn_a).detach()
         gn_loss = (gnorm - target).abs().sum()
-        (grad_w,) = torch.autograd.grad(gn_loss, self.weights, retain_graph=True)
+        (grad_w,) = torch.autograd.grad(gn_loss, self.weights_gn, retain_graph=True)
         self._gn_opt.zero_grad(set_to_none=True)
-        self.weights.grad = grad_w
+        self.weights_gn.grad = grad_w
         self._gn_opt.step()
         with torch.no_grad():
-            self.weights.clamp_(min=1e-4)
-            self.weights.mul_(self._gn_total / self.weights.sum())
-        return self.weights.detach().clone()
+            self.weights_gn.clamp_(min=1e-4)
+            self.weights_gn.mul_(self._gn_total / self.weights_gn.sum())
+        return self.weights_gn.detach().clone()
 
 
 class Augmentation(Objective):
     """Data augmentation: train on ``(g·x, g·y)`` with a fresh g per sample and step."""
 
     name = "augmentation"
+    stackable = True
+    needs_draw = True
 
     def __init__(self, group: Group):
         if group is None:
@@ -270,13 +350,13 @@ class Augmentation(Objective):
     def config(self) -> dict:
         return {"objective": self.name, "group": self.group.name}
 
-    def __call__(self, model: nn.Module, batch: Sample, generator: torch.Generator | None = None):
-        self._check(model)
-        g = self.group.sample(len(batch), generator=generator, device=batch.device,
-                              dtype=batch.dtype)
+    def draw(self, n, generator, device, dtype):
+        return self.group.sample(n, generator=generator, device=device, dtype=dtype)
+
+    def member_losses(self, forward, batch: Sample, g, k: int, weights: dict):
         gbatch = act(g, batch)
-        task = field_mse(model(gbatch), gbatch)
-        return task, {"task": task.detach()}
+        task = member_mse(forward(gbatch), gbatch, k)
+        return task, {"task": task}
 
 
 def make_objective(kind: str = "remul", group: Group | None = None, alpha: float = 1.0,

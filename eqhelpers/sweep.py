@@ -1,10 +1,20 @@
-"""β/α sweeps: a grid over β (β = 0 included) × seeds × models, cached point by point.
+"""β/α sweeps: a grid over β (β = 0 included) × seeds × models, trained group by group and
+cached point by point.
 
-Every point is one :func:`eqhelpers.train.run` and is written to ``<out>/points/<key>.json``
-atomically as soon as it finishes. Interrupt a sweep and rerun it: finished points are read, not
-recomputed; a corrupt point file is reported, moved aside (kept) and recomputed, never used. A
-directory holds one sweep configuration; asking for a different one there is an error, so nothing
-already computed is mixed up or overwritten.
+The points of one model form a group (one (task, model, budget)): its unfinished points are
+trained together as one stack (:func:`eqhelpers.train.run_group`: stacked parameters, one
+forward/backward for all members, a CUDA graph on GPUs); a model that cannot be stacked is
+trained one point at a time, and the sweep says so. ``max_stack`` splits a group into stacks of
+at most that many points. Every point is written to ``<out>/points/<key>.json`` atomically as
+soon as its group finishes. Interrupt a sweep and rerun it: finished points are read, not
+recomputed (a group re-forms from its unfinished points); a corrupt point file is reported, moved
+aside (kept) and recomputed, never used. A directory holds one sweep configuration; asking for a
+different one there is an error, so nothing already computed is mixed up or overwritten.
+
+``ray``: dispatch the groups to a Ray cluster instead (the optional extra ``eqhelpers[cluster]``):
+``"auto"`` starts a local instance (or joins the one ``RAY_ADDRESS`` names), an address joins
+that cluster. One group per worker (one GPU each where the cluster has GPUs, else one CPU); the
+driver writes each group's points as it finishes, exactly as above.
 
 The summary groups points by (model, β/α): mean ± std over seeds of the test MSE, OOD MSE, the
 MSE on each generalisation split and the equivariance errors (E, E′, E′_mse, E′_rel: see
@@ -22,41 +32,41 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._util import atomic_json, atomic_write, check_weight, quarantine, resolve_device
-from .budget import get_budget
+from ._util import (
+    atomic_json,
+    atomic_torch_save,
+    atomic_write,
+    check_weight,
+    device_name,
+    quarantine,
+    resolve_device,
+)
+from .budget import Budget, get_budget
+from .results import (
+    EQUIVARIANCE_LABELS,
+    EQUIVARIANCE_SHORT,
+    LEGACY_METRICS,
+    METRICS,
+    SweepResult,
+    checkpoint_blob,
+    equivariance_key,
+    load_sweep,
+    load_sweep_model,
+    metric_keys,
+    point_key,
+)
 
-METRICS = ("test_mse", "ood_mse", "E", "E_prime", "E_prime_mse", "E_prime_rel")
-# what results from before eqhelpers 0.2 hold instead of E and E′ (relabelled, never recomputed)
-LEGACY_METRICS = ("orbit_spread", "orbit_spread_rel")
+__all__ = ["sweep", "summarise", "log_betas", "write_results", "SweepResult", "load_sweep",
+           "load_sweep_model", "equivariance_key", "metric_keys", "point_key", "METRICS",
+           "LEGACY_METRICS", "EQUIVARIANCE_LABELS", "EQUIVARIANCE_SHORT"]
+
 POINT_KEYS = ("model", "beta", "seed", *METRICS)
-
-
-def metric_keys(points: list[dict]) -> list[str]:
-    """The metrics the points carry, in a fixed order: :data:`METRICS`, then the MSE on each
-    generalisation split (``<split>_mse``), then legacy ones."""
-    have = {k for p in points for k in p}
-    extra = sorted(k for k in have if k.endswith("_mse") and k not in (*METRICS, "best_val_mse"))
-    return [k for k in (*METRICS, *extra, *LEGACY_METRICS) if k in have]
-
-
-def equivariance_key(rows: list[dict]) -> str:
-    """The equivariance error a sweep's Pareto front and plots use: REMUL's E′ (``E_prime``),
-    or E′_mse for sweeps computed before it existed."""
-    return "E_prime" if rows and all("E_prime" in r for r in rows) else "E_prime_mse"
-
-
-EQUIVARIANCE_SHORT = {"E_prime": "E′", "E_prime_mse": "E′_mse"}
-EQUIVARIANCE_LABELS = {
-    "E_prime": "E′ = mean ‖f(g·x) − ρ(g)·f(x)‖ (REMUL's)",
-    "E_prime_mse": "E′_mse = mean squared (f(g·x) − ρ(g)·f(x)) per entry",
-}
 
 
 def log_betas(lo: float = 0.1, hi: float = 100.0, n: int = 7, zero: bool = True) -> list[float]:
@@ -65,29 +75,6 @@ def log_betas(lo: float = 0.1, hi: float = 100.0, n: int = 7, zero: bool = True)
         raise ValueError(f"need 0 < lo < hi and n >= 2, got lo={lo}, hi={hi}, n={n}")
     grid = [float(f"{b:.3g}") for b in np.geomspace(lo, hi, n)]
     return ([0.0] if zero else []) + grid
-
-
-def point_key(model: str, beta: float, seed: int) -> str:
-    return f"{model}-beta{beta:g}-seed{seed}"
-
-
-@dataclass
-class SweepResult:
-    config: dict
-    points: list[dict]
-    summary: list[dict] = field(default_factory=list)
-    out: Path | None = None
-    computed: int = 0  # points computed in this call (the rest were read from disk)
-    provenance: dict = field(default_factory=dict)  # command, device, budget, date, versions
-
-    def rows(self, model: str | None = None) -> list[dict]:
-        return [r for r in self.summary if model is None or r["model"] == model]
-
-    def at(self, model: str, beta: float) -> dict:
-        for r in self.summary:
-            if r["model"] == model and math.isclose(r["beta"], beta, rel_tol=1e-9, abs_tol=1e-12):
-                return r
-        raise KeyError(f"no sweep point for {model} at β/α = {beta:g}")
 
 
 def summarise(points: list[dict]) -> list[dict]:
@@ -156,23 +143,74 @@ def _check_config(out: Path, config: dict) -> None:
     atomic_json(config, path)  # compatible: record the grid asked for now
 
 
+def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], alpha: float,
+               options: dict, save_models: bool, threads: int | None = None) -> list[tuple]:
+    """Train one group (one model's unfinished points) and return (point, checkpoint or None)
+    per point: what the driver writes. Runs in the sweep's process or on a Ray worker."""
+    import torch
+
+    from .data import load_task
+    from .train import run_group
+
+    if threads:
+        torch.set_num_threads(threads)
+    task_obj = load_task(task, budget) if isinstance(task, str) else task
+    points = [{"objective": "plain" if beta == 0 else "remul", "alpha": alpha, "beta": beta,
+               "seed": s} for beta, s in todo]
+    results = run_group(task_obj, model, points, budget=budget, progress=False, **options)
+    out = []
+    for (beta, s), (net, _, metrics) in zip(todo, results):
+        p = {**{k: metrics[k] for k in metric_keys([metrics])}, "model": model, "beta": beta,
+             "seed": s, "alpha": alpha,
+             **{k: metrics[k] for k in ("steps_per_s", "model_steps_per_s", "train_seconds",
+                                        "stack", "stack_note", "device", "date")},
+             "version": __version__}
+        blob = (checkpoint_blob(net.cpu(), model_name=model, beta=beta, seed=s,
+                                task=task_obj.name, **budget.model_size(model))
+                if save_models else None)
+        out.append((p, blob))
+    return out
+
+
+def _ray_runner(address: str, n_groups: int):
+    """Connect to (or start) Ray; return a function submitting one group and a waiter."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError("--ray needs Ray: pip install 'eqhelpers[cluster]'") from exc
+    if not ray.is_initialized():
+        if address == "auto":
+            try:
+                ray.init(address="auto", include_dashboard=False, log_to_driver=False)
+            except ConnectionError:  # no cluster running: start a local one
+                ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    job = ray.remote(num_gpus=1, num_cpus=1)(_group_job) if gpus else \
+        ray.remote(num_cpus=1)(_group_job)
+    return ray, job, gpus
+
+
 def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 1, 2),
           alpha: float = 1.0, group: str = "task", mode: str = "label", budget=None,
           device="auto", steps: int | None = None, n_train: int | None = None,
           out: str | Path | None = None, progress: bool = True,
           command: str | None = None, save_models: bool = False, head: str = "residual",
-          centre: bool = True) -> SweepResult:
+          centre: bool = True, stack: bool = True, max_stack: int | None = None,
+          ray: str | None = None) -> SweepResult:
     """Run (or resume) a β/α sweep. Equivariant models are run at β = 0 only: the equivariance
     term cannot change a model that is equivariant by construction.
 
     ``save_models``: also keep each point's trained weights as ``<out>/models/<key>.pt`` (to look
     at the predictions later, e.g. :func:`eqhelpers.viz.molecule_explorer`); load them with
     :func:`load_sweep_model`. ``group``, ``mode``, ``head``, ``centre``: as in
-    :func:`eqhelpers.train.run`.
+    :func:`eqhelpers.train.run`. ``stack``: train each model's points as one stack (default);
+    ``max_stack``: at most this many per stack. ``ray``: ``"auto"`` or a cluster address
+    (module docstring).
     """
     from .data import load_task
     from .models import MODELS
-    from .train import run
 
     betas = log_betas() if betas is None else [check_weight("beta", b) for b in betas]
     alpha = check_weight("alpha", alpha)
@@ -183,6 +221,11 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     for m in models:
         if m not in MODELS:
             raise ValueError(f"unknown model {m!r}: choose one of {sorted(MODELS)}")
+    if max_stack is not None and (isinstance(max_stack, bool) or not isinstance(max_stack, int)
+                                  or max_stack < 1):
+        raise ValueError(f"max_stack must be a positive int or None, got {max_stack!r}")
+    if ray is not None and (not isinstance(ray, str) or not ray):
+        raise ValueError(f"ray must be 'auto' or a cluster address, got {ray!r}")
     dev = resolve_device(device)
     b = get_budget(budget, dev)
     if n_train is not None:
@@ -202,37 +245,61 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     plan = [(m, beta, int(s)) for m in models
             for beta in ([0.0] if MODELS[m].equivariant else sorted({float(x) for x in betas}))
             for s in seeds]
-    points, computed = [], 0
-    for m, beta, s in tqdm(plan, desc=f"sweep {task}", disable=not progress):
+    found: dict[tuple, dict] = {}
+    todo: dict[str, list[tuple[float, int]]] = {}
+    for m, beta, s in plan:
         path = out / "points" / f"{point_key(m, beta, s)}.json" if out is not None else None
-        p = _read_point(path, {"model": m, "beta": beta, "seed": s}) if path and path.exists() else None
+        p = _read_point(path, {"model": m, "beta": beta, "seed": s}) if path and path.exists() \
+            else None
         weights = out / "models" / f"{point_key(m, beta, s)}.pt" if out and save_models else None
         if p is None or (weights is not None and not weights.exists()):
-            objective = "plain" if beta == 0 else "remul"
-            net, _, metrics = run(task_obj, m, objective, alpha=alpha, beta=beta, group=group,
-                                mode=mode, budget=b, device=dev, seed=s, steps=steps,
-                                progress=False, head=head, centre=centre)
-            p = {**{k: metrics[k] for k in metric_keys([metrics])}, "model": m, "beta": beta,
-                 "seed": s,
-                 "alpha": alpha, "steps_per_s": metrics["steps_per_s"],
-                 "train_seconds": metrics["train_seconds"], "device": metrics["device"],
-                 "date": metrics["date"], "version": __version__}
-            if weights is not None:
-                from .train import save_checkpoint
+            todo.setdefault(m, []).append((beta, s))
+        else:
+            found[(m, beta, s)] = p
+    groups = [(m, pts[i:i + (max_stack or len(pts))]) for m, pts in todo.items()
+              for i in range(0, len(pts), max_stack or len(pts))]
+    options = {"group": group, "mode": mode, "steps": steps, "head": head, "centre": centre,
+               "stack": stack}
 
-                save_checkpoint(net, weights, model_name=m, beta=beta, seed=s, task=task,
-                                **b.model_size(m))
-            if path is not None:
-                atomic_json(p, path)
-            computed += 1
-        points.append(p)
+    def store(m: str, results: list[tuple]) -> None:
+        for p, blob in results:
+            key = point_key(m, p["beta"], p["seed"])
+            if blob is not None and out is not None:
+                atomic_torch_save(blob, out / "models" / f"{key}.pt")
+            if out is not None:
+                atomic_json(p, out / "points" / f"{key}.json")
+            found[(m, p["beta"], p["seed"])] = p
+
+    bar = tqdm(total=sum(len(g) for _, g in groups), desc=f"sweep {task}",
+               disable=not progress)
+    notes = []
+    if ray is None:
+        for m, pts in groups:
+            bar.set_postfix(model=m, points=len(pts))
+            res = _group_job(task_obj, b, m, pts, alpha, {**options, "device": dev}, save_models)
+            store(m, res)
+            notes.append(f"{m}: {res[0][0]['stack_note']}")
+            bar.update(len(pts))
+    elif groups:
+        rt, job, gpus = _ray_runner(ray, len(groups))
+        pending = {job.remote(task, b, m, pts, alpha, {**options, "device": "auto"},
+                              save_models, None if gpus else 1): (m, pts) for m, pts in groups}
+        while pending:
+            done, _ = rt.wait(list(pending), num_returns=1)
+            m, pts = pending.pop(done[0])
+            res = rt.get(done[0])
+            store(m, res)
+            notes.append(f"{m}: {res[0][0]['stack_note']} (Ray worker)")
+            bar.update(len(pts))
+    bar.close()
+    points = [found[key] for key in plan]
     import torch
 
-    from .train import _device_name
-
-    prov = {"command": command or "eqhelpers.sweep.sweep(...)", "device": _device_name(dev),
+    prov = {"command": command or "eqhelpers.sweep.sweep(...)", "device": device_name(dev),
             "budget": b.name, "date": time.strftime("%Y-%m-%d"), "version": __version__,
-            "torch": torch.__version__, "points_computed_in_last_run": computed}
+            "torch": torch.__version__, "points_computed_in_last_run": sum(len(g) for _, g in groups),
+            "groups_in_last_run": notes, "ray": ray}
+    computed = sum(len(g) for _, g in groups)
     result = SweepResult(config, points, summarise(points), out, computed, prov)
     if out is not None:
         write_results(result)
@@ -248,7 +315,7 @@ def _write_csv(path: str, rows: list[dict], cols: list[str]) -> None:
 
 def write_results(result: SweepResult) -> None:
     """``sweep.json`` (config, points, summary, provenance), ``sweep.csv`` (summary) and
-    ``points.csv``, ``tradeoff.png``."""
+    ``points.csv`` (the figure, ``tradeoff.png``, is :func:`eqhelpers.viz.save_tradeoff`'s)."""
     out = result.out
     atomic_json({"config": result.config, "points": result.points, "summary": result.summary,
                  "provenance": result.provenance}, out / "sweep.json")
@@ -258,54 +325,3 @@ def write_results(result: SweepResult) -> None:
     for name, rows, cols in (("sweep.csv", result.summary, summary_cols),
                              ("points.csv", result.points, ["model", "beta", "seed", *keys])):
         atomic_write(out / name, lambda tmp, rows=rows, cols=cols: _write_csv(tmp, rows, cols))
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from .viz import plot_tradeoff
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    plot_tradeoff(result, ax=ax)
-    fig.tight_layout()
-    atomic_write(out / "tradeoff.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-
-
-def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | None = None,
-                     task=None):
-    """The trained model of one sweep point (a sweep run with ``save_models=True``), on the CPU.
-
-    ``task``: the loaded task (its spec builds the model); default: loaded from the sweep's
-    config at the sweep's budget.
-    """
-    from .data import load_task
-    from .models import make_model
-    from .train import checkpoint_options, load_checkpoint, read_checkpoint
-
-    seed = result.config["seeds"][0] if seed is None else seed
-    models = Path(result.out or ".") / "models"
-    path = models / f"{point_key(model, float(beta), seed)}.pt"
-    if not path.exists():
-        have = sorted(p.stem for p in models.glob("*.pt"))
-        raise ValueError(f"no saved model for {model} β={beta:g} seed {seed} in {path.parent} "
-                         f"(have: {have or 'none; was the sweep run with save_models=True?'})")
-    b = get_budget(result.config["budget"])
-    task = task or load_task(result.config["task"], b)
-    blob = read_checkpoint(path, map_location="cpu")
-    net = make_model(model, task.spec, **b.model_size(model), **checkpoint_options(blob))
-    load_checkpoint(net, path, blob=blob)
-    return net.eval()
-
-
-def load_sweep(path: str | Path) -> SweepResult:
-    """Read a finished sweep (a directory with sweep.json, or the file itself)."""
-    path = Path(path)
-    file = path / "sweep.json" if path.is_dir() else path
-    try:
-        blob = json.loads(file.read_text())
-        result = SweepResult(blob["config"], blob["points"], blob["summary"], file.parent,
-                             provenance=blob.get("provenance", {}))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"cannot read sweep results from {file}: {exc}") from exc
-    return result

@@ -51,7 +51,7 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
-    from .sweep import EQUIVARIANCE_LABELS, equivariance_key
+    from .results import EQUIVARIANCE_LABELS, equivariance_key
 
     rows = result.summary
     e = equivariance_key(rows)
@@ -122,9 +122,26 @@ def interpolate(result, beta: float, model: str = "transformer") -> dict:
     return out
 
 
-def tradeoff_explorer(result, task=None, model: str = "transformer", budget=None, y="test_mse"):
+def save_tradeoff(result, path: str | Path | None = None) -> Path:
+    """:func:`plot_tradeoff` of a sweep written (atomically) as a PNG, by default to
+    ``<sweep dir>/tradeoff.png``."""
+    from ._util import atomic_write
+
+    path = Path(path) if path is not None else Path(result.out) / "tradeoff.png"
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    try:
+        plot_tradeoff(result, ax=ax)
+        fig.tight_layout()
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_mse"):
     """An ipywidgets explorer: α and β sliders (log scale) place a setting on the sweep's
-    trade-off; the button trains that setting live at ``budget`` and adds it to the plot.
+    trade-off; the button trains that setting live with ``train(α, β) -> metrics`` (e.g.
+    :func:`eqhelpers.train.trainer`) and adds it to the plot.
 
     Returns the widget (a VBox) with ``.sliders`` (α, β), ``.button``, ``.info`` (the read-out),
     ``.output`` and ``.live`` (the settings trained so far) for scripting and tests.
@@ -140,7 +157,7 @@ def tradeoff_explorer(result, task=None, model: str = "transformer", budget=None
     info = w.HTML()
     out = w.Output(layout=w.Layout(min_height="380px"))
     live: list[dict] = []
-    from .sweep import EQUIVARIANCE_SHORT, equivariance_key
+    from .results import EQUIVARIANCE_SHORT, equivariance_key
 
     e = equivariance_key(result.summary)  # the same quantity for the sweep and the live runs
     e_name = EQUIVARIANCE_SHORT[e]
@@ -161,16 +178,13 @@ def tradeoff_explorer(result, task=None, model: str = "transformer", budget=None
             plt.close(fig)
 
     def train_now(_):
-        from .train import run
-
-        if task is None:
-            info.value += "<br><i>no task given to the explorer: cannot train live</i>"
+        if train is None:
+            info.value += "<br><i>no trainer given to the explorer: cannot train live</i>"
             return
         button.disabled = True
         try:
             with out:
-                _, _, m = run(task, model, "remul", alpha=alpha.value, beta=beta.value,
-                              budget=budget, progress=True)
+                m = train(alpha.value, beta.value)
             live.append({**m, "beta": beta.value / alpha.value})
         finally:
             button.disabled = False
@@ -511,9 +525,9 @@ def rotated_prediction(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0,
     """
     import torch
 
+    from .evaluation import predict
     from .fields import Sample, act
     from .groups import rotation_about
-    from .train import predict
 
     spec = model.spec
     p = next(iter(model.parameters()))
@@ -585,7 +599,7 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     import ipywidgets as w
 
     from .data import load_task
-    from .sweep import EQUIVARIANCE_SHORT, equivariance_key, load_sweep_model
+    from .results import EQUIVARIANCE_SHORT, equivariance_key, load_sweep_model
 
     task = task or load_task(result.config["task"], result.config["budget"])
     e = equivariance_key(result.summary)

@@ -140,7 +140,9 @@ def test_train_uses_the_budgets_clip_and_schedule(task):
     b = get_budget("tiny").scaled(grad_clip=10.0, lr_schedule="exponential")
     hist = train(model, task, budget=b, steps=20, eval_every=10, progress=False)
     assert hist.config["grad_clip"] == 10.0 and hist.config["lr_schedule"] == "exponential"
-    assert hist.records[-1]["lr"] == pytest.approx(b.lr * 0.01)  # decayed to a hundredth
+    # the rate each logged step used: decayed by 0.01^(k/K) after k of K = 20 updates
+    assert hist.records[-1]["lr"] == pytest.approx(b.lr * 0.01 ** (19 / 20))
+    assert hist.records[0]["lr"] == pytest.approx(b.lr * 0.01 ** (9 / 20))
 
 
 def test_objective_groups(task):

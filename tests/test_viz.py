@@ -31,7 +31,9 @@ def test_tradeoff_plot_is_log_log_with_one_marker_per_setting(result):
 def test_explorer_follows_the_sliders_and_trains_live(result, monkeypatch, tmp_path):
     monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path))
     task = data.load_task("gravity", "tiny")
-    box = tradeoff_explorer(result, task, budget="tiny")
+    from eqhelpers.train import trainer
+
+    box = tradeoff_explorer(result, trainer(task, budget="tiny"))
     alpha, beta = box.sliders
     beta.value = 100.0
     assert "β/α = 100" in box.info.value

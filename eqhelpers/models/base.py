@@ -39,6 +39,11 @@ class Model(nn.Module):
     equivariant = False  # by construction, under E(3) (or SE(3): see reflections) and permutations
     reflections = True  # an equivariant model's group includes reflections (O(3), not only SO(3))
     variable_size = True  # takes samples of any number of particles
+    # the training engine (eqhelpers.train.train_many) may stack K copies (torch.func.vmap) and
+    # capture their step in a CUDA graph; a model that cannot says why in stack_reason
+    stackable = True
+    stack_reason = ""
+    graph_safe = True
 
     def __init__(self, spec: TaskSpec, centre: bool = True, head: str = "residual"):
         super().__init__()

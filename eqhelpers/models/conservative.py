@@ -19,6 +19,10 @@ from .base import Model
 
 
 class Conservative(Model):
+    stackable = False
+    stack_reason = ("its forces are torch.autograd.grad of the energy, which torch.func.vmap "
+                    "cannot batch")
+    graph_safe = False
     def __init__(self, inner: type[Model], spec: TaskSpec, forces: str = "forces",
                  energy: str = "energy", **kwargs):
         # the energy model centres (or not) itself; the wrapper has no point outputs to move

@@ -42,6 +42,7 @@ def _irreps_of(fields: dict, channels: dict | None = None) -> o3.Irreps:
 
 class E3NN(Model):
     equivariant = True
+    graph_safe = False  # stacks (vmap), but its step is not checked under CUDA-graph capture
 
     def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3, lmax: int = 2,
                  n_radial: int = 8, r_max: float = 4.0, **options):

@@ -49,6 +49,7 @@ def _library():
 
 class SE3Transformer(Model):
     equivariant = True
+    graph_safe = False  # stacks (vmap), but its step is not checked under CUDA-graph capture
     reflections = False
 
     def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3, degrees: int = 2,

@@ -1,0 +1,100 @@
+"""Evaluating trained models: predictions on whole splits, task MSE, the groups every E / E′
+figure is measured in, and the full set of metrics one experiment reports.
+
+Below the trainer: ``augment``, ``viz`` and ``train`` all use these, and this module imports
+nothing of ``train``, ``sweep`` or ``viz``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ._util import chunk_sizes, make_generator
+from .budget import Budget, get_budget
+from .data import SPLITS, Task
+from .equivariance import equivariance_error, field_mse
+from .fields import Sample
+from .groups import SO3, Group, euclidean_group
+
+Tensor = torch.Tensor
+
+EQUI_GROUPS = ("task", "e3", "so3")
+
+
+@torch.no_grad()
+def predict(model, sample: Sample, batch_size: int = 256) -> dict[str, Tensor]:
+    """Model outputs on a whole split, in batches, in eval mode."""
+    was = model.training
+    model.eval()
+    try:
+        parts = [model(s) for s in sample.split(chunk_sizes(len(sample), batch_size))]
+    finally:
+        model.train(was)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def mse(model, sample: Sample, batch_size: int = 256) -> float:
+    """Task MSE of ``model`` on a split (mean over output fields, as in training)."""
+    return float(field_mse(predict(model, sample, batch_size), sample))
+
+
+def measurement_group(task: Task) -> Group:
+    """E(3) × S_N with the task's translation scale: the group every E / E′ figure is measured in
+    (a task whose vectors are not 3D, e.g. the hidden plane in R⁵, is measured in its own group)."""
+    dims = {f.channels for f in task.spec.inputs.values() if f.kind in ("vector", "point")}
+    if dims - {3}:
+        return task.group
+    return euclidean_group(task.spec.n_particles, reflections=True,
+                           translation_std=task.config["ood_translation_std"])
+
+
+def objective_group(task: Task, which: str = "task") -> Group:
+    """The group an equivariance term (REMUL's L_equi, augmentation) samples from:
+    ``"task"`` the data's own symmetry, ``"e3"`` E(3) × S_N with the task's translation scale
+    (:func:`measurement_group`), ``"so3"`` Haar rotations only, one per sample — REMUL's choice,
+    with translations left to the model's centring."""
+    if which == "task":
+        return task.group
+    if which == "e3":
+        return measurement_group(task)
+    if which == "so3":
+        return SO3()
+    raise ValueError(f"group must be one of {EQUI_GROUPS}, got {which!r}")
+
+
+def evaluate(model, task: Task, budget: str | Budget | None = None, seed: int = 0,
+             M: int | None = None, n_samples: int | None = None) -> dict:
+    """Test MSE, OOD MSE (``ood_mse``: the test set rotated and translated, re-labelled) and the
+    MSE on each named generalisation split (``<split>_mse``; None, with the reason in
+    ``skipped``, where the model cannot take that split's number of particles); E, E′, E′_mse
+    and E′_rel on test samples under E(3) × S_N (and under the task's own group)."""
+    dev = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    b = get_budget(budget, dev)
+    M = b.eval_M if M is None else M
+    n_samples = b.eval_samples if n_samples is None else n_samples
+    sub = task["test"].index(slice(0, n_samples)).to(dev, dtype)
+    out = {"test_mse": mse(model, task["test"].to(dev, dtype)),
+           "ood_mse": mse(model, task["ood"].to(dev, dtype))}
+    for name, split in task.splits.items():
+        if name in SPLITS:
+            continue
+        if split.n_particles != task.spec.n_particles and not model.variable_size:
+            out[f"{name}_mse"] = None
+            out.setdefault("skipped", {})[name] = model.fixed_size_reason
+        else:
+            out[f"{name}_mse"] = mse(model, split.to(dev, dtype))
+    gen = make_generator(seed + 1, dev)
+    t0 = time.perf_counter()
+    e = equivariance_error(model, sub, measurement_group(task), M=M, generator=gen).as_dict()
+    out["group_measured"] = e.pop("group")
+    out["eval_samples"] = len(sub)
+    out.update(e)
+    if task.group.name != out["group_measured"]:  # also under the data's own symmetry
+        e_task = equivariance_error(model, sub, task.group, M=M, generator=gen).as_dict()
+        out["task_group"] = e_task.pop("group")
+        out.update({f"{k}_task_group": v for k, v in e_task.items() if k != "M"})
+    out["eval_seconds"] = round(time.perf_counter() - t0, 3)
+    return out
