@@ -71,8 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--conservative", action="store_true",
                    help="forces as −∂E/∂x of the predicted energy (molecule forces tasks)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (no CUDA graph then; on an H100 it was slower "
+                        "than eager, compile time included: see README, Speed)")
     t.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    t.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA, run the step eagerly instead of replaying a captured graph")
     t.add_argument("--out", default="runs/train", help="output directory")
     t.add_argument("--no-progress", action="store_true")
 
@@ -176,7 +180,8 @@ def cmd_train(a) -> int:
                                device=a.device, seed=a.seed, steps=a.steps, out=out,
                                compile=a.compile, amp=a.amp, progress=not a.no_progress,
                                conservative=a.conservative, centre=a.centre, head=a.head,
-                               width=a.width, layers=a.layers)
+                               width=a.width, layers=a.layers,
+                               cuda_graph=False if a.no_cuda_graph else None)
     metrics["command"] = a.command_line
     atomic_json(metrics, out / "metrics.json")
     atomic_json(hist.as_dict(), out / "history.json")

@@ -144,7 +144,8 @@ def _check_config(out: Path, config: dict) -> None:
 
 
 def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], alpha: float,
-               options: dict, save_models: bool, threads: int | None = None) -> list[tuple]:
+               options: dict, save_models: bool, threads: int | None = None,
+               progress: bool = False) -> list[tuple]:
     """Train one group (one model's unfinished points) and return (point, checkpoint or None)
     per point: what the driver writes. Runs in the sweep's process or on a Ray worker."""
     import torch
@@ -157,7 +158,7 @@ def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], 
     task_obj = load_task(task, budget) if isinstance(task, str) else task
     points = [{"objective": "plain" if beta == 0 else "remul", "alpha": alpha, "beta": beta,
                "seed": s} for beta, s in todo]
-    results = run_group(task_obj, model, points, budget=budget, progress=False, **options)
+    results = run_group(task_obj, model, points, budget=budget, progress=progress, **options)
     out = []
     for (beta, s), (net, _, metrics) in zip(todo, results):
         p = {**{k: metrics[k] for k in metric_keys([metrics])}, "model": model, "beta": beta,
@@ -276,7 +277,8 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     if ray is None:
         for m, pts in groups:
             bar.set_postfix(model=m, points=len(pts))
-            res = _group_job(task_obj, b, m, pts, alpha, {**options, "device": dev}, save_models)
+            res = _group_job(task_obj, b, m, pts, alpha, {**options, "device": dev}, save_models,
+                             progress=progress)  # the stack's own step bar under the sweep's
             store(m, res)
             notes.append(f"{m}: {res[0][0]['stack_note']}")
             bar.update(len(pts))

@@ -422,8 +422,11 @@ def train_many(models: Sequence[Model], task: Task,
     extra = [] if stacked_draws else lead.parameter_groups(lrs[0])
     if extra and k > 1:
         raise ValueError("objectives with parameters of their own train one model at a time")
-    forward = members.forward
-    if compile:
+    # torch.compile: of the model itself when alone (whatever the objective calls), else of the
+    # stacked forward
+    step_model = torch.compile(models[0]) if compile and k == 1 else models[0]
+    forward = step_model if k == 1 else members.forward
+    if compile and k > 1:
         forward = torch.compile(members.forward)
     # no autocast weight cache: a cached cast would be captured into the CUDA graph stale
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
@@ -482,7 +485,7 @@ def train_many(models: Sequence[Model], task: Task,
                                              for f, v in g_buf.items()})
                 losses, parts = lead.member_losses(forward, batch, g, k, weights)
             else:
-                loss, parts = lead(members.models[0], batch, ggens[0])
+                loss, parts = lead(step_model, batch, ggens[0])
                 losses, parts = loss.reshape(1), {p: v.reshape(1) for p, v in parts.items()}
         for p in members.params + extra_params:
             p.grad = None
@@ -621,7 +624,8 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
               progress: bool = True, conservative: bool = False, centre: bool = True,
               head: str = "residual", width: int | None = None, layers: int | None = None,
               outs: Sequence[str | Path | None] | None = None,
-              stack: bool = True) -> list[tuple[Model, History, dict]]:
+              stack: bool = True, cuda_graph: bool | None = None
+              ) -> list[tuple[Model, History, dict]]:
     """Several experiments on one (task, model, budget): each point a dict with ``objective``
     (``"plain"``, ``"remul"``, ``"augment"``), ``alpha``, ``beta`` and ``seed``. They are trained
     as one stack (:func:`train_many`) when ``stack`` and :func:`stack_reason` allow it, else one
@@ -644,7 +648,8 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
     outs = list(outs) if outs is not None else [None] * len(points)
     ckpts = [Path(o) / "best.pt" if o is not None else None for o in outs]
     reason = stack_reason(nets, objs) if len(nets) > 1 else None
-    opts = dict(device=dev, steps=steps, compile=compile, amp=amp, progress=progress)
+    opts = dict(device=dev, steps=steps, compile=compile, amp=amp, progress=progress,
+                cuda_graph=cuda_graph)
     if len(nets) > 1 and stack and reason is None:
         hists = train_many(nets, task_obj, objs, b, seeds=[p["seed"] for p in points],
                            checkpoints=ckpts, desc=f"{model} stack of {len(nets)}", **opts)
@@ -696,7 +701,8 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
         seed: int = 0, steps: int | None = None, out: str | Path | None = None,
         compile: bool = False, amp: bool = False, progress: bool = True,
         conservative: bool = False, centre: bool = True, head: str = "residual",
-        width: int | None = None, layers: int | None = None) -> tuple[Model, History, dict]:
+        width: int | None = None, layers: int | None = None,
+        cuda_graph: bool | None = None) -> tuple[Model, History, dict]:
     """Load a task, build a model, train it, evaluate it. Returns (model, history, metrics).
 
     ``objective``: ``"plain"``, ``"remul"`` or ``"augment"``; ``group``: what the equivariance
@@ -711,4 +717,4 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
                      group=group, mode=mode, weighting=weighting, budget=budget, device=device,
                      steps=steps, compile=compile, amp=amp, progress=progress,
                      conservative=conservative, centre=centre, head=head, width=width,
-                     layers=layers, outs=[out])[0]
+                     layers=layers, outs=[out], cuda_graph=cuda_graph)[0]

@@ -179,3 +179,10 @@ def test_schedule_factors_are_the_schedulers(task):
         assert beta1.tolist() == pytest.approx(seen_b1, rel=1e-12)
     assert math.isclose(_lr_factors(50, "exponential", 0.01, 10)[0][-1].item(), 0.01 ** 0.8)
     assert _lr_factors(50, "onecycle", 0.01)[1].min() < 0.9  # one-cycle cycles Adam's β₁
+
+
+def test_cuda_graph_asked_for_without_cuda_is_a_clear_error(task):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
+        train(fresh(task, 0), task, None, "tiny", steps=2, cuda_graph=True, progress=False)
