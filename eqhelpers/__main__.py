@@ -280,9 +280,8 @@ def cmd_discover(a) -> int:
 def cmd_bench(a) -> int:
     from .bench import DEFAULT_MODELS, benchmark, to_markdown
 
-    if any(bs < 1 for bs in a.batch_sizes):
-        raise SystemExit("batch sizes must be positive")
-    result = benchmark(a.task, tuple(a.models or DEFAULT_MODELS), tuple(a.batch_sizes), a.budget,
+    models = tuple(DEFAULT_MODELS if a.models is None else a.models)
+    result = benchmark(a.task, models, tuple(a.batch_sizes), a.budget,
                        a.device, a.min_time, a.repeats, progress=not a.no_progress)
     result["meta"]["command"] = a.command_line
     md = to_markdown(result)
@@ -300,10 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     a.command_line = "python -m eqhelpers " + shlex.join(argv)
     try:
+        # the output location is checked before any work: nothing is trained to be lost
+        if getattr(a, "out", None):
+            from ._util import ensure_output_dir
+
+            ensure_output_dir(a.out, "--out")
         return {"train": cmd_train, "sweep": cmd_sweep, "discover": cmd_discover,
                 "bench": cmd_bench, "fetch-3dmol": cmd_fetch_3dmol}[a.command](a)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only directory, a cache path that is a file, a full disk
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}: check that the path is a writable "
+              f"directory with free space (the cache: $EQHELPERS_CACHE)", file=sys.stderr)
         return 2
 
 

@@ -17,7 +17,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or None) picks CUDA when present, else the CPU; anything else is passed to torch."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") \
+            from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available here")
     return dev
@@ -49,6 +53,30 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 def cache_dir() -> Path:
     """``$EQHELPERS_CACHE``, else ``~/.cache/eqhelpers``: data caches (tasks, trajectories)."""
     return Path(os.environ.get("EQHELPERS_CACHE") or Path.home() / ".cache" / "eqhelpers")
+
+
+class OutputError(ValueError):
+    """An output location that cannot be written (a file where a directory is wanted, no
+    permission, a full disk): the message names the path and the fix."""
+
+
+def ensure_output_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Make sure ``path`` is a directory this process can write to, before any work is done:
+    created if missing; an existing file, a read-only directory or a full disk is an
+    :class:`OutputError` naming the path and the fix."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is an existing file, not a directory: give a "
+                          f"directory path (or move the file away)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{what} {path} is not writable ({exc.strerror or exc}): choose "
+                          f"a directory you can write to") from exc
+    return path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
@@ -125,6 +153,22 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         n_bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} contains {n_bad} non-finite value(s) (NaN or inf)")
+
+
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int ≥ ``minimum``; anything else (0, a negative, a float, a bool, None) is
+    a ValueError naming ``name``: never replaced by a default."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a finite float > 0, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def check_weight(name: str, value: float) -> float:

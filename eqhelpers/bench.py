@@ -14,7 +14,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._util import device_name, format_table, make_generator, resolve_device, seed_everything
+from ._util import (
+    check_count,
+    check_positive,
+    device_name,
+    format_table,
+    make_generator,
+    resolve_device,
+    seed_everything,
+)
 from .budget import get_budget
 from .data import load_task
 from .equivariance import REMUL
@@ -74,6 +82,12 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
               device="auto", min_time: float = 1.0, repeats: int = 3, seed: int = 0,
               progress: bool = True) -> dict:
     """Measure every model at every batch size. Returns {"rows": [...], "meta": {...}}."""
+    check_positive("min_time", min_time)
+    check_count("repeats", repeats)
+    for bs in batch_sizes:
+        check_count("batch size", bs)
+    if not models or not batch_sizes:
+        raise ValueError("bench needs at least one model and one batch size")
     dev = resolve_device(device)
     b = get_budget(budget, dev)
     t = load_task(task, b)

@@ -89,7 +89,9 @@ def get_budget(budget: str | Budget | None = None, device: str | torch.device | 
     """Resolve a budget: explicit argument > ``$EQHELPERS_BUDGET`` > by device."""
     if isinstance(budget, Budget):
         return budget
-    name = budget or os.environ.get(ENV_VAR) or None
+    if budget is not None and not isinstance(budget, str):
+        raise TypeError(f"budget must be a name {sorted(BUDGETS)} or a Budget, got {budget!r}")
+    name = budget if budget is not None else (os.environ.get(ENV_VAR) or None)
     if name is None:
         dev = torch.device(device) if device not in (None, "auto") else None
         cuda = dev.type == "cuda" if dev is not None else torch.cuda.is_available()

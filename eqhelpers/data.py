@@ -76,7 +76,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._util import atomic_torch_save, cache_dir, quarantine
+from ._util import atomic_torch_save, cache_dir, check_count, quarantine
 from .budget import Budget, get_budget
 from .fields import Field, Sample, TaskSpec
 from .groups import (
@@ -646,20 +646,43 @@ class Task:
 
 
 def _generate(tdef: TaskDef, n: int, gen: torch.Generator, init_kw: dict) -> dict[str, Tensor]:
-    """n samples (initial conditions and targets), outliers dropped and replaced, float64."""
+    """n samples (initial conditions and targets), outliers dropped and replaced, float64.
+
+    Replacement is bounded: when fewer than ``MIN_KEPT`` of the systems drawn survive (non-finite
+    results, or particles moving further than the task's outlier threshold), the settings are
+    wrong, not unlucky, and generation stops with an error naming the cause."""
     got: list[dict[str, Tensor]] = []
-    have = 0
+    have = drawn = n_nonfinite = n_far = 0
     while have < n:
         want = int(math.ceil((n - have) * 1.15)) + 8
         inp = tdef.sample_initial(want, gen, **init_kw)
         y = tdef.simulate(inp)
-        keep = torch.isfinite(y).flatten(1).all(dim=1)
+        finite = torch.isfinite(y).flatten(1).all(dim=1)
+        keep = finite.clone()
         if tdef.outlier_threshold is not None:
             moved = torch.linalg.norm(y - inp["pos"], dim=-1).amax(dim=1)
-            keep &= moved <= tdef.outlier_threshold
+            far = finite & ~(moved <= tdef.outlier_threshold)
+            n_far += int(far.sum())
+            keep &= ~far
+        n_nonfinite += int((~finite).sum())
+        drawn += want
         got.append({**{k: v[keep] for k, v in inp.items()}, tdef.target: y[keep]})
         have += int(keep.sum())
+        if have < n and drawn >= 4 * n + 64 and have < MIN_KEPT * drawn:
+            settings = ", ".join(f"{k}={v}" for k, v in sorted(init_kw.items())) or "defaults"
+            causes = []
+            if n_nonfinite:
+                causes.append(f"{n_nonfinite} diverged (NaN or inf: the simulation blew up; "
+                              f"lower the step size or the speeds)")
+            if n_far:
+                causes.append(f"{n_far} moved further than the outlier threshold "
+                              f"{tdef.outlier_threshold} (initial speeds too high)")
+            raise ValueError(f"{tdef.name}: only {have} of {drawn} simulated systems are usable "
+                             f"with {settings}: {'; '.join(causes)}")
     return {k: torch.cat([g[k] for g in got])[:n] for k in got[0]}
+
+
+MIN_KEPT = 0.05  # below this fraction of usable systems, generation gives up with the cause
 
 
 def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 0,
@@ -729,13 +752,17 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
     sizes = task_sizes(name, b)
     if ood_translation_std is None:
         ood_translation_std = tdef.translation_std
-    config = {"task": name, "n_train": n_train or sizes[0], "n_val": n_val or sizes[1],
-              "n_test": n_test or sizes[2], "seed": int(seed),
+    n_train, n_val, n_test = (sizes[i] if v is None else check_count(k, v) for i, (k, v) in
+                              enumerate((("n_train", n_train), ("n_val", n_val),
+                                         ("n_test", n_test))))
+    seed = check_count("seed", seed, minimum=0)
+    config = {"task": name, "n_train": n_train, "n_val": n_val,
+              "n_test": n_test, "seed": int(seed),
               "ood_translation_std": float(ood_translation_std), "init": dict(sorted(init_kw.items())),
               "format": DATA_FORMAT, "simulated_on": torch.device(simulate_on).type}
     key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{name}-{key}.pt"
-    splits = _read_cache(path, config) if cache else None
+    splits = _read_cache(path, config, tdef.spec) if cache else None
     provenance: dict
     if splits is None:
         t0 = time.perf_counter()
@@ -755,7 +782,10 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
                 {**provenance, "description": tdef.description, "protocol": tdef.protocol})
 
 
-def _read_cache(path: Path, config: dict):
+def _read_cache(path: Path, config: dict, spec: TaskSpec | None = None):
+    """A cache file's splits, validated against its own configuration: the config itself, every
+    split present, each split's size, each field's shape (``spec``) and dtype, finite values.
+    Anything else is quarantined (moved aside, kept) and the data regenerated."""
     if not path.exists():
         return None
     try:
@@ -766,8 +796,32 @@ def _read_cache(path: Path, config: dict):
         for split in SPLITS:
             if split not in splits:
                 raise ValueError(f"split {split!r} is missing")
-        for split in splits:
-            for k, v in splits[split].items():
+        sizes = {"train": config["n_train"], "val": config["n_val"], "test": config["n_test"],
+                 "ood": config["n_test"]}
+        fields = {**spec.inputs, **spec.outputs} if spec is not None else {}
+        for split, data in splits.items():
+            if not isinstance(data, dict) or not data:
+                raise ValueError(f"split {split!r} holds no fields")
+            missing = [k for k in fields if k not in data]
+            if missing:
+                raise ValueError(f"split {split!r} lacks fields {missing}")
+            lengths = {len(v) for v in data.values()}
+            if len(lengths) != 1:
+                raise ValueError(f"split {split!r}: its fields disagree on the size {lengths}")
+            if split in sizes and lengths != {sizes[split]}:
+                raise ValueError(f"split {split!r} holds {lengths.pop()} samples, its config "
+                                 f"says {sizes[split]}")
+            for k, v in data.items():
+                if not isinstance(v, torch.Tensor) or v.dtype != torch.float64:
+                    raise ValueError(f"{split}/{k} is not a float64 tensor")
+                f = fields.get(k)
+                if f is not None:
+                    want = 3 if f.per_particle else 2
+                    n_ok = (not f.per_particle or split not in sizes
+                            or v.shape[1] == spec.n_particles)
+                    if v.dim() != want or v.shape[-1] != f.channels or not n_ok:
+                        raise ValueError(f"{split}/{k} has shape {tuple(v.shape)}, not that of "
+                                         f"{f} with {spec.n_particles} particles")
                 if not torch.isfinite(v).all():
                     raise ValueError(f"{split}/{k} holds non-finite values")
         return splits, blob["provenance"]

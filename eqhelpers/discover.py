@@ -122,6 +122,21 @@ class Discovery:
         def t(x):
             return None if x is None else torch.tensor(x, dtype=torch.float64)
 
+        gens = t(d["generators"])
+        if gens is None or gens.dim() != 3 or gens.shape[1] != gens.shape[2] or not len(gens):
+            raise ValueError(f"generators must be k square matrices [k, d, d], got "
+                             f"{None if gens is None else tuple(gens.shape)}")
+        k = len(gens)
+        for name, value in (("generators", gens), ("ranges", t(d.get("ranges"))),
+                            ("true_generators", t(d.get("true_generators"))),
+                            ("scores.score", t(d["scores"]["score"])),
+                            ("scores.degradation", t(d["scores"]["degradation"]))):
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{name} holds non-finite values (NaN or inf)")
+        for name, value in (("ranges", d.get("ranges")), ("scores.score", d["scores"]["score"]),
+                            ("scores.degradation", d["scores"]["degradation"])):
+            if value is not None and len(value) != k:
+                raise ValueError(f"{name} has {len(value)} entries for {k} generators")
         s = d["scores"]
         scores = SymmetryScores(t(s["score"]), t(s["degradation"]), s["reference_degradation"],
                                 s["base_mse"], s["z_range"], s["threshold"])

@@ -361,9 +361,19 @@ class Augmentation(Objective):
 
 def make_objective(kind: str = "remul", group: Group | None = None, alpha: float = 1.0,
                    beta: float = 0.0, mode: str = "label", weighting: str = "fixed") -> Objective:
-    """``"plain"`` (β = 0), ``"remul"``, ``"augment"``: the three training regimes by name."""
+    """``"plain"`` (β = 0), ``"remul"``, ``"augment"``: the three training regimes by name.
+    Every setting is checked whatever the regime (a plain run with α = −5 or an unknown mode is
+    an error, not quietly replaced)."""
+    check_weight("alpha", alpha)
+    check_weight("beta", beta)
+    if mode not in ("label", "self"):
+        raise ValueError(f"mode must be 'label' or 'self', got {mode!r}")
+    if weighting not in ("fixed", "gradnorm"):
+        raise ValueError(f"weighting must be 'fixed' or 'gradnorm', got {weighting!r}")
     if kind == "plain":
-        return REMUL(alpha=alpha if alpha > 0 else 1.0, beta=0.0)
+        if alpha == 0:
+            raise ValueError("a plain run needs alpha > 0: its loss is α·L_task")
+        return REMUL(alpha=alpha, beta=0.0)
     if kind == "remul":
         return REMUL(alpha, beta, group, mode=mode, weighting=weighting)
     if kind in ("augment", "augmentation"):

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from ._util import chunk_sizes, make_generator
+from ._util import check_count, chunk_sizes, make_generator
 from .budget import Budget, get_budget
 from .data import SPLITS, Task
 from .equivariance import equivariance_error, field_mse
@@ -73,8 +73,9 @@ def evaluate(model, task: Task, budget: str | Budget | None = None, seed: int = 
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     b = get_budget(budget, dev)
-    M = b.eval_M if M is None else M
-    n_samples = b.eval_samples if n_samples is None else n_samples
+    M = b.eval_M if M is None else check_count("M", M)
+    n_samples = b.eval_samples if n_samples is None else check_count("n_samples", n_samples)
+    seed = check_count("seed", seed, minimum=0)
     sub = task["test"].index(slice(0, n_samples)).to(dev, dtype)
     out = {"test_mse": mse(model, task["test"].to(dev, dtype)),
            "ood_mse": mse(model, task["ood"].to(dev, dtype))}

@@ -281,14 +281,14 @@ class Group:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if generator is not None and device is None:
             device = generator.device
-        dtype = dtype or torch.get_default_dtype()
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         return self._sample(n, generator, torch.device(device or "cpu"), dtype)
 
     def _sample(self, n, generator, device, dtype) -> Transform:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def identity(self, n: int = 1, device=None, dtype: torch.dtype | None = None) -> Transform:
-        dtype = dtype or torch.get_default_dtype()
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         rot = trans = perm = None
         if self.has_rotation:
             rot = torch.eye(self.dim, dtype=dtype, device=device).repeat(n, 1, 1)
@@ -439,7 +439,7 @@ def exp_uniform(generators: Tensor, ranges, n: int, generator: torch.Generator |
     ``z = r·(2u − 1)`` with ``u ~ U(0, 1)``, so the matrices are differentiable in the generators
     and the ranges (the reparameterisation trick)."""
     device = device if device is not None else generators.device
-    dtype = dtype or generators.dtype
+    dtype = generators.dtype if dtype is None else dtype
     u = torch.rand(n, generators.shape[0], generator=generator, device=device, dtype=dtype)
     z = (2 * u - 1) * torch.as_tensor(ranges).to(dtype=dtype, device=device)
     a = torch.einsum("nk,kij->nij", z, generators.to(dtype=dtype, device=device))

@@ -156,6 +156,9 @@ def temperature_of(vel: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return 2 * kinetic_energy(vel, masses) / (dof * KB_EV)
 
 
+MAX_COORD = 1e4  # Å: a molecule whose atoms get this far has blown up
+
+
 def langevin(ff: ForceField, pos: np.ndarray, vel: np.ndarray, steps: int, dt: float,
              friction: float, temperature: float, rng: np.random.Generator | None,
              save_every: int = 0, progress: str | None = None):
@@ -182,6 +185,13 @@ def langevin(ff: ForceField, pos: np.ndarray, vel: np.ndarray, steps: int, dt: f
         if friction > 0:
             vel = c1 * vel + noise * rng.standard_normal(vel.shape)
         pos = pos + 0.5 * dt * vel
+        if not np.isfinite(pos).all() or np.abs(pos).max() > MAX_COORD:
+            if bar is not None:
+                bar.close()
+            raise FloatingPointError(
+                f"{ff.name}: the simulation diverged at step {step} (atoms flew apart: "
+                f"coordinates beyond {MAX_COORD:g} Å or NaN); lower dt (now {dt} fs) or the "
+                f"temperature (now {temperature} K)")
         e, f = ff.energy_forces(pos)
         vel = vel + 0.5 * dt * ACC_UNIT * f / m
         if save_every and step % save_every == 0:

@@ -50,10 +50,23 @@ def point_key(model: str, beta: float, seed: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def model_signature(model) -> dict:
+    """What a model was built for: its class and its task's fields (names, types, particles)."""
+    spec = model.spec
+    return {"class": type(model).__name__,
+            "inputs": {k: repr(f) for k, f in spec.inputs.items()},
+            "outputs": {k: repr(f) for k, f in spec.outputs.items()},
+            "n_particles": spec.n_particles}
+
+
 def checkpoint_blob(model, **extra) -> dict:
-    """What a checkpoint holds: the weights and the model's configuration (``model.config``:
-    centring, head), and ``extra`` (step, validation MSE, the sweep point…)."""
-    return {"state_dict": model.state_dict(), "model_config": model.config, **extra}
+    """What a checkpoint holds: the weights, the model's configuration (``model.config``:
+    centring, head), what it was built for (:func:`model_signature`), the package version and
+    ``extra`` (task, step, validation MSE, the sweep point…)."""
+    from . import __version__
+
+    return {"state_dict": model.state_dict(), "model_config": model.config,
+            "signature": model_signature(model), "version": __version__, **extra}
 
 
 def save_checkpoint(model, path: str | Path, **extra) -> Path:
@@ -74,12 +87,35 @@ def read_checkpoint(path: str | Path, map_location=None) -> dict:
     return blob
 
 
-def load_checkpoint(model, path: str | Path, map_location=None, blob: dict | None = None) -> dict:
+def load_checkpoint(model, path: str | Path, map_location=None, blob: dict | None = None,
+                    task: str | None = None) -> dict:
     """Load a checkpoint saved by :func:`save_checkpoint` into ``model`` (weights only);
-    ``blob``: its contents when already read (:func:`read_checkpoint`)."""
+    ``blob``: its contents when already read (:func:`read_checkpoint`).
+
+    Refused, with the reason: weights that are not finite; a checkpoint made for another model
+    class or other task fields (its :func:`model_signature`), or for another ``task`` than the
+    one named; weights of other shapes. (Checkpoints from before eqhelpers 0.2.1 carry no
+    signature: only their weights are checked.)"""
     blob = read_checkpoint(path, map_location) if blob is None else blob
+    state = blob["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} is unreadable: its state_dict is not a dict")
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"checkpoint {path} holds non-finite weights (NaN or inf) in {bad[:5]}"
+                         f"{' …' if len(bad) > 5 else ''}: it cannot be used")
+    sig = blob.get("signature")
+    if sig is not None:
+        want = model_signature(model)
+        diff = {k: (sig.get(k), v) for k, v in want.items() if sig.get(k) != v}
+        if diff:
+            raise ValueError(f"checkpoint {path} was made for another model or task: {diff} "
+                             f"(checkpoint, this model)")
+    if task is not None and blob.get("task") is not None and blob["task"] != task:
+        raise ValueError(f"checkpoint {path} was trained on task {blob['task']!r}, not {task!r}")
     try:
-        model.load_state_dict(blob["state_dict"])
+        model.load_state_dict(state)
     except Exception as exc:
         raise ValueError(f"checkpoint {path} does not fit this model: {exc}") from exc
     return blob
@@ -123,10 +159,10 @@ def load_sweep(path: str | Path) -> SweepResult:
     path = Path(path)
     file = path / "sweep.json" if path.is_dir() else path
     try:
-        blob = json.loads(file.read_text())
+        blob = json.loads(file.read_text(encoding="utf-8"))
         result = SweepResult(blob["config"], blob["points"], blob["summary"], file.parent,
                              provenance=blob.get("provenance", {}))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError included
         raise ValueError(f"cannot read sweep results from {file}: {exc}") from exc
     return result
 
@@ -150,8 +186,10 @@ def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | N
         raise ValueError(f"no saved model for {model} β={beta:g} seed {seed} in {path.parent} "
                          f"(have: {have or 'none; was the sweep run with save_models=True?'})")
     b = get_budget(result.config["budget"])
-    task = task or load_task(result.config["task"], b)
+    task = load_task(result.config["task"], b) if task is None else task
     blob = read_checkpoint(path, map_location="cpu")
     net = make_model(model, task.spec, **b.model_size(model), **checkpoint_options(blob))
-    load_checkpoint(net, path, blob=blob)
+    load_checkpoint(net, path, blob=blob, task=result.config["task"])
+    if blob.get("task") not in (None, task.name):
+        raise ValueError(f"{path} was trained on task {blob['task']!r}, not {task.name!r}")
     return net.eval()

@@ -28,9 +28,12 @@ plots use E′_mse (:func:`equivariance_key`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -42,8 +45,10 @@ from ._util import (
     atomic_json,
     atomic_torch_save,
     atomic_write,
+    check_count,
     check_weight,
     device_name,
+    ensure_output_dir,
     quarantine,
     resolve_device,
 )
@@ -107,10 +112,23 @@ def summarise(points: list[dict]) -> list[dict]:
     return rows
 
 
-def _read_point(path: Path, expect: dict) -> dict | None:
-    """A finished point, or None (after moving a corrupt file aside, with a warning)."""
+# what defines how a point was trained: a point file records these, and a sweep refuses a
+# directory (or a point) made with other values
+POINT_SETTINGS = ("task", "alpha", "budget", "group", "mode", "steps", "n_train", "head",
+                  "centre", "version")
+
+
+def _settings(config: dict) -> dict:
+    return {k: config[k] for k in POINT_SETTINGS}
+
+
+def _read_point(path: Path, expect: dict, settings: dict) -> dict | None:
+    """A finished point, or None (after moving a corrupt file aside, with a warning). A point
+    trained with other settings than ``settings`` is an error: it is not this sweep's."""
     try:
-        p = json.loads(path.read_text())
+        p = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(p, dict):
+            raise ValueError("it is not a JSON object")
         missing = [k for k in POINT_KEYS if k not in p]
         if missing:
             raise ValueError(f"missing {missing}")
@@ -122,25 +140,67 @@ def _read_point(path: Path, expect: dict) -> dict | None:
         if (p["model"], float(p["beta"]), int(p["seed"])) != (expect["model"], expect["beta"],
                                                             expect["seed"]):
             raise ValueError("it belongs to another point")
-        return p
     except Exception as exc:  # unreadable JSON, wrong types, wrong point: all "corrupt"
         quarantine(path, "sweep point", exc, "recomputing it")
         return None
+    have = p.get("settings")
+    if have != settings:
+        diff = ({k: (have.get(k), v) for k, v in settings.items() if have.get(k) != v}
+                if isinstance(have, dict) else "none recorded (written before eqhelpers 0.2.1)")
+        raise ValueError(f"{path} was trained with other settings: {diff} (point, this sweep); "
+                         f"use another output directory")
+    return p
 
 
 def _check_config(out: Path, config: dict) -> None:
+    """Refuse a directory holding another sweep's configuration; record this one. Called with
+    the directory's lock held (:func:`_claim`), so no other sweep checks in between."""
     path = out / "sweep_config.json"
     if path.exists():
         try:
-            have = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+            have = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(have, dict):
+                raise ValueError("it is not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is corrupt ({exc}); move it away to reuse {out}") from exc
-        keys = ("task", "alpha", "budget", "group", "mode", "steps", "n_train", "head", "centre")
-        diff = {k: (have.get(k), config[k]) for k in keys if have.get(k) != config[k]}
+        diff = {k: (have.get(k), config[k]) for k in POINT_SETTINGS if have.get(k) != config[k]}
         if diff:
             raise ValueError(f"{out} holds a sweep with other settings {diff} (saved, new); "
                              f"use another output directory")
     atomic_json(config, path)  # compatible: record the grid asked for now
+
+
+@contextlib.contextmanager
+def _claim(out: Path):
+    """Hold an exclusive lock on ``<out>/.sweep.lock`` (``flock``) while this sweep runs: a second
+    sweep into the same directory is refused instead of mixing its points in. The kernel drops
+    the lock when the process ends, however it ends, so a killed sweep leaves nothing stale."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): run unguarded, say so
+        import warnings
+
+        warnings.warn(f"no file locking on this platform: do not run two sweeps into {out} "
+                      f"at once", stacklevel=3)
+        yield
+        return
+    lock = out / ".sweep.lock"
+    fh = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            who = fh.read().strip() or "unknown"
+            raise ValueError(f"another sweep ({who}) is running in {out}: wait for it to finish, "
+                             f"or use another output directory") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%F %T')}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the lock
 
 
 def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], alpha: float,
@@ -210,7 +270,6 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     ``max_stack``: at most this many per stack. ``ray``: ``"auto"`` or a cluster address
     (module docstring).
     """
-    from .data import load_task
     from .models import MODELS
 
     betas = log_betas() if betas is None else [check_weight("beta", b) for b in betas]
@@ -222,26 +281,44 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     for m in models:
         if m not in MODELS:
             raise ValueError(f"unknown model {m!r}: choose one of {sorted(MODELS)}")
-    if max_stack is not None and (isinstance(max_stack, bool) or not isinstance(max_stack, int)
-                                  or max_stack < 1):
-        raise ValueError(f"max_stack must be a positive int or None, got {max_stack!r}")
+    if max_stack is not None:
+        check_count("max_stack", max_stack)
     if ray is not None and (not isinstance(ray, str) or not ray):
         raise ValueError(f"ray must be 'auto' or a cluster address, got {ray!r}")
     dev = resolve_device(device)
     b = get_budget(budget, dev)
     if n_train is not None:
-        if not isinstance(n_train, int) or n_train < 1:
-            raise ValueError(f"n_train must be a positive int, got {n_train!r}")
-        b = b.scaled(n_train=n_train)
+        b = b.scaled(n_train=check_count("n_train", n_train))
     config = {"task": task, "models": list(models), "betas": [float(x) for x in betas],
               "seeds": [int(s) for s in seeds], "alpha": alpha, "group": group, "mode": mode,
               "head": head, "centre": centre,
-              "budget": b.name, "steps": steps or b.steps, "n_train": b.n_train,
+              "budget": b.name, "steps": b.steps if steps is None else check_count("steps", steps),
+              "n_train": b.n_train,
               "version": __version__}
-    out = Path(out) if out is not None else None
-    if out is not None:
-        (out / "points").mkdir(parents=True, exist_ok=True)
+    for name, value in (("group", group), ("mode", mode), ("head", head)):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+    if not isinstance(centre, bool):
+        raise ValueError(f"centre must be True or False, got {centre!r}")
+    if out is None:
+        return _sweep(config, b, dev, None, models, betas, seeds, alpha, save_models, stack,
+                      max_stack, ray, progress, command)
+    out = ensure_output_dir(out, "sweep directory")
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    with _claim(out):  # check-and-claim: no other sweep reads or writes here meanwhile
         _check_config(out, config)
+        return _sweep(config, b, dev, out, models, betas, seeds, alpha, save_models, stack,
+                      max_stack, ray, progress, command)
+
+
+def _sweep(config, b, dev, out, models, betas, seeds, alpha, save_models, stack, max_stack, ray,
+           progress, command) -> SweepResult:
+    from .data import load_task
+    from .models import MODELS
+
+    task, group, mode, steps = config["task"], config["group"], config["mode"], config["steps"]
+    head, centre = config["head"], config["centre"]
+    settings = _settings(config)
     task_obj = load_task(task, b)
     plan = [(m, beta, int(s)) for m in models
             for beta in ([0.0] if MODELS[m].equivariant else sorted({float(x) for x in betas}))
@@ -250,20 +327,22 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     todo: dict[str, list[tuple[float, int]]] = {}
     for m, beta, s in plan:
         path = out / "points" / f"{point_key(m, beta, s)}.json" if out is not None else None
-        p = _read_point(path, {"model": m, "beta": beta, "seed": s}) if path and path.exists() \
-            else None
+        p = (_read_point(path, {"model": m, "beta": beta, "seed": s}, settings)
+             if path and path.exists() else None)
         weights = out / "models" / f"{point_key(m, beta, s)}.pt" if out and save_models else None
         if p is None or (weights is not None and not weights.exists()):
             todo.setdefault(m, []).append((beta, s))
         else:
             found[(m, beta, s)] = p
-    groups = [(m, pts[i:i + (max_stack or len(pts))]) for m, pts in todo.items()
-              for i in range(0, len(pts), max_stack or len(pts))]
+    groups = [(m, pts[i:i + (len(pts) if max_stack is None else max_stack)])
+              for m, pts in todo.items()
+              for i in range(0, len(pts), len(pts) if max_stack is None else max_stack)]
     options = {"group": group, "mode": mode, "steps": steps, "head": head, "centre": centre,
                "stack": stack}
 
     def store(m: str, results: list[tuple]) -> None:
         for p, blob in results:
+            p["settings"] = settings
             key = point_key(m, p["beta"], p["seed"])
             if blob is not None and out is not None:
                 atomic_torch_save(blob, out / "models" / f"{key}.pt")

@@ -595,7 +595,8 @@ def train_many(models: Sequence[Model], task: Task,
                     members.write_back()
                     for i in improved:
                         if ckpts[i] is not None:
-                            save_checkpoint(models[i], ckpts[i], step=step, val_mse=vals[i])
+                            save_checkpoint(models[i], ckpts[i], step=step, val_mse=vals[i],
+                                            task=task.name, seed=seeds[i])
             bar.set_postfix(loss=f"{host['loss'][0]:.3g}", val=f"{vals[0]:.3g}")
             if callback is not None:
                 callback(hists[0].records[-1])

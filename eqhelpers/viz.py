@@ -507,7 +507,7 @@ def _vector_output(spec, out, x, key: str | None):
     keys = [k for k, f in spec.outputs.items() if f.per_particle and f.kind in ("vector", "point")]
     if not keys:
         raise ValueError("the model has no per-atom vector or point output to draw")
-    key = key or keys[0]
+    key = keys[0] if key is None else key
     if key not in keys:
         raise ValueError(f"cannot draw {key!r}: choose one of {keys}")
     v = out[key]
@@ -601,7 +601,7 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     from .data import load_task
     from .results import EQUIVARIANCE_SHORT, equivariance_key, load_sweep_model
 
-    task = task or load_task(result.config["task"], result.config["budget"])
+    task = load_task(result.config["task"], result.config["budget"]) if task is None else task
     e = equivariance_key(result.summary)
     e_name = EQUIVARIANCE_SHORT[e]
     betas = sorted({p["beta"] for p in result.points if p["model"] == model})

@@ -83,7 +83,17 @@ class Model(nn.Module):
         if missing:
             raise ValueError(f"{type(self).__name__} needs input fields {missing}; "
                              f"the sample has {sorted(sample.keys())}")
-        n = sample[next(iter(self.spec.inputs))].shape[1]
+        first = sample[next(iter(self.spec.inputs))]
+        if first.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__} got an empty batch (0 samples)")
+        want = next(self.parameters()).dtype
+        wrong = [k for k in self.spec.inputs if sample[k].is_floating_point()
+                 and not self.spec.inputs[k].categories and sample[k].dtype != want]
+        if wrong:
+            raise ValueError(f"{type(self).__name__} has {want} weights but input {wrong[0]!r} "
+                             f"is {sample[wrong[0]].dtype}: convert the sample "
+                             f"(sample.to(dtype={want})) or build the model with that dtype")
+        n = first.shape[1]
         if n != self.spec.n_particles and not self.variable_size:
             raise ValueError(f"{type(self).__name__} was built for {self.spec.n_particles} "
                              f"particles, got {n}: {self.fixed_size_reason}")

@@ -1,0 +1,300 @@
+"""Bad inputs and faults, as a careless user or script makes them: each is a clear error naming
+the offending value (never a silent default, a hang, a raw traceback from deep inside torch, or
+lost work)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from eqhelpers import data
+from eqhelpers.__main__ import main
+from eqhelpers._util import resolve_device
+from eqhelpers.budget import get_budget
+from eqhelpers.equivariance import make_objective
+from eqhelpers.models import make_model
+from eqhelpers.results import load_checkpoint, load_sweep, save_checkpoint
+from eqhelpers.sweep import sweep
+from eqhelpers.train import evaluate, train, train_many
+
+TINY = {"task": "gravity", "models": ("transformer",), "betas": [0.0, 1.0], "seeds": (0,),
+        "budget": "tiny", "steps": 4, "progress": False}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture()
+def task():
+    return data.load_task("gravity", "tiny")
+
+
+def model(task, **kw):
+    torch.manual_seed(0)
+    return make_model("transformer", task.spec, width=16, layers=1, **kw)
+
+
+# --- zero or invalid means an error, never a default -----------------------------------------
+
+
+@pytest.mark.parametrize("kw, name", [({"n_train": 0}, "n_train"), ({"n_val": -1}, "n_val"),
+                                      ({"n_test": 2.5}, "n_test"), ({"seed": -1}, "seed"),
+                                      ({"n_train": True}, "n_train")])
+def test_load_task_sizes_and_seed(kw, name):
+    with pytest.raises(ValueError, match=name):
+        data.load_task("gravity", "tiny", cache=False, **kw)
+
+
+@pytest.mark.parametrize("kw, name", [({"n_samples": 0}, "n_samples"), ({"M": 0}, "M"),
+                                      ({"seed": -2}, "seed")])
+def test_evaluate_settings(task, kw, name):
+    with pytest.raises(ValueError, match=name):
+        evaluate(model(task), task, "tiny", **kw)
+
+
+@pytest.mark.parametrize("kind, kw, name", [
+    ("plain", {"alpha": -5}, "alpha"), ("plain", {"alpha": 0}, "alpha"),
+    ("plain", {"mode": "sideways"}, "mode"), ("remul", {"weighting": "adaptive"}, "weighting"),
+    ("plain", {"beta": float("nan")}, "beta"), ("augment", {"mode": "x"}, "mode"),
+    ("nonsense", {}, "objective")])
+def test_objective_settings_are_checked_for_every_regime(task, kind, kw, name):
+    with pytest.raises(ValueError, match=name):
+        make_objective(kind, group=task.group, **kw)
+
+
+@pytest.mark.parametrize("budget, err", [("", ValueError), ("huge", ValueError), (5, TypeError)])
+def test_budget_names(budget, err):
+    with pytest.raises(err, match="budget"):
+        get_budget(budget)
+
+
+@pytest.mark.parametrize("device", ["gpu0", "cuda:x", "tpu"])
+def test_unknown_device_string(device):
+    with pytest.raises(ValueError, match=f"unknown device {device!r}"):
+        resolve_device(device)
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"), ({"eval_every": -1}, "eval_every"),
+    ({"lr": -1e-3}, "lr"), ({"lr": float("nan")}, "lr"), ({"grad_clip": -1.0}, "grad_clip"),
+    ({"seed": -1}, "seed"), ({"steps": 2.0}, "steps")])
+def test_train_settings(task, kw, name):
+    with pytest.raises(ValueError, match=name):
+        train(model(task), task, None, "tiny", progress=False, **kw)
+
+
+def test_train_many_counts_must_match(task):
+    ms = [model(task), model(task)]
+    with pytest.raises(ValueError, match="1 objectives for 2 models"):
+        train_many(ms, task, [None], "tiny", steps=2, progress=False)
+    with pytest.raises(ValueError, match="lr: 3 values for 2 members"):
+        train_many(ms, task, None, "tiny", lr=[1e-3] * 3, steps=2, progress=False)
+    with pytest.raises(ValueError, match="at least one model"):
+        train_many([], task, None, "tiny")
+
+
+@pytest.mark.parametrize("kw, name", [({"steps": 0}, "steps"), ({"n_train": 0}, "n_train"),
+                                      ({"max_stack": 0}, "max_stack"), ({"ray": ""}, "ray"),
+                                      ({"centre": "yes"}, "centre"), ({"alpha": -1}, "alpha")])
+def test_sweep_settings(tmp_path, kw, name):
+    with pytest.raises(ValueError, match=name):
+        sweep(**{**TINY, **kw}, out=tmp_path / "sw")
+
+
+def test_bench_settings():
+    from eqhelpers.bench import benchmark
+
+    for kw, name in (({"min_time": -1}, "min_time"), ({"repeats": 0}, "repeats"),
+                     ({"batch_sizes": (0,)}, "batch size")):
+        with pytest.raises(ValueError, match=name):
+            benchmark("gravity", ("mlp",), budget="tiny", progress=False, **kw)
+
+
+# --- deep torch errors made clear --------------------------------------------------------------
+
+
+def test_a_float64_model_on_float32_data_says_so(task):
+    net = model(task, dtype=torch.float64)
+    with pytest.raises(ValueError, match="float64 weights but input 'pos' is torch.float32"):
+        net(task["test"].index(slice(0, 4)))
+
+
+def test_an_empty_batch_says_so(task):
+    with pytest.raises(ValueError, match="empty batch"):
+        model(task)(task["test"].index(slice(0, 0)))
+
+
+def test_a_diverging_md_simulation_names_the_fix():
+    pytest.importorskip("rdkit")
+    from eqhelpers.molecules import ForceField, langevin
+
+    ff = ForceField("ethanol")
+    vel = np.random.default_rng(0).normal(0, 1.0, ff.minimum.shape)  # Å/fs: far too hot
+    with pytest.raises(FloatingPointError, match="the simulation diverged .* lower dt"):
+        langevin(ff, ff.minimum, vel, 20000, dt=5.0, friction=0.0, temperature=0.0, rng=None)
+
+
+def test_generation_that_keeps_nothing_stops_with_the_cause():
+    result = {}
+
+    def go():
+        try:
+            data.load_task("charged", "tiny", n_train=8, n_val=4, n_test=4, vel_std=100.0,
+                           cache=False)
+        except ValueError as exc:
+            result["error"] = str(exc)
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    th.join(60)
+    assert not th.is_alive(), "generation hung"
+    assert "vel_std=100.0" in result["error"] and "outlier threshold" in result["error"]
+
+
+# --- loaded artefacts are checked for what they are --------------------------------------------
+
+
+def test_checkpoints_are_checked_against_what_they_load_into(task, tmp_path):
+    net = model(task)
+    path = save_checkpoint(net, tmp_path / "g.pt", task="gravity")
+    charged = data.load_task("charged", "tiny")
+    other = make_model("transformer", charged.spec, width=16, layers=1)
+    with pytest.raises(ValueError, match="made for another model or task"):
+        load_checkpoint(other, path)
+    with pytest.raises(ValueError, match="trained on task 'gravity', not 'charged'"):
+        load_checkpoint(model(task), path, task="charged")
+    with pytest.raises(ValueError, match="made for another model or task"):
+        load_checkpoint(make_model("gnn", task.spec, width=16, layers=1), path)
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"]["head.bias"][0] = float("nan")
+    torch.save(blob, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match="non-finite weights .*head.bias"):
+        load_checkpoint(model(task), tmp_path / "nan.pt")
+    load_checkpoint(model(task), path, task="gravity")  # and the right one loads
+
+
+def test_discovery_results_are_checked(tmp_path):
+    from eqhelpers.discover import load_discovery
+
+    def write(gens, scores, ranges):
+        d = {"task": "hidden_axis", "generators": gens, "ranges": ranges, "true_generators": None,
+             "scores": {"score": scores, "degradation": scores, "reference_degradation": 1.0,
+                        "base_mse": 1.0, "z_range": 1.0, "threshold": 0.5}}
+        (tmp_path / "discovery.json").write_text(json.dumps(d))
+        return tmp_path
+
+    g = np.eye(3)[None].tolist()
+    with pytest.raises(ValueError, match="non-finite"):
+        load_discovery(write([[[float("nan")] * 3] * 3], [1.0], [1.0]))
+    with pytest.raises(ValueError, match="2 entries for 1 generators"):
+        load_discovery(write(g, [1.0, 0.5], [1.0]))
+    with pytest.raises(ValueError, match="square matrices"):
+        load_discovery(write([[1.0, 2.0]], [1.0], [1.0]))
+
+
+def test_non_utf8_sweep_files_are_named(tmp_path):
+    (tmp_path / "sweep.json").write_bytes(b"\xff\xfe{\x00bad")
+    with pytest.raises(ValueError, match="cannot read sweep results from .*sweep.json"):
+        load_sweep(tmp_path)
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / "sweep_config.json").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="sweep_config.json is corrupt"):
+        sweep(**TINY, out=out)
+
+
+# --- caches are validated against their own configuration --------------------------------------
+
+
+def _cache_file(tmp_path):
+    files = sorted((tmp_path / "cache").glob("gravity-*.pt"))
+    assert len(files) == 1
+    return files[0]
+
+
+@pytest.mark.parametrize("damage", ["short_train", "wrong_shape", "wrong_dtype"])
+def test_a_cache_that_does_not_fit_its_config_is_quarantined(tmp_path, damage):
+    first = data.load_task("gravity", "tiny")
+    path = _cache_file(tmp_path)
+    blob = torch.load(path, weights_only=True)
+    if damage == "short_train":
+        blob["splits"]["train"] = {k: v[:10] for k, v in blob["splits"]["train"].items()}
+    elif damage == "wrong_shape":
+        blob["splits"]["val"]["pos"] = blob["splits"]["val"]["pos"][..., :2]
+    else:
+        blob["splits"]["test"]["vel"] = blob["splits"]["test"]["vel"].float()
+    torch.save(blob, path)
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = data.load_task("gravity", "tiny")
+    assert len(list((tmp_path / "cache").glob("gravity-*.pt.corrupt-*"))) == 1
+    for split in ("train", "val", "test"):  # regenerated identically
+        torch.testing.assert_close(again[split]["pos"], first[split]["pos"])
+
+
+# --- sweeps never mix settings ----------------------------------------------------------------
+
+
+def test_points_of_other_settings_are_refused_even_without_the_config_file(tmp_path):
+    out = tmp_path / "sw"
+    sweep(**{**TINY, "steps": 6}, out=out)
+    (out / "sweep_config.json").unlink()
+    with pytest.raises(ValueError, match=r"trained with other settings: \{'steps': \(6, 3\)\}"):
+        sweep(**{**TINY, "steps": 3}, out=out)
+
+
+def test_two_sweeps_at_once_into_one_directory_one_is_refused(tmp_path):
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "eqhelpers", "sweep", "--task", "gravity", "--budget", "tiny",
+           "--betas", "0", "1", "--seeds", "0", "--out", str(out), "--no-progress"]
+    procs = [subprocess.Popen(cmd + ["--steps", str(steps)], env=os.environ.copy(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for steps in (30, 31)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    codes = sorted(r[2] for r in results)
+    assert codes == [0, 2], results
+    refused = next(r for r in results if r[2] == 2)
+    assert "another sweep" in refused[1] or "other settings" in refused[1]
+    assert "Traceback" not in refused[1]
+    cfg = json.loads((out / "sweep_config.json").read_text())
+    for f in (out / "points").glob("*.json"):  # every point is the winner's
+        assert json.loads(f.read_text())["settings"]["steps"] == cfg["steps"]
+
+
+# --- the command line: a user mistake is one line and exit status 2 -----------------------------
+
+
+def test_an_unusable_out_fails_at_once_before_any_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for cmd in (["train", "--budget", "tiny"], ["sweep", "--budget", "tiny"],
+                ["discover", "--budget", "tiny"], ["bench", "--budget", "tiny"]):
+        for out in (blocker, blocker / "below"):
+            t0 = time.perf_counter()
+            assert main([*cmd, "--out", str(out)]) == 2
+            assert time.perf_counter() - t0 < 1.0
+            err = capsys.readouterr().err
+            assert str(blocker) in err and err.count("\n") == 1, err
+    assert blocker.read_text() == "x"  # nothing lost
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path, monkeypatch):
+    env = {**os.environ, "EQHELPERS_CACHE": str(tmp_path / "cachefile")}
+    (tmp_path / "cachefile").write_text("not a directory")
+    cases = [["train", "--budget", "tiny", "--device", "gpu0"],
+             ["bench", "--budget", "tiny", "--min-time", "-1"],
+             ["train", "--budget", "tiny", "--steps", "0"],
+             ["train", "--budget", "tiny", "--steps", "2"]]  # the cache path is a file
+    for args in cases:
+        res = subprocess.run([sys.executable, "-m", "eqhelpers", *args, "--out",
+                              str(tmp_path / "o"), "--no-progress"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and res.stderr.startswith("error:"), res.stderr
