@@ -39,7 +39,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._util import device_name, make_generator, resolve_device, seed_everything
+from ._util import (
+    check_count,
+    check_positive,
+    device_name,
+    make_generator,
+    resolve_device,
+    seed_everything,
+)
 from .budget import Budget, get_budget
 from .data import Task, load_task
 from .equivariance import REMUL, Objective, make_objective
@@ -137,15 +144,9 @@ def _per_member(name: str, value, k: int, check=None) -> list:
     return values
 
 
-def _positive_float(name: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be finite and > 0, got {v!r}")
-
-
 def _clip_value(name: str, v) -> None:
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                          or not (v > 0 and math.isfinite(v))):
-        raise ValueError(f"{name} must be None (no clipping) or finite and > 0, got {v!r}")
+    if v is not None:  # None: no clipping
+        check_positive(name, v)
 
 
 def stack_reason(models: Sequence[Model], objectives: Sequence[Objective]) -> str | None:
@@ -379,20 +380,12 @@ def train_many(models: Sequence[Model], task: Task,
                          f"train them one at a time")
     dev = resolve_device(device)
     b = get_budget(budget, dev)
-    steps = b.steps if steps is None else steps
-    batch_size = b.batch_size if batch_size is None else batch_size
-    for name, v in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    eval_every = b.eval_every if eval_every is None else eval_every
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive int, got {eval_every!r}")
+    steps = b.steps if steps is None else check_count("steps", steps)
+    batch_size = b.batch_size if batch_size is None else check_count("batch_size", batch_size)
+    eval_every = b.eval_every if eval_every is None else check_count("eval_every", eval_every)
     eval_every = min(eval_every, steps)
-    seeds = _per_member("seeds", seeds, k)
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"seed must be a non-negative int, got {s!r}")
-    lrs = _per_member("lr", b.lr if lr is None else lr, k, _positive_float)
+    seeds = [check_count("seed", s, minimum=0) for s in _per_member("seeds", seeds, k)]
+    lrs = _per_member("lr", b.lr if lr is None else lr, k, check_positive)
     kinds = _per_member("lr_schedule", b.lr_schedule if lr_schedule is None else lr_schedule, k)
     clips = _per_member("grad_clip", b.grad_clip if grad_clip is None else grad_clip, k,
                         _clip_value)

@@ -159,7 +159,7 @@ def test_what_cannot_be_stacked_says_why(task):
     with pytest.raises(ValueError, match="2 values for 3 members"):
         train_many([fresh(task, s) for s in range(3)], task, None, "tiny", seeds=[0, 1],
                    steps=2, progress=False)
-    with pytest.raises(ValueError, match="lr must be finite"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         train_many([a, c], task, None, "tiny", lr=[1e-3, -1.0], steps=2, progress=False)
 
 
