@@ -389,7 +389,7 @@ def train_many(models: Sequence[Model], task: Task,
     kinds = _per_member("lr_schedule", b.lr_schedule if lr_schedule is None else lr_schedule, k)
     clips = _per_member("grad_clip", b.grad_clip if grad_clip is None else grad_clip, k,
                         _clip_value)
-    ckpts = _per_member("checkpoints", checkpoints if checkpoints is not None else None, k)
+    ckpts = _per_member("checkpoints", checkpoints, k)
     seed_everything(seeds[0])
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -509,7 +509,7 @@ def train_many(models: Sequence[Model], task: Task,
         raise ValueError("cuda_graph=True needs a CUDA device")
     if use_graph and not stacked_draws:
         raise ValueError(f"the {lead.name} objective draws on the host: no CUDA graph")
-    graph = None
+    graph = side = None
     first_call_s = None
 
     hists = [History(config={
@@ -534,23 +534,18 @@ def train_many(models: Sequence[Model], task: Task,
             graph.replay()
         elif use_graph and step == WARMUP_STEPS + 1:
             t_cap = time.perf_counter()
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            torch.cuda.current_stream().wait_stream(stream)
-            for p in members.params:
-                p.grad = None
-            graph = torch.cuda.CUDAGraph()
+            graph = torch.cuda.CUDAGraph()  # one_step sets the grads to None first
             with torch.cuda.graph(graph):
                 one_step()
             graph.replay()
             torch.cuda.synchronize()
             first_call_s = time.perf_counter() - t_cap
-        elif use_graph and step <= WARMUP_STEPS:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
+        elif use_graph and step <= WARMUP_STEPS:  # warm-up on a side stream, as the docs do
+            side = side or torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
                 one_step()
-            torch.cuda.current_stream().wait_stream(stream)
+            torch.cuda.current_stream().wait_stream(side)
         else:
             one_step()
         if step % eval_every == 0 or step == steps:
