@@ -35,6 +35,19 @@ symmetry is hidden and :mod:`eqhelpers.augment` has to find it):
 ``hidden_axis_partial``  the same, with train/val/test on a quarter of each orbit; OOD: all of it.
 ``hidden_plane``         x ~ N(0, I₅), y invariant under rotations of one unknown 2-plane of R⁵.
 ``no_symmetry``          x ~ N(0, I₃), y a generic function: no continuous linear symmetry.
+``boost``                x ~ N(0, I₃), y = h(x₀² − x₁², x₂): invariant under the Lorentz boosts
+                         of the (x₀, x₁) plane — a non-compact group whose elements are not
+                         rotations; OOD: test points boosted further (rapidity up to 1.5).
+
+Image tasks (scikit-learn's bundled 8×8 digits, no download, on a 16×16 canvas; an ``image`` field
+that 2×2 matrices move by resampling its domain):
+
+``digits_rotated``       digits rotated by U(−45°, 45°), their class (one-hot); OOD 45°–90°.
+``digits_scaled``        digits scaled by e^U(−0.35, 0.35), their class; OOD |log s| in 0.35–0.47.
+``digits_no_symmetry``   the rotated digits with a generic intensity-weighted moment as target.
+
+Each split draws from its own pool of source digits (60 / 10 / 30 % of the 1797), so no test
+digit is a moved copy of a training one.
 
 Molecules (MD17's eight: aspirin, benzene, ethanol, malonaldehyde, naphthalene, salicylic acid,
 toluene, uracil; simulated on MMFF94 by :mod:`eqhelpers.molecules`), two tasks each:
@@ -43,6 +56,10 @@ toluene, uracil; simulated on MMFF94 by :mod:`eqhelpers.molecules`), two tasks e
                        per molecule) from positions and atom types.
 ``<molecule>_future``  positions ΔT = ``delta_t`` steps (default 3000 × 0.5 fs) ahead from
                        positions, velocities and atom types.
+
+``<molecule>_energy``   the MMFF94 energy (eV) of the ``_forces`` trajectory's conformers, each
+                       Haar-rotated (the data cover SO(3)'s orbits, as discovery needs).
+``<molecule>_no_symmetry``  the same conformers, y a generic orientation-dependent function.
 
 ``<molecule>_md17``     REMUL's molecular protocol: positions ΔT = 5000 steps ahead, splits
                        500/2000/2000 (on MMFF94 trajectories, not MD17's DFT ones).
@@ -68,7 +85,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -227,6 +244,12 @@ class TaskDef:
     extra_splits: Callable[..., dict[str, dict[str, Tensor]]] | None = None
     # which published protocol the task follows and how it differs (README, provenance)
     protocol: str = ""
+    # a classification task: the target is a one-hot field of this many classes (trained with the
+    # package's squared error like every target; accuracy reported beside it)
+    classes: int | None = None
+    # defaults of symmetry discovery on this task (eqhelpers.discover): model, schedule, score
+    # range — e.g. a non-compact group's moves are measured in rapidities, not half-turns
+    discovery: dict = field(default_factory=dict)
 
 
 def _log_uniform(lo, hi, shape, gen, dtype):
@@ -415,6 +438,30 @@ def no_symmetry_target(x: Tensor) -> Tensor:
     return torch.sin(x1) + 0.5 * x2**2 - 0.4 * x1 * x2 + 0.3 * x3 * (1 + x1) + 0.2 * x3**2
 
 
+def boost_generator(dtype=torch.float64, device=None) -> Tensor:
+    """K: the Lorentz boost of the (x₀, x₁) plane of R³ (x₀ the time-like axis, x₂ untouched).
+    Symmetric, not skew: e^{zK} has cosh z, sinh z entries and is not orthogonal."""
+    k = torch.zeros(3, 3, dtype=dtype, device=device)
+    k[0, 1] = k[1, 0] = 1.0
+    return k
+
+
+def boost_target(x: Tensor) -> Tensor:
+    """y = h(s, x₂), s = x₀² − x₁² the Minkowski interval of the (x₀, x₁) plane: invariant under
+    the boost e^{zK} and, among linear vector fields, under nothing else."""
+    s, x2 = x[..., 0:1] ** 2 - x[..., 1:2] ** 2, x[..., 2:3]
+    return torch.tanh(s) + 0.5 * torch.sin(1.5 * x2) + 0.2 * s * x2
+
+
+def boost_group(rapidity: float = 1.0) -> Group:
+    """Boosts e^{zK}, z ~ U(−rapidity, rapidity): the symmetry of ``boost`` (non-compact, so the
+    range is a choice: the data's Gaussian is not boost-invariant and large boosts leave it)."""
+    from .groups import LieGroup
+
+    return LieGroup(boost_generator(), rapidity, orthogonal=False,
+                    name=f"boosts of the (x0, x1) plane, |z| <= {rapidity:g}")
+
+
 def _target(fn):
     return lambda inp: fn(inp["x"])
 
@@ -447,6 +494,152 @@ DISCOVERY_TASKS = {
         "x ~ N(0, I₃), y a generic function: no continuous symmetry",
         target="y", ood=lambda s: SO3(),
     ),
+    "boost": TaskDef(
+        "boost", _discovery_spec(3), _gaussian_point(3), _target(boost_target),
+        lambda s: boost_group(1.0), None,
+        "x ~ N(0, I₃), y a function of x₀² − x₁² and x₂: invariant under Lorentz boosts of the "
+        "(x₀, x₁) plane (a non-compact group: its elements are not rotations)",
+        target="y", ood=lambda s: boost_group(1.5),
+        discovery={"schedule": (0.1, 0.6, 0.15, 0.35), "score_range": 0.6},
+    ),
+}
+
+# --------------------------------------------------------------------------------------------
+# images: scikit-learn's 8×8 digits (bundled with it, no download) on a 16×16 canvas
+# --------------------------------------------------------------------------------------------
+
+DIGIT_CANVAS = 16  # pixels; the digit fills the central 10×10, so moves keep it on the canvas
+DIGIT_CONTENT = 10
+DIGIT_POOLS = (0.6, 0.1, 0.3)  # disjoint shares of the 1797 digits for train / val / test (+ OOD)
+DIGITS_ROTATION = math.pi / 4  # training rotations U(−45°, 45°); OOD: 45°–90° either way
+DIGITS_LOG_SCALE = 0.35  # training scalings e^{U(−0.35, 0.35)}; OOD: |log s| in 0.35–0.47
+
+
+def _digit_spec(output: str) -> TaskSpec:
+    out = Field("scalar", channels=10) if output == "label" else Field("scalar")
+    return TaskSpec(inputs={"image": Field("image", size=(DIGIT_CANVAS, DIGIT_CANVAS))},
+                    outputs={output: out}, n_particles=1)
+
+
+def digit_images() -> tuple[Tensor, Tensor]:
+    """scikit-learn's 1797 digits upright on the canvas, intensities in [0, 1]:
+    (images [1797, 1, 256] float64, labels [1797] long)."""
+    from sklearn.datasets import load_digits
+    from torch.nn import functional as F
+
+    d = load_digits()
+    small = torch.from_numpy(d.images).double()[:, None] / 16.0  # [n, 1, 8, 8]
+    big = F.interpolate(small, size=(DIGIT_CONTENT, DIGIT_CONTENT), mode="bilinear",
+                        align_corners=False).clamp(0, 1)
+    pad = (DIGIT_CANVAS - DIGIT_CONTENT) // 2
+    canvas = F.pad(big, (pad, pad, pad, pad))
+    return canvas.reshape(len(d.images), 1, -1), torch.from_numpy(d.target).long()
+
+
+def digits_moment_target(images: Tensor) -> Tensor:
+    """A generic functional of an image, ⟨h, I⟩ / Σ I with h(x, y) = the no-symmetry function
+    of the plane: no map of the image's domain leaves it unchanged."""
+    n = DIGIT_CANVAS
+    c = (2 * torch.arange(n, dtype=images.dtype, device=images.device) + 1) / n - 1
+    yy, xx = torch.meshgrid(c, c, indexing="ij")  # pixel centres, x along a row, y down
+    h = torch.sin(2 * xx) + 0.8 * yy**2 - 0.6 * xx * yy + 0.5 * yy
+    img = images[:, 0]
+    return ((img * h.reshape(-1)).sum(-1) / img.sum(-1).clamp_min(1e-6))[:, None, None] * 3.0
+
+
+def _digit_moves(kind: str, n: int, gen: torch.Generator, ood: bool) -> Tensor:
+    """Matrices [n, 2, 2] moving the digits of a split: rotations or scalings within the training
+    range, or (``ood``) beyond it."""
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    sign = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < 0.5, -1.0, 1.0)
+    if kind == "scaled":
+        lo, hi = (DIGITS_LOG_SCALE, 0.47) if ood else (0.0, DIGITS_LOG_SCALE)
+        s = sign * (lo + (hi - lo) * u)
+        return torch.exp(s)[:, None, None] * torch.eye(2, dtype=torch.float64)
+    lo, hi = (DIGITS_ROTATION, math.pi / 2) if ood else (0.0, DIGITS_ROTATION)
+    return SO2(dim=2)._matrix(sign * (lo + (hi - lo) * u))
+
+
+def _digits_generate(kind: str, output: str):
+    """Splits of a digits task: each split draws from its own pool of source digits (no digit
+    is seen in two of train / val / test), moved at random; OOD: test digits moved further."""
+
+    def generate(n_train, n_val, n_test, seed, ood_translation_std):
+        from .fields import resample_image
+
+        images, labels = digit_images()
+        gen = torch.Generator().manual_seed(int(seed))
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1797))
+        cuts = [0, int(DIGIT_POOLS[0] * len(order)), int(sum(DIGIT_POOLS[:2]) * len(order)),
+                len(order)]
+        pools = {name: order[cuts[i]:cuts[i + 1]] for i, name in enumerate(("train", "val", "test"))}
+        splits = {}
+        for name, n in (("train", n_train), ("val", n_val), ("test", n_test), ("ood", n_test)):
+            pool = pools["test" if name == "ood" else name]
+            pick = pool[torch.randint(len(pool), (n,), generator=gen)]
+            mats = _digit_moves(kind, n, gen, ood=name == "ood")
+            img = resample_image(images[pick], mats, (DIGIT_CANVAS, DIGIT_CANVAS)).clamp(0, 1)
+            if output == "label":
+                y = torch.nn.functional.one_hot(labels[pick], 10).double()[:, None, :]
+            else:
+                y = digits_moment_target(img)
+            splits[name] = {"image": img, output: y}
+        return splits
+
+    return generate
+
+
+def _digits_unlabelled(inp, **kw):
+    raise ValueError("a digit's label is not a function of its pixels the package can compute: "
+                     "the digits tasks have fixed labels, no simulator")
+
+
+def _quarter_turns() -> Group:
+    """Rotations of the plane by up to ±90°: what keeps a digit's class (a half-turn does not)."""
+    from .groups import LieGroup
+
+    return LieGroup(SO2(dim=2).generators(), math.pi / 2, name="rotations of the plane, |θ| <= 90°")
+
+
+def _scaling_group(log_range: float) -> Group:
+    from .groups import LieGroup
+
+    return LieGroup(torch.eye(2, dtype=torch.float64), log_range, orthogonal=False,
+                    name=f"scalings of the plane, |log s| <= {log_range:g}")
+
+
+_DIGITS_PROTOCOL = ("the package's own, after SEMoLA's RotatedMNIST: scikit-learn's bundled 8×8 "
+                    "digits (1797; disjoint source digits per split), upsampled to 10×10 on a "
+                    "16×16 canvas; classes as one-hot targets fitted by squared error")
+IMAGE_TASKS = {
+    "digits_rotated": TaskDef(
+        "digits_rotated", _digit_spec("label"), None, _digits_unlabelled,
+        lambda s: _quarter_turns(), None,
+        "digits rotated by U(−45°, 45°), the class to predict; OOD: rotated 45°–90°. A digit "
+        "keeps its class under rotations up to a quarter turn (beyond, a 6 becomes a 9)",
+        target="label", generate=_digits_generate("rotated", "label"), classes=10,
+        protocol=_DIGITS_PROTOCOL,
+        discovery={"schedule": (0.1, math.pi / 2, 0.15, 0.35), "score_range": math.pi / 12},
+    ),
+    "digits_scaled": TaskDef(
+        "digits_scaled", _digit_spec("label"), None, _digits_unlabelled,
+        lambda s: _scaling_group(DIGITS_LOG_SCALE), None,
+        "digits scaled by e^U(−0.35, 0.35), the class to predict; OOD: |log s| in 0.35–0.47 "
+        "(a subset of gl(2): scalings, not rotations)",
+        target="label", generate=_digits_generate("scaled", "label"), classes=10,
+        protocol=_DIGITS_PROTOCOL,
+        discovery={"schedule": (0.05, DIGITS_LOG_SCALE, 0.15, 0.35),
+                   "score_range": DIGITS_LOG_SCALE},
+    ),
+    "digits_no_symmetry": TaskDef(
+        "digits_no_symmetry", _digit_spec("y"), None,
+        lambda inp, **kw: digits_moment_target(inp["image"]),
+        lambda s: Trivial(2), None,
+        "digits rotated by U(−45°, 45°), y a generic intensity-weighted moment of the picture: "
+        "no map of the plane keeps it",
+        target="y", generate=_digits_generate("rotated", "y"), protocol=_DIGITS_PROTOCOL,
+        discovery={"schedule": (0.1, math.pi / 2, 0.15, 0.35), "score_range": math.pi / 12},
+    ),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +654,10 @@ MD17_SIZES = (500, 2000, 2000)  # and its train / val / test sizes
 
 def _md_spec(kind: str, n_atoms: int) -> TaskSpec:
     atom = Field("scalar", categories=ATOM_TYPES)
+    if kind in ("energy", "no_symmetry"):
+        name = "energy" if kind == "energy" else "y"
+        return TaskSpec(inputs={"pos": Field("point"), "atom": atom},
+                        outputs={name: Field("scalar", per_particle=False)}, n_particles=n_atoms)
     if kind == "forces":
         return TaskSpec(inputs={"pos": Field("point"), "atom": atom},
                         outputs={"forces": Field("vector"),
@@ -469,6 +666,14 @@ def _md_spec(kind: str, n_atoms: int) -> TaskSpec:
     return TaskSpec(inputs={"pos": Field("point"), "vel": Field("vector"), "atom": atom},
                     outputs={"pos_next": Field("point")}, n_particles=n_atoms,
                     residual={"pos_next": "pos"})
+
+
+def molecule_moment_target(pos: Tensor, atom: Tensor) -> Tensor:
+    """A generic function of a conformer's orientation: Σ_i (Z_i / 6)·h(x_i − x̄) / N with h the
+    no-symmetry function of R³ (the atom index holds Z): translation-invariant, but no rotation
+    or other linear map keeps it. [B, 1]."""
+    x = 0.6 * (pos - pos.mean(dim=1, keepdim=True))
+    return ((atom / 6.0) * no_symmetry_target(x)).mean(dim=1)
 
 
 def md_frames(n_train: int, n_val: int, n_test: int, lag: int) -> int:
@@ -493,7 +698,10 @@ def _md_generate(kind: str, molecule: str, default_delta: int = DELTA_T):
         # the trajectory's length (so its cache) is the same for both tasks at the default ΔT
         gap = _md_lag(DELTA_T if kind == "forces" else delta_t, save_every)
         traj = load_trajectory(molecule, md_frames(n_train, n_val, n_test, gap), seed, **sim_kw)
+        spec_point = Field("point")
         lag = gap if kind == "future" else 0
+        if kind in ("energy", "no_symmetry"):  # conformers: the trajectory's frames in the
+            gap = _md_lag(DELTA_T, save_every)  # forces task's layout (one cached trajectory)
         t = {k: torch.from_numpy(getattr(traj, k)) for k in ("pos", "vel", "forces", "energy")}
         atom = torch.from_numpy(traj.numbers).double()[None, :, None]
         splits, start = {}, 0
@@ -502,6 +710,16 @@ def _md_generate(kind: str, molecule: str, default_delta: int = DELTA_T):
             split = {"pos": t["pos"][a], "atom": atom.expand(n, -1, -1).clone()}
             if kind == "forces":
                 split.update(forces=t["forces"][a], energy=t["energy"][a, None])
+            elif kind in ("energy", "no_symmetry"):
+                # every conformer Haar-rotated: the data cover all orientations, as a
+                # symmetry's orbits must for discovery to see them
+                rot = SO3().sample(n, generator=torch.Generator().manual_seed(
+                    int(seed) * 7 + len(splits) + 1), dtype=torch.float64)
+                split["pos"] = spec_point.act(rot, split["pos"])
+                if kind == "energy":
+                    split["energy"] = t["energy"][a, None]
+                else:
+                    split["y"] = molecule_moment_target(split["pos"], split["atom"])
             else:
                 split.update(vel=t["vel"][a], pos_next=t["pos"][start + lag:start + lag + n])
             splits[name] = split
@@ -511,7 +729,9 @@ def _md_generate(kind: str, molecule: str, default_delta: int = DELTA_T):
         # re-labelling (exact for forces and energies)
         spec = _md_spec(kind, len(traj.numbers)).spec
         gen = torch.Generator().manual_seed(int(seed))
-        g = SE3(ood_translation_std).sample(n_test, generator=gen, dtype=torch.float64)
+        ood_group = Translations(ood_translation_std) if kind == "no_symmetry" \
+            else SE3(ood_translation_std)
+        g = ood_group.sample(n_test, generator=gen, dtype=torch.float64)
         splits["ood"] = {k: spec[k].act(g, v) for k, v in splits["test"].items()}
         return splits
 
@@ -526,6 +746,10 @@ def _md_simulate(kind: str, molecule: str, default_delta: int = DELTA_T):
         pos = inp["pos"].cpu().numpy()
         if kind == "forces":
             return torch.from_numpy(np.stack([ff.energy_forces(p)[1] for p in pos]))
+        if kind == "energy":
+            return torch.tensor([[ff.energy(p)] for p in pos], dtype=torch.float64)
+        if kind == "no_symmetry":
+            return molecule_moment_target(inp["pos"], inp["atom"])
         settings = simulation_settings(**sim_kw)
         _md_lag(delta_t, settings["save_every"])  # the same check as the task's own ΔT
         return torch.from_numpy(propagate(ff, pos, inp["vel"].cpu().numpy(), delta_t,
@@ -544,6 +768,12 @@ def _md_tasks() -> dict[str, TaskDef]:
         "future": ("future", DELTA_T, f"positions ΔT = {DELTA_T} steps of 0.5 fs ahead from "
                    "positions and velocities (Å/fs)", "pos_next", None,
                    "the package's future-position task (ΔT = 1.5 ps), on MMFF94 trajectories"),
+        "energy": ("energy", DELTA_T, "the MMFF94 energy (eV) of conformers, each Haar-rotated, "
+                   "from positions and atom types (invariant under E(3))", "energy", None,
+                   "MD17-style energies of MMFF94 conformers in random orientations"),
+        "no_symmetry": ("no_symmetry", DELTA_T, "a generic orientation-dependent function of "
+                        "the conformers (each Haar-rotated): no rotation leaves it unchanged",
+                        "y", None, "the package's no-symmetry control for molecules"),
         "md17": ("future", MD17_DELTA_T, f"positions ΔT = {MD17_DELTA_T} steps of 0.5 fs ahead "
                  "(REMUL's molecular protocol)", "pos_next", MD17_SIZES,
                  "REMUL's MD17 protocol (ΔT = 5000 steps, 500/2000/2000; its model: a GNN "
@@ -552,11 +782,19 @@ def _md_tasks() -> dict[str, TaskDef]:
     tasks = {}
     for mol, (smiles, n_atoms) in MOLECULES.items():
         for suffix, (kind, delta, what, target, sizes, protocol) in variants.items():
+            sym = (lambda s, n=n_atoms: Translations(s) * Permutations(n)) \
+                if kind == "no_symmetry" else \
+                (lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s))
+            # discovery on conformers: a GNN that resolves bond lengths (raw coordinates do not:
+            # a Transformer or MLP fits no more than the mean energy at the cpu budget)
+            hints = {"model": "gnn", "model_options": {"rbf": 64}} \
+                if kind in ("energy", "no_symmetry") else {}
             tasks[f"{mol}_{suffix}"] = TaskDef(
                 f"{mol}_{suffix}", _md_spec(kind, n_atoms), None, _md_simulate(kind, mol, delta),
-                lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s),
+                sym,
                 None, f"{mol} ({smiles}) on MMFF94 at 500 K: {what}", target=target,
                 generate=_md_generate(kind, mol, delta), sizes=sizes, protocol=protocol,
+                discovery=hints,
             )
     return tasks
 
@@ -604,6 +842,7 @@ TASKS: dict[str, TaskDef] = {
         "charged N-body in a constant field along z: symmetric only under SO(2) about z",
     ),
     **DISCOVERY_TASKS,
+    **IMAGE_TASKS,
     **MD_TASKS,
 }
 
@@ -628,6 +867,12 @@ class Task:
         except KeyError:
             have = sorted(self.splits)
             raise KeyError(f"task {self.name!r} has splits {have}, not {split!r}") from None
+
+    @property
+    def classes(self) -> int | None:
+        """The number of classes of a classification task (one-hot targets), else None."""
+        tdef = TASKS.get(self.name)
+        return None if tdef is None else tdef.classes
 
     def to(self, device=None, dtype=None) -> Task:
         return Task(self.name, self.spec, {k: v.to(device, dtype) for k, v in self.splits.items()},

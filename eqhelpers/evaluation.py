@@ -40,11 +40,25 @@ def mse(model, sample: Sample, batch_size: int = 256) -> float:
     return float(field_mse(predict(model, sample, batch_size), sample))
 
 
+def accuracy(model, sample: Sample, field: str | None = None, batch_size: int = 256) -> float:
+    """Classification accuracy: the share of samples whose largest predicted channel of the
+    one-hot output ``field`` (default: the only output) is the true class."""
+    outputs = list(model.spec.outputs)
+    field = outputs[0] if field is None and len(outputs) == 1 else field
+    if field not in model.spec.outputs:
+        raise ValueError(f"name the one-hot output field: one of {outputs}, got {field!r}")
+    if model.spec.outputs[field].channels < 2:
+        raise ValueError(f"output {field!r} has one channel: not a one-hot class field")
+    pred = predict(model, sample, batch_size)[field]
+    return float((pred.argmax(-1) == sample[field].argmax(-1)).double().mean())
+
+
 def measurement_group(task: Task) -> Group:
     """E(3) × S_N with the task's translation scale: the group every E / E′ figure is measured in
-    (a task whose vectors are not 3D, e.g. the hidden plane in R⁵, is measured in its own group)."""
+    (a task whose vectors are not 3D, e.g. the hidden plane in R⁵, or whose inputs are images, is
+    measured in its own group)."""
     dims = {f.channels for f in task.spec.inputs.values() if f.kind in ("vector", "point")}
-    if dims - {3}:
+    if dims - {3} or any(f.kind == "image" for f in task.spec.inputs.values()):
         return task.group
     return euclidean_group(task.spec.n_particles, reflections=True,
                            translation_std=task.config["ood_translation_std"])
@@ -79,6 +93,9 @@ def evaluate(model, task: Task, budget: str | Budget | None = None, seed: int = 
     sub = task["test"].index(slice(0, n_samples)).to(dev, dtype)
     out = {"test_mse": mse(model, task["test"].to(dev, dtype)),
            "ood_mse": mse(model, task["ood"].to(dev, dtype))}
+    if task.classes:
+        out["test_accuracy"] = accuracy(model, task["test"].to(dev, dtype))
+        out["ood_accuracy"] = accuracy(model, task["ood"].to(dev, dtype))
     for name, split in task.splits.items():
         if name in SPLITS:
             continue

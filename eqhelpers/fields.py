@@ -9,8 +9,16 @@ scalar         unchanged                           mass, charge, energy
 vector         v ↦ R v                             velocity, force
 pseudovector   v ↦ det(R) R v                      angular momentum
 point          x ↦ R x + t                         position
+image          I ↦ I∘A⁻¹ (resampled; any A in GL(2)) a digit on a pixel grid
 Irreps         x ↦ D(R) x (e3nn, with parity)      "2x0e + 1o + 2e"
 ============== =================================== ===============================
+
+An **image** is a scalar function on the plane sampled on an H×W grid, stored flat per particle
+(``[B, N, H·W]``, one image per particle: N = 1 for one image per sample). A 2×2 matrix A acts on
+the image's *domain*: ``(A·I)(p) = I(A⁻¹p)`` with p = (x, y) ∈ [−1, 1]² (x to the right along a row,
+y down the columns, the convention of ``affine_grid``), applied by bilinear resampling
+(``grid_sample``, zero outside). Rotations, scalings and shears of the picture are all such maps,
+and A need not be orthogonal: learned generators in gl(2) act the same way.
 
 Per-particle fields have shape ``[B, N, c]`` and are also permuted; global fields ``[B, c]``.
 ``act(g, sample)`` transforms any sample of any task; there is no per-task rotation code.
@@ -28,16 +36,20 @@ from .groups import Group, Transform
 
 Tensor = torch.Tensor
 
-KINDS = ("scalar", "vector", "pseudovector", "point")
+KINDS = ("scalar", "vector", "pseudovector", "point", "image")
 
 
 class Field:
     """How one named tensor transforms. ``kind`` is one of KINDS or an e3nn Irreps (string ok)."""
 
     def __init__(self, kind="scalar", channels: int | None = None, per_particle: bool = True,
-                 categories: int | None = None):
+                 categories: int | None = None, size: tuple[int, int] | None = None):
         self.per_particle = bool(per_particle)
         self.irreps = None
+        self.size = None  # (H, W) of an image field
+        if (kind == "image") != (size is not None):
+            raise ValueError("an image field needs its size=(H, W), and only an image has one; "
+                             f"got kind={kind!r}, size={size!r}")
         # a categorical scalar (e.g. the atomic number): integer values in [0, categories) that
         # models embed (nn.Embedding) instead of reading as a number; invariant like any scalar
         self.categories = None
@@ -51,6 +63,17 @@ class Field:
             self.kind = kind
             if kind == "scalar":
                 self.channels = 1 if channels is None else int(channels)
+            elif kind == "image":
+                if (not isinstance(size, (tuple, list)) or len(size) != 2
+                        or not all(isinstance(v, int) and v >= 2 for v in size)):
+                    raise ValueError(f"an image's size is (H, W), two ints >= 2, got {size!r}")
+                if not self.per_particle:
+                    raise ValueError("an image field is stored per particle ([B, N, H·W])")
+                self.size = (int(size[0]), int(size[1]))
+                if channels not in (None, self.size[0] * self.size[1]):
+                    raise ValueError(f"an image of size {self.size} has H·W channels, "
+                                     f"got channels={channels}")
+                self.channels = self.size[0] * self.size[1]
             elif kind == "pseudovector":
                 if channels not in (None, 3):
                     raise ValueError(f"a pseudovector field has 3 channels, got channels={channels}")
@@ -86,6 +109,8 @@ class Field:
 
     def representation(self, rot: Tensor) -> Tensor:
         """The matrix [B, c, c] by which orthogonal matrices ``rot`` [B, d, d] act on this field."""
+        if self.kind == "image":
+            raise ValueError("an image is resampled (Field.act), not multiplied by a matrix")
         if self.kind == "vector" or self.kind == "point":
             return rot
         if self.kind == "pseudovector":
@@ -97,7 +122,9 @@ class Field:
 
     def act(self, g: Transform, x: Tensor) -> Tensor:
         """Apply ``g`` to a tensor of this field: [B, N, c] (per particle) or [B, c]."""
-        if g.rot is not None and self.rotates:
+        if g.rot is not None and self.kind == "image":
+            x = resample_image(x, g.rot, self.size)
+        elif g.rot is not None and self.rotates:
             d = g.rot.shape[-1]
             if self.kind in ("vector", "point"):
                 if x.shape[-1] != d:
@@ -123,6 +150,8 @@ class Field:
         default = 1 if self.kind == "scalar" else 3
         ch = f", {self.channels}" if self.kind != "irreps" and self.channels != default else ""
         cat = f", categories={self.categories}" if self.categories else ""
+        if self.kind == "image":
+            ch = f", size={self.size}"
         return f"Field({kind}{ch}{cat}{where})"
 
     def __eq__(self, other) -> bool:
@@ -130,6 +159,25 @@ class Field:
 
     def __hash__(self) -> int:
         return hash(repr(self))
+
+
+def resample_image(x: Tensor, mats: Tensor, size: tuple[int, int]) -> Tensor:
+    """Images ``x`` [B, N, H·W] moved by 2×2 matrices ``mats`` [B, 2, 2] acting on their domain:
+    ``(A·I)(p) = I(A⁻¹p)``, bilinear, zero outside (differentiable in ``mats``: gradients reach
+    learned generators)."""
+    from torch.nn import functional as F
+
+    if mats.shape[-2:] != (2, 2):
+        raise ValueError(f"an image moves under 2×2 matrices (its domain is the plane), got "
+                         f"{tuple(mats.shape[-2:])}")
+    b, n, c = x.shape
+    h, w = size
+    theta = torch.linalg.inv(mats.to(x.dtype))  # the grid reads the input at A⁻¹p
+    theta = torch.cat([theta, theta.new_zeros(b, 2, 1)], dim=2).repeat_interleave(n, dim=0)
+    grid = F.affine_grid(theta, [b * n, 1, h, w], align_corners=False)
+    out = F.grid_sample(x.reshape(b * n, 1, h, w), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    return out.reshape(b, n, c)
 
 
 def irreps_matrix(irreps, rot: Tensor) -> Tensor:
@@ -353,6 +401,9 @@ def check_group_fits(group: Group, spec: Mapping[str, Field], n_particles: int |
         for k, f in spec.items():
             if f.kind in ("vector", "point") and f.channels != group.dim:
                 raise ValueError(f"{group} acts on R^{group.dim} but field {k!r} is {f.channels}D")
+            if f.kind == "image" and group.dim != 2:
+                raise ValueError(f"{group} acts on R^{group.dim}; image field {k!r} needs maps "
+                                 "of the plane (R^2)")
             if f.kind in ("pseudovector", "irreps") and group.dim != 3:
                 raise ValueError(f"{group} acts on R^{group.dim}; {f.kind} field {k!r} needs R^3")
     if group.has_permutation and group.n_particles != n_particles:

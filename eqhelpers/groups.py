@@ -451,8 +451,11 @@ class LieGroup(Group):
     ``expm(Σ_k z_k L_k)`` with ``z_k ~ U(−r_k, r_k)``.
 
     ``orthogonal=True`` keeps only the skew-symmetric part of each L_k, so every element is an
-    exact rotation (and Transform.inverse, a transpose, stays right); with ``False`` elements may
-    be any invertible matrices and only act forwards (augmentation, not E/E′).
+    exact rotation (and Transform.inverse, a transpose, stays right). ``orthogonal=False`` keeps
+    the generators as they are — a Lorentz boost, a scaling, any learned direction of gl(d): the
+    elements are then general invertible matrices. They act forwards, which is all augmentation,
+    REMUL's L_equi and the metrics E and E′ need; ``Transform.inverse`` (a transpose) is only
+    right for orthogonal elements.
     """
 
     has_rotation = True

@@ -3,7 +3,7 @@ import torch
 
 from eqhelpers import data
 from eqhelpers.equivariance import equivariance_error
-from eqhelpers.fields import Field, Sample, TaskSpec
+from eqhelpers.fields import Field, Sample, TaskSpec, act
 from eqhelpers.groups import O3, SO3, Permutations, Translations, euclidean_group
 from eqhelpers.models import MODELS, build_edges, make_model
 
@@ -184,3 +184,23 @@ def test_se3_transformer_within_1e5_in_float32_with_categorical_inputs():
     e = errors(model, task["test"].index(slice(0, 6)), euclidean_group(9, translation_std=3.0),
                torch.float32)
     assert e.E_prime_rel < 1e-5
+
+
+def test_gnn_radial_basis_resolves_edge_lengths_and_stays_non_equivariant(task):
+    torch.manual_seed(0)
+    plain = make_model("gnn", task.spec, width=16, layers=2, dtype=torch.float64)
+    assert "rbf" not in plain.config  # the default model, and its checkpoints, are unchanged
+    m = make_model("gnn", task.spec, width=16, layers=2, dtype=torch.float64, rbf=16,
+                   rbf_cutoff=4.0)
+    assert m.config["rbf"] == 16 and m.config["rbf_cutoff"] == 4.0
+    s = task["test"].index(slice(0, 4)).to(dtype=torch.float64)
+    # a stretch of one pair by 0.01 changes the radial features of that edge by a visible amount
+    x = s["pos"].clone()
+    x[:, 1] = x[:, 0] + 1.01 * (x[:, 1] - x[:, 0])
+    assert not torch.allclose(m(s)["pos_next"], m(s.replace(pos=x))["pos_next"])
+    g = SO3().sample(4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = m(act(g, s.select(task.spec.inputs)))["pos_next"]
+    assert not torch.allclose(out, act(g, m(s), task.spec.outputs)["pos_next"], atol=1e-4)
+    for bad in ({"rbf": -1}, {"rbf": 2.5}, {"rbf": 4, "rbf_cutoff": 0.0}):
+        with pytest.raises(ValueError, match="rbf"):
+            make_model("gnn", task.spec, **bad)

@@ -1,10 +1,17 @@
 """A plain message-passing GNN (torch-geometric ``MessagePassing``; edges built in pure torch).
 
 Permutation-equivariant, not E(3)-equivariant: node features hold raw coordinates and edge
-features the raw difference vectors x_i − x_j.
+features the raw difference vectors x_i − x_j (and their length).
+
+``rbf=K`` adds a radial basis expansion of each edge's length (K Gaussians of width
+``rbf_cutoff / K`` on [0, ``rbf_cutoff``], SchNet-style): an energy of bonds depends on lengths
+that vary by hundredths of an Å, which raw coordinates do not resolve. The difference vectors stay
+in the edge features, so the model is still not rotation-equivariant by design.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -31,16 +38,28 @@ class _Layer(MessagePassing):
 
 class GNN(Model):
     def __init__(self, spec: TaskSpec, width: int = 64, layers: int = 3,
-                 radius: float | None = None, **options):
+                 radius: float | None = None, rbf: int = 0, rbf_cutoff: float = 5.0, **options):
         super().__init__(spec, **options)
         points = spec.points()
         self.pos_key = points[0] if points else None
         self.radius = radius
-        edge_dim = 4 if self.pos_key else 0
+        if not isinstance(rbf, int) or rbf < 0:
+            raise ValueError(f"rbf must be an int >= 0 (Gaussians per edge length), got {rbf!r}")
+        if not (rbf_cutoff > 0 and math.isfinite(rbf_cutoff)):
+            raise ValueError(f"rbf_cutoff must be finite and > 0, got {rbf_cutoff!r}")
+        self.rbf, self.rbf_cutoff = rbf, float(rbf_cutoff)
+        self.register_buffer("rbf_centres", torch.linspace(0.0, rbf_cutoff, rbf) if rbf
+                             else torch.zeros(0), persistent=False)
+        edge_dim = 4 + rbf if self.pos_key else 0
         self.embed = nn.Linear(self.in_channels, width)
         self.layers = nn.ModuleList(_Layer(width, edge_dim) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, self.out_channels)
+
+    @property
+    def config(self) -> dict:
+        extra = {"rbf": self.rbf, "rbf_cutoff": self.rbf_cutoff} if self.rbf else {}
+        return {**super().config, **extra}
 
     def predict(self, sample: Sample):
         x = self.features(sample)
@@ -49,7 +68,12 @@ class GNN(Model):
         edge_index = build_edges(pos, self.radius)
         flat = pos.reshape(b * n, -1)
         d = flat[edge_index[1]] - flat[edge_index[0]]
-        edge_attr = torch.cat([d, d.norm(dim=-1, keepdim=True)], -1) if self.pos_key else d[:, :0]
+        length = d.norm(dim=-1, keepdim=True)
+        parts = [d, length]
+        if self.rbf:
+            width = self.rbf_cutoff / self.rbf
+            parts.append(torch.exp(-0.5 * ((length - self.rbf_centres.to(d.dtype)) / width) ** 2))
+        edge_attr = torch.cat(parts, -1) if self.pos_key else d[:, :0]
         h = self.embed(x.reshape(b * n, -1))
         for layer in self.layers:
             h = layer(h, edge_index, edge_attr)
