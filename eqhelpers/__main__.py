@@ -125,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--width-reward", type=_nonneg, default=0.01)
     d.add_argument("--orth", type=_nonneg, default=1.0, help="orthogonality regulariser weight")
     d.add_argument("--sparse", type=_nonneg, default=0.0, help="sparsity regulariser weight")
+    d.add_argument("--alpha", type=_nonneg, default=1.0,
+                   help="weight of the task loss in the joint objective")
+    d.add_argument("--beta", type=_nonneg, default=1.0,
+                   help="weight of L_equi over the learned group in the joint objective")
+    d.add_argument("--consistency", type=_nonneg, default=None,
+                   help="weight of the self-consistency term ℓ(f(gx), g·f(x)) (default: the "
+                        "task's, else 1)")
+    d.add_argument("--end-to-end", action="store_true",
+                   help="evaluate the jointly trained model against no augmentation and a REMUL "
+                        "model trained with the true group (test/OOD MSE, E′ under both groups)")
+    d.add_argument("--score-range", type=float, default=None,
+                   help="coefficient range of the symmetry score (default: the task's, else π)")
     d.add_argument("--compare", action="store_true",
                    help="also run the Augerino-style and null-space comparators")
     d.add_argument("--use", action="store_true",
@@ -243,16 +255,17 @@ def cmd_discover(a) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .augment import DEFAULT_SCHEDULE
     from .discover import discover, write_discovery
 
-    schedule = tuple(a.schedule) if a.schedule else DEFAULT_SCHEDULE
+    schedule = tuple(a.schedule) if a.schedule else None  # None: the task's own default
     rows = []
     for seed in a.seeds:
         out = Path(a.out) / f"seed_{seed}" if len(a.seeds) > 1 else Path(a.out)
         r = discover(a.task, a.generators, a.budget, model=a.model, seed=seed, steps=a.steps,
                      schedule=schedule, learned_range=a.learned_range, width_reward=a.width_reward,
-                     w_orth=a.orth, w_sparse=a.sparse, compare=a.compare, use=a.use,
+                     w_orth=a.orth, w_sparse=a.sparse, alpha=a.alpha, beta=a.beta,
+                     w_consistency=a.consistency,
+                     score_range=a.score_range, end_to_end=a.end_to_end, compare=a.compare, use=a.use,
                      device=a.device, progress=not a.no_progress)
         write_discovery(r, out, command=a.command_line)
         row = {"seed": seed, "verdict": r.verdict(), "dir": str(out),
@@ -263,9 +276,12 @@ def cmd_discover(a) -> int:
         rows.append(row)
         print(f"seed {seed}: {r.verdict()}")
         if r.comparison:
-            print(format_table([{"row": k, **v} for k, v in r.comparison.items()],
-                               [("row", "augmentation", ""), ("test_mse", "test MSE", ".3e"),
-                                ("ood_mse", "OOD MSE", ".3e")]))
+            table = [{"row": k, **v} for k, v in r.comparison.items()]
+            cols = [("row", "model", ""), ("test_mse", "test MSE", ".3e"),
+                    ("ood_mse", "OOD MSE", ".3e"), ("test_accuracy", "test acc.", ".3f"),
+                    ("ood_accuracy", "OOD acc.", ".3f"), ("E_prime_true", "E′ true group", ".3e"),
+                    ("E_prime_discovered", "E′ discovered", ".3e")]
+            print(format_table(table, [c for c in cols if any(c[0] in t for t in table)]))
     cols = [("seed", "seed", "d"), ("best_cosine", "best |cos| per generator", ""),
             ("max_angle", "largest principal angle (°)", ".2f"), ("scores", "symmetry scores", ""),
             ("verdict", "verdict", "")]

@@ -6,7 +6,8 @@ Frobenius norm √2 — the norm of a unit-speed rotation, so coefficients are a
 generator cannot shrink to zero and make the augmentation the identity. A step draws
 ``z ~ U(−r, r)^k`` (reparameterised: ``z = r·(2u − 1)``, so gradients reach the generators
 through ``expm(Σ z_k L_k)``) and moves inputs *and* equivariant targets by ``g = expm(Σ z_k L_k)``
-through the field types of :mod:`eqhelpers.fields` (scalars stay, vectors and points map by g).
+through the field types of :mod:`eqhelpers.fields` (scalars stay, vectors and points map by g,
+images are resampled: ``(g·I)(p) = I(g⁻¹p)``, with d = 2 for the picture's domain).
 
 **Joint training** (:class:`LearnedAugmentation`, an objective for :func:`eqhelpers.train.train`)::
 
@@ -108,9 +109,38 @@ def _check_linear_fields(spec: dict[str, Field], dim: int) -> None:
     for k, f in spec.items():
         if f.kind in ("pseudovector", "irreps"):
             raise ValueError(f"field {k!r} is a {f.kind}: a general linear map has no action on it "
-                             "(learned augmentation handles scalars, vectors and points)")
+                             "(learned augmentation handles scalars, vectors, points and images)")
         if f.kind in ("vector", "point") and f.channels != dim:
             raise ValueError(f"the generators act on R^{dim} but field {k!r} is {f.channels}D")
+        if f.kind == "image" and dim != 2:
+            raise ValueError(f"the generators act on R^{dim} but image field {k!r} lives on the "
+                             "plane (R^2)")
+
+
+def linear_dim(spec) -> int:
+    """The d of the gl(d) a task's generators live in: the dimension of its vector and point
+    inputs, or 2 for images (maps of the picture's domain)."""
+    dims = {f.channels for f in spec.inputs.values() if f.kind in ("vector", "point")}
+    dims |= {2 for f in spec.inputs.values() if f.kind == "image"}
+    if len(dims) != 1:
+        raise ValueError(f"learned generators need vector, point or image inputs of one "
+                         f"dimension; this task's inputs have {sorted(dims) or 'none'}")
+    return dims.pop()
+
+
+def _image_flow(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """−∇I(p) ⊗ p for every pixel: [B, N, H·W, 2, 2], so that the change of an image moved by
+    e^{εL} is ``Σ_{a,c} flow[..., a, c] L[a, c]`` at first order ((A·I)(p) = I(A⁻¹p))."""
+    b, n, _ = image.shape
+    h, w = size
+    img = image.reshape(b, n, h, w)
+    gy, gx = torch.gradient(img, spacing=(2.0 / h, 2.0 / w), dim=(2, 3))
+    cy = (2 * torch.arange(h, dtype=image.dtype, device=image.device) + 1) / h - 1
+    cx = (2 * torch.arange(w, dtype=image.dtype, device=image.device) + 1) / w - 1
+    yy, xx = torch.meshgrid(cy, cx, indexing="ij")
+    grad = torch.stack([gx, gy], -1).reshape(b, n, h * w, 2)
+    coords = torch.stack([xx, yy], -1).reshape(h * w, 2)
+    return -torch.einsum("bnpa,pc->bnpac", grad, coords)
 
 
 def move(sample: Sample | dict, mats: Tensor, spec: dict[str, Field] | None = None):
@@ -384,13 +414,13 @@ def constraints(model, sample: Sample, n_samples: int = 256) -> Tensor:
     vec(L): for every sample and output entry, ``Σ_fields J·(L x_field) − (L f(x))`` (the
     derivative of ``g⁻¹ f(g x)`` at g = 1), zero for every L the model respects."""
     spec = model.spec
-    dim = next((f.channels for f in spec.inputs.values() if f.kind in ("vector", "point")), None)
-    if dim is None:
-        raise ValueError("the model has no vector or point input for a linear map to act on")
+    dim = linear_dim(spec)
     _check_linear_fields(spec.spec, dim)
     p = next(model.parameters())
     x = sample.select(spec.inputs).index(slice(0, n_samples)).to(p.device, p.dtype)
-    moving = [k for k, f in spec.inputs.items() if f.kind in ("vector", "point")]
+    moving = [k for k, f in spec.inputs.items() if f.kind in ("vector", "point", "image")]
+    flows = {k: _image_flow(x[k], spec.inputs[k].size) for k in moving
+             if spec.inputs[k].kind == "image"}
     leaves = {k: x[k].detach().clone().requires_grad_(True) for k in moving}
     was = model.training
     model.eval()
@@ -407,8 +437,12 @@ def constraints(model, sample: Sample, n_samples: int = 256) -> Tensor:
             grads = torch.autograd.grad(flat[:, o].sum(), list(leaves.values()), retain_graph=True,
                                         allow_unused=True)
             row = torch.zeros(b, dim, dim, dtype=y.dtype, device=y.device)
-            for xin, gr in zip(leaves.values(), grads):
-                if gr is not None:  # coefficient of L[a, c]: Σ_n ∂f_o/∂x[n, a] · x[n, c]
+            for (k, xin), gr in zip(leaves.items(), grads):
+                if gr is None:
+                    continue
+                if k in flows:  # images: Σ_p ∂f_o/∂I(p) · (−∇_a I(p) p_c)
+                    row = row + torch.einsum("bnp,bnpac->bac", gr, flows[k])
+                else:  # coefficient of L[a, c]: Σ_n ∂f_o/∂x[n, a] · x[n, c]
                     row = row + torch.einsum("bna,bnc->bac", gr, xin.detach())
             if f.kind in ("vector", "point"):  # minus (L f)_o, o = (particle n, component a')
                 n, a_out = divmod(o, f.channels)

@@ -1,0 +1,278 @@
+"""SEMoLA across modalities: images moved by maps of their domain, the boost (a non-compact
+group), molecular energies, and the end-to-end discovery on each with its read-out."""
+
+import math
+
+import pytest
+import torch
+
+from eqhelpers import data
+from eqhelpers.augment import constraints, cosine_similarity, linear_dim, normalise
+from eqhelpers.discover import discover, discovered_group
+from eqhelpers.evaluation import accuracy, evaluate
+from eqhelpers.fields import Field, Sample, TaskSpec, act, resample_image
+from eqhelpers.groups import SO2, LieGroup, Transform
+from eqhelpers.models import make_model
+
+F64 = torch.float64
+ROT = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=F64)  # rotation generator of the plane
+SCALE = torch.eye(2, dtype=F64)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_image_moves_with_the_map_of_its_domain():
+    x = torch.zeros(1, 1, 81, dtype=F64)
+    x.view(9, 9)[4, 6] = 1.0  # right of the centre (x to the right, y down)
+    quarter = torch.linalg.matrix_exp(math.pi / 2 * ROT)[None]
+    y = resample_image(x, quarter, (9, 9)).view(9, 9)
+    assert (y > 0.5).nonzero().tolist() == [[6, 4]]  # (x, y) = (0.44, 0) -> (0, 0.44): below
+    twice = resample_image(resample_image(x, quarter, (9, 9)), quarter, (9, 9)).view(9, 9)
+    assert (twice > 0.5).nonzero().tolist() == [[4, 2]]  # a half-turn: left of the centre
+    bigger = resample_image(x, 2 * torch.eye(2, dtype=F64)[None], (9, 9)).view(9, 9)
+    assert bigger[4, 8] > 0.4 and bigger[4, 6] < 0.1  # a scaling pushes it outwards
+
+
+def test_image_action_composes_like_the_matrices():
+    images, _ = data.digit_images()
+    x = images[:4]
+    a = torch.linalg.matrix_exp(0.3 * ROT + 0.1 * SCALE).expand(4, 2, 2)
+    b = torch.linalg.matrix_exp(-0.2 * ROT).expand(4, 2, 2)
+    size = (data.DIGIT_CANVAS, data.DIGIT_CANVAS)
+    two_steps = resample_image(resample_image(x, a, size), b, size)
+    one_step = resample_image(x, b @ a, size)
+    # bilinear resampling twice blurs a little more than once: close, not equal
+    assert float((two_steps - one_step).abs().mean()) < 0.02
+    assert float((resample_image(x, a, size) - x).abs().mean()) > 0.05
+
+
+def test_image_fields_are_checked():
+    with pytest.raises(ValueError, match="size"):
+        Field("image")
+    with pytest.raises(ValueError, match="size"):
+        Field("image", size=(1, 9))
+    with pytest.raises(ValueError, match="only an image"):
+        Field("vector", size=(8, 8))
+    with pytest.raises(ValueError, match="H·W channels"):
+        Field("image", size=(8, 8), channels=10)
+    f = Field("image", size=(8, 8))
+    spec = {"image": f}
+    s = Sample({"image": torch.rand(3, 1, 64)}, spec)
+    with pytest.raises(ValueError, match="2×2"):
+        act(Transform.trusted(rot=torch.eye(3).expand(3, 3, 3)), s)
+    with pytest.raises(ValueError, match="must have shape"):
+        Sample({"image": torch.rand(3, 1, 63)}, spec)
+
+
+def test_image_constraints_are_the_derivative_of_the_moved_prediction():
+    t = data.load_task("digits_no_symmetry", "tiny", dtype=F64)
+    torch.manual_seed(0)
+    m = make_model("mlp", t.spec, width=16, layers=2, dtype=F64)
+    s = t["test"].index(slice(0, 4))
+    c = constraints(m, s, 4)
+    L = torch.randn(2, 2, dtype=F64, generator=gen(3))
+    eps = 1e-4
+
+    def f(A):
+        moved = resample_image(s["image"], A.expand(4, 2, 2), (16, 16))
+        return m(s.replace(image=moved))["y"].reshape(4, -1)
+
+    fd = (f(torch.linalg.matrix_exp(eps * L)) - f(torch.linalg.matrix_exp(-eps * L))) / (2 * eps)
+    got = c @ L.reshape(-1)
+    assert torch.allclose(got, fd.reshape(-1).detach(), rtol=0.05, atol=1e-3)
+    assert linear_dim(t.spec) == 2
+
+
+def test_digits_tasks_labels_moves_and_disjoint_sources():
+    rot = data.load_task("digits_rotated", "tiny", dtype=F64)
+    assert rot.classes == 10
+    for split in ("train", "test", "ood"):
+        lab = rot[split]["label"]
+        assert torch.equal(lab.sum(-1), torch.ones_like(lab.sum(-1)))  # one-hot
+        img = rot[split]["image"]
+        assert float(img.min()) >= 0 and float(img.max()) <= 1
+    # the same seed gives the same data; another seed other draws
+    again = data.generate_task("digits_rotated", 256, 64, 64, seed=0)
+    assert torch.equal(again["train"]["image"], rot["train"]["image"])
+    other = data.generate_task("digits_rotated", 256, 64, 64, seed=1)
+    assert not torch.equal(other["train"]["image"], again["train"]["image"])
+    # no test image is a moved copy of a training source: compare the upright sources' pools
+    images, _ = data.digit_images()
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1797))
+    n_train = int(data.DIGIT_POOLS[0] * len(order))
+    n_val = int(sum(data.DIGIT_POOLS[:2]) * len(order))
+    assert not set(order[:n_train].tolist()) & set(order[n_val:].tolist())
+    # a digit's label has no simulator; the no-symmetry target does, and it is recomputed exactly
+    with pytest.raises(ValueError, match="no simulator"):
+        rot.simulate(rot["test"])
+    ns = data.load_task("digits_no_symmetry", "tiny", dtype=F64)
+    assert torch.allclose(ns.simulate(ns["test"]), ns["test"]["y"])
+    # scaling keeps a digit's mass about the same share of the picture × s²
+    sc = data.load_task("digits_scaled", "tiny", dtype=F64)
+    ratio = sc["ood"]["image"].sum(-1) / sc["test"]["image"].sum(-1).mean()
+    assert float(ratio.max()) > 1.5 and float(ratio.min()) < 0.7  # OOD: beyond e^{±0.25}
+
+
+def test_accuracy_counts_the_largest_channel():
+    spec = TaskSpec(inputs={"x": Field("vector", channels=2)},
+                    outputs={"label": Field("scalar", channels=3)}, n_particles=1)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.spec, self.w = spec, torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, s):
+            return {"label": torch.tensor([[[0.9, 0.1, 0.0]], [[0.1, 0.2, 0.7]]]) + self.w}
+
+    s = Sample({"x": torch.zeros(2, 1, 2),
+                "label": torch.tensor([[[1.0, 0, 0]], [[1.0, 0, 0]]])}, spec.spec)
+    assert accuracy(Fixed(), s) == 0.5
+    with pytest.raises(ValueError, match="one-hot output"):
+        accuracy(Fixed(), s, field="x")
+
+
+# --------------------------------------------------------------------------------------------
+# the boost: a non-compact symmetry
+# --------------------------------------------------------------------------------------------
+
+
+def test_boost_target_is_invariant_under_boosts_only():
+    x = torch.randn(200, 1, 3, dtype=F64, generator=gen())
+    k = data.boost_generator()
+    boost = torch.linalg.matrix_exp(0.8 * k)
+    assert not torch.allclose(boost @ boost.T, torch.eye(3, dtype=F64))  # not a rotation
+    y = data.boost_target(x)
+    assert torch.allclose(data.boost_target(x @ boost.T), y, atol=1e-12)
+    rot = SO2((0.0, 0.0, 1.0))._matrix(torch.tensor([0.8], dtype=F64))[0]
+    assert float((data.boost_target(x @ rot.T) - y).abs().mean()) > 0.1
+    # the group keeps the boost as it is: LieGroup(orthogonal=True) would keep only the skew part
+    t = data.load_task("boost", "tiny", dtype=F64)
+    assert torch.allclose(t.group.generators(), k[None])
+    with pytest.raises(ValueError, match="zero after keeping its skew"):
+        LieGroup(k)  # orthogonal=True: a boost has no skew part
+    g = t.group.sample(64, generator=gen(1), dtype=F64).rot
+    assert torch.allclose(data.boost_target(torch.einsum("bij,bnj->bni", g, t["test"]["x"])),
+                          t["test"]["y"].double(), atol=1e-5)
+
+
+def test_discovered_group_keeps_non_orthogonal_generators():
+    k = normalise(data.boost_generator())
+    g = discovered_group(k, torch.tensor([0.5], dtype=F64))
+    m = g.sample(16, generator=gen(), dtype=F64).rot
+    assert float((m.transpose(1, 2) @ m - torch.eye(3, dtype=F64)).abs().max()) > 1e-3
+    assert torch.allclose(torch.linalg.det(m), torch.ones(16, dtype=F64))  # trace K = 0
+
+
+# --------------------------------------------------------------------------------------------
+# molecules: an invariant energy and a control without symmetry
+# --------------------------------------------------------------------------------------------
+
+
+def test_molecular_energy_task_is_rotated_and_relabelled_exactly():
+    t = data.load_task("ethanol_energy", "tiny", dtype=F64, n_train=24, n_val=4, n_test=8)
+    assert set(t.spec.outputs) == {"energy"}
+    # conformers in all orientations: the first principal axes point every which way
+    pos = t["train"]["pos"] - t["train"]["pos"].mean(1, keepdim=True)
+    axes = torch.linalg.eigh(pos.transpose(1, 2) @ pos).eigenvectors[:, :, -1]
+    assert float((axes @ axes[0]).abs().min()) < 0.8
+    # the energy of each rotated conformer is MMFF94's for that geometry
+    assert torch.allclose(t.simulate(t["test"])[:, :1], t["test"]["energy"], atol=1e-8)
+    assert torch.allclose(t.simulate(t["ood"]), t["ood"]["energy"], atol=1e-8)
+    ns = data.load_task("ethanol_no_symmetry", "tiny", dtype=F64, n_train=24, n_val=4, n_test=8)
+    rot = SO2((0.0, 0.0, 1.0))._matrix(torch.tensor([0.7], dtype=F64))[0]
+    turned = torch.einsum("ij,bnj->bni", rot, ns["test"]["pos"])
+    y = data.molecule_moment_target(ns["test"]["pos"], ns["test"]["atom"])
+    assert torch.allclose(y, ns["test"]["y"])
+    assert float((data.molecule_moment_target(turned, ns["test"]["atom"]) - y).abs().mean()) > 1e-3
+    shifted = ns["test"]["pos"] + 3.0
+    assert torch.allclose(data.molecule_moment_target(shifted, ns["test"]["atom"]), y)
+
+
+# --------------------------------------------------------------------------------------------
+# end-to-end discovery, one per modality (tiny budget; the cpu figures are in the README)
+# --------------------------------------------------------------------------------------------
+
+
+def test_end_to_end_finds_the_hidden_axis_and_makes_the_model_invariant_to_it():
+    r = discover("hidden_axis", 1, "tiny", seed=0, end_to_end=True, progress=False)
+    assert float(r.cosine.max()) > 0.99
+    c = r.comparison
+    assert set(c) == {"no augmentation", "end-to-end (this run)", "true group, REMUL"}
+    for row in c.values():
+        assert {"test_mse", "ood_mse", "E_prime_true", "E_prime_discovered"} <= set(row)
+        assert all(math.isfinite(v) for v in row.values())
+
+
+def test_end_to_end_finds_the_boost():
+    r = discover("boost", 1, "tiny", seed=0, progress=False, steps=1500)
+    k = normalise(data.boost_generator())
+    assert float(cosine_similarity(r.generators, k).max()) > 0.95
+    assert r.config["schedule"] == list(data.TASKS["boost"].discovery["schedule"])
+
+
+def test_discovery_on_digits_finds_the_rotation_not_a_scaling():
+    r = discover("digits_rotated", 1, "tiny", seed=0, progress=False, steps=1500)
+    cos = cosine_similarity(r.generators, torch.stack([ROT, SCALE]))[0]
+    assert float(cos[0]) > 0.9 and float(cos[1]) < 0.3
+
+
+def test_no_symmetry_signature_on_images():
+    # tiny sizes but 1500 training digits: 256 leave the reference model too rough to judge by
+    task = data.load_task("digits_no_symmetry", "tiny", n_train=1500)
+    r = discover(task, 1, "tiny", seed=0, progress=False, steps=1500)
+    assert r.scores.reliable and not bool(r.scores.is_symmetry.any()), r.verdict()
+    assert r.verdict().startswith("no symmetry")
+
+
+def test_cli_end_to_end_records_its_weights_and_rows(tmp_path, capsys):
+    from eqhelpers.__main__ import main
+
+    out = tmp_path / "run"
+    assert main(["discover", "--task", "boost", "--budget", "tiny", "--steps", "60",
+                 "--end-to-end", "--alpha", "1", "--beta", "2", "--consistency", "3",
+                 "--no-progress", "--out", str(out)]) == 0
+    d = (out / "discovery.json").read_text()
+    import json
+
+    d = json.loads(d)
+    assert (d["config"]["alpha"], d["config"]["beta"], d["config"]["w_consistency"]) == (1, 2, 3)
+    assert d["config"]["schedule"] == list(data.TASKS["boost"].discovery["schedule"])
+    assert set(d["comparison"]) == {"no augmentation", "end-to-end (this run)",
+                                    "true group, REMUL"}
+    assert "E′ true group" in capsys.readouterr().out
+    assert main(["discover", "--task", "boost", "--budget", "tiny", "--steps", "20",
+                 "--score-range", "-1", "--no-progress", "--out", str(tmp_path / "bad")]) == 2
+    assert "score_range must be finite and > 0" in capsys.readouterr().err
+
+
+def test_no_symmetry_signature_on_molecules():
+    # a GNN with a radial basis (the task's own discovery model) on ethanol conformers whose
+    # target depends on their orientation: every learned direction breaks it
+    task = data.load_task("ethanol_no_symmetry", "tiny", n_train=512)
+    r = discover(task, 1, "tiny", seed=0, progress=False, steps=300)
+    assert r.config["model"] == "gnn" and r.config["model_options"] == {"rbf": 64}
+    assert r.scores.reliable and not bool(r.scores.is_symmetry.any()), r.verdict()
+
+
+def test_evaluate_reports_accuracy_and_measures_images_in_their_own_group():
+    t = data.load_task("digits_rotated", "tiny")
+    torch.manual_seed(0)
+    m = make_model("mlp", t.spec, width=8, layers=1)
+    out = evaluate(m, t, "tiny")
+    assert 0.0 <= out["test_accuracy"] <= 1.0 and 0.0 <= out["ood_accuracy"] <= 1.0
+    assert out["test_accuracy"] == accuracy(m, t["test"])
+    assert out["group_measured"] == t.group.name  # maps of the plane, not E(3)
+    assert out["E_prime"] > 0
