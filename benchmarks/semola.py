@@ -1,7 +1,7 @@
 """SEMoLA end-to-end, as the README reports it: discovery and the jointly trained model on every
 modality (points, N-body, images, molecules, a non-compact group, and the no-symmetry controls).
 
-    python benchmarks/semola.py --budget cpu                 # this 2-core CPU: about 40 min
+    OMP_NUM_THREADS=1 python benchmarks/semola.py --budget cpu   # this 2-core CPU: about 40 min
     python benchmarks/semola.py --budget cpu --only boost    # one experiment
 
 Each run is ``python -m eqhelpers discover ... --end-to-end`` (the exact command is stored in its

@@ -344,7 +344,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
             rows[name] = m
         comparison = result.comparison or {}
         for name, m in rows.items():
-            comparison.setdefault(name, _row(m, task_obj, eval_groups, b, seed))
+            if name not in comparison:  # the reference's row may be there from end_to_end
+                comparison[name] = _row(m, task_obj, eval_groups, b, seed)
         comparison["discovered generators"]["used"] = used
         result.comparison = comparison
     if result.comparison is not None:
