@@ -88,7 +88,7 @@ def run(name: str, budget: str, progress: bool) -> Path:
     return out
 
 
-def _known(task: str, dim: int) -> dict[str, torch.Tensor]:
+def _known(task: str) -> dict[str, torch.Tensor]:
     if task.startswith("digits"):
         return {"rotation": ROT2, "scaling": SCALE2, "shear": SHEAR2}
     if task == "boost":
@@ -108,7 +108,7 @@ def summarise(name: str, out: Path) -> dict:
         if r.true_generators is not None:
             row["best_cosine"] = float(r.cosine.max())
             row["max_angle_deg"] = float(r.principal_angles.max())
-        for label, g in _known(task, r.generators.shape[-1]).items():
+        for label, g in _known(task).items():
             row[f"cos_{label}"] = float(cosine_similarity(r.generators[:1], normalise(g)).max())
         if r.comparison:
             row["comparison"] = r.comparison
