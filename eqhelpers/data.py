@@ -101,6 +101,7 @@ from .groups import (
     SO2,
     SO3,
     Group,
+    LieGroup,
     Permutations,
     PlaneRotations,
     Translations,
@@ -456,8 +457,6 @@ def boost_target(x: Tensor) -> Tensor:
 def boost_group(rapidity: float = 1.0) -> Group:
     """Boosts e^{zK}, z ~ U(−rapidity, rapidity): the symmetry of ``boost`` (non-compact, so the
     range is a choice: the data's Gaussian is not boost-invariant and large boosts leave it)."""
-    from .groups import LieGroup
-
     return LieGroup(boost_generator(), rapidity, orthogonal=False,
                     name=f"boosts of the (x0, x1) plane, |z| <= {rapidity:g}")
 
@@ -596,14 +595,10 @@ def _digits_unlabelled(inp, **kw):
 
 def _quarter_turns() -> Group:
     """Rotations of the plane by up to ±90°: what keeps a digit's class (a half-turn does not)."""
-    from .groups import LieGroup
-
     return LieGroup(SO2(dim=2).generators(), math.pi / 2, name="rotations of the plane, |θ| <= 90°")
 
 
 def _scaling_group(log_range: float) -> Group:
-    from .groups import LieGroup
-
     return LieGroup(torch.eye(2, dtype=torch.float64), log_range, orthogonal=False,
                     name=f"scalings of the plane, |log s| <= {log_range:g}")
 

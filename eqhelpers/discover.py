@@ -70,7 +70,7 @@ from .augment import (
 from .budget import Budget, get_budget
 from .data import TASKS, Task, load_task
 from .equivariance import Augmentation, equivariance_error, make_objective
-from .evaluation import accuracy, mse
+from .evaluation import mse, split_errors
 from .groups import LieGroup, linear_generators
 from .models import make_model
 from .train import train
@@ -193,13 +193,9 @@ def discovered_group(gens: Tensor, ranges: Tensor, name: str = "discovered") -> 
 
 def _row(model, task_obj: Task, groups: dict, b: Budget, seed: int) -> dict:
     """Test and OOD MSE (accuracy for classes) and E′ under each named group of one model."""
-    test = task_obj["test"]
     p = next(model.parameters())
-    row = {"test_mse": mse(model, test), "ood_mse": mse(model, task_obj["ood"])}
-    if task_obj.classes:
-        row["test_accuracy"] = accuracy(model, test)
-        row["ood_accuracy"] = accuracy(model, task_obj["ood"])
-    sub = test.index(slice(0, b.eval_samples)).to(p.device, p.dtype)
+    row = split_errors(model, task_obj)
+    sub = task_obj["test"].index(slice(0, b.eval_samples)).to(p.device, p.dtype)
     for key, grp in groups.items():
         gen = torch.Generator(device=p.device).manual_seed(seed + 11)
         row[key] = equivariance_error(model, sub, grp, M=b.eval_M, generator=gen).E_prime

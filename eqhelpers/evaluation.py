@@ -40,17 +40,39 @@ def mse(model, sample: Sample, batch_size: int = 256) -> float:
     return float(field_mse(predict(model, sample, batch_size), sample))
 
 
-def accuracy(model, sample: Sample, field: str | None = None, batch_size: int = 256) -> float:
-    """Classification accuracy: the share of samples whose largest predicted channel of the
-    one-hot output ``field`` (default: the only output) is the true class."""
+def _class_field(model, field: str | None) -> str:
     outputs = list(model.spec.outputs)
     field = outputs[0] if field is None and len(outputs) == 1 else field
     if field not in model.spec.outputs:
         raise ValueError(f"name the one-hot output field: one of {outputs}, got {field!r}")
     if model.spec.outputs[field].channels < 2:
         raise ValueError(f"output {field!r} has one channel: not a one-hot class field")
-    pred = predict(model, sample, batch_size)[field]
-    return float((pred.argmax(-1) == sample[field].argmax(-1)).double().mean())
+    return field
+
+
+def _accuracy(pred: dict[str, Tensor], sample: Sample, field: str) -> float:
+    return float((pred[field].argmax(-1) == sample[field].argmax(-1)).double().mean())
+
+
+def accuracy(model, sample: Sample, field: str | None = None, batch_size: int = 256) -> float:
+    """Classification accuracy: the share of samples whose largest predicted channel of the
+    one-hot output ``field`` (default: the only output) is the true class."""
+    field = _class_field(model, field)
+    return _accuracy(predict(model, sample, batch_size), sample, field)
+
+
+def split_errors(model, task: Task, splits=("test", "ood")) -> dict[str, float]:
+    """``<split>_mse`` for each split, and ``<split>_accuracy`` for a classification task: one
+    pass over each split, on the model's device and dtype."""
+    p = next(model.parameters())
+    out = {}
+    for name in splits:
+        sample = task[name].to(p.device, p.dtype)
+        pred = predict(model, sample)
+        out[f"{name}_mse"] = float(field_mse(pred, sample))
+        if task.classes:
+            out[f"{name}_accuracy"] = _accuracy(pred, sample, _class_field(model, None))
+    return out
 
 
 def measurement_group(task: Task) -> Group:
@@ -91,11 +113,7 @@ def evaluate(model, task: Task, budget: str | Budget | None = None, seed: int = 
     n_samples = b.eval_samples if n_samples is None else check_count("n_samples", n_samples)
     seed = check_count("seed", seed, minimum=0)
     sub = task["test"].index(slice(0, n_samples)).to(dev, dtype)
-    out = {"test_mse": mse(model, task["test"].to(dev, dtype)),
-           "ood_mse": mse(model, task["ood"].to(dev, dtype))}
-    if task.classes:
-        out["test_accuracy"] = accuracy(model, task["test"].to(dev, dtype))
-        out["ood_accuracy"] = accuracy(model, task["ood"].to(dev, dtype))
+    out = split_errors(model, task)
     for name, split in task.splits.items():
         if name in SPLITS:
             continue
