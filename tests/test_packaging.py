@@ -11,8 +11,15 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI's
-CONDA_TO_PYPI = {"pytorch": "torch", "pytorch_geometric": "torch-geometric", "py3dmol": "py3dmol"}
-NOT_PACKAGES = {"python", "cpuonly", "pip"}
+CONDA_TO_PYPI = {"pytorch_cpu": "torch", "pytorch": "torch", "pytorch_geometric": "torch-geometric",
+                 "py3dmol": "py3dmol"}
+NOT_PACKAGES = {"python", "pip"}
+# the packages conda-forge builds, by feedstock (github.com/conda-forge/<feedstock>-feedstock):
+# pytorch-cpu's feedstock outputs pytorch, pytorch-cpu and pytorch-gpu; `cpuonly` is the pytorch
+# channel's and does not exist on conda-forge
+CONDA_FORGE = {"python", "pip", "pytorch", "pytorch-cpu", "pytorch-gpu", "e3nn", "pytorch_geometric",
+               "numpy", "scipy", "matplotlib", "tqdm", "ipywidgets", "py3dmol", "rdkit",
+               "scikit-learn", "jupyterlab"}
 DEV_IN_ENVS = {"jupyterlab"}  # the notebook front end: a dev extra on PyPI, needed in both envs
 
 
@@ -33,6 +40,13 @@ def pyproject() -> tuple[dict, dict]:
     return runtime, dev
 
 
+def conda_names(path: Path) -> list[str]:
+    text = path.read_text()
+    section = text[text.index("\ndependencies:"):]
+    return [re.match(r"[A-Za-z0-9_.\-]+", m).group(0)
+            for m in re.findall(r"^  - ([A-Za-z][^:#\n]*)$", section, re.M)]
+
+
 def conda(path: Path) -> dict:
     deps = {}
     text = path.read_text()
@@ -46,16 +60,35 @@ def conda(path: Path) -> dict:
     return deps
 
 
-def test_environment_files_match_pyproject():
+def test_environment_file_matches_pyproject():
     runtime, dev = pyproject()
     expected = {**runtime, **{k: dev[k] for k in DEV_IN_ENVS}}
-    for path in (ROOT / "environment.yml", ROOT / "binder" / "environment.yml"):
-        assert conda(path) == expected, path.name
+    assert conda(ROOT / "environment.yml") == expected
 
 
-def test_binder_installs_the_package():
+def test_conda_names_exist_on_conda_forge():
+    names = conda_names(ROOT / "environment.yml")
+    assert "pytorch-cpu" in names  # a CPU build, selected the way conda-forge does
+    unknown = [n for n in names if n not in CONDA_FORGE]
+    assert not unknown, f"not conda-forge packages: {unknown}"
+    assert "channels:\n  - conda-forge\ndependencies" in (ROOT / "environment.yml").read_text()
+
+
+def test_one_install_path_for_readme_ci_and_binder():
+    """Binder installs exactly what CI tests: both run install.sh, as the README does."""
+    install = (ROOT / "install.sh").read_text()
+    assert "pip install --quiet torch==2.13.0" in install  # CPU torch before the range pulls CUDA
+    assert 'pip install --quiet -e ".[dev]"' in install and "eqhelpers fetch-3dmol" in install
     post = (ROOT / "binder" / "postBuild").read_text()
-    assert "pip install" in post and "-e ." in post
+    assert "./install.sh python" in post
+    assert "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" in post
+    # binder/ holds no conda environment: repo2docker would prefer it to postBuild's install
+    assert not list((ROOT / "binder").glob("environment.y*ml"))
+    assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./install.sh .venv/bin/python" in ci.splitlines()
+    setup, _ = readme_commands()
+    assert "./install.sh .venv/bin/python" in setup
 
 
 def readme_commands() -> list[str]:
@@ -65,7 +98,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_opens_with_setup_and_test_commands():
     setup, test = readme_commands()
-    assert "pip install torch==2.13.0" in setup and 'pip install -e ".[dev]"' in setup
+    assert setup.startswith("python3 -m venv .venv && ./install.sh .venv/bin/python && ")
     assert "python -m eqhelpers train --task gravity" in setup
     assert "pytest" in test
 
@@ -74,4 +107,3 @@ def test_ci_runs_the_readme_test_command():
     _, test = readme_commands()
     ci = (ROOT / ".ci" / "run").read_text()
     assert test in ci.splitlines()
-    assert "pip install --quiet torch==2.13.0" in ci  # CPU torch before the range can pull CUDA
