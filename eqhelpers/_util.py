@@ -1,4 +1,5 @@
-"""Small shared helpers: device resolution, seeding, atomic file writes, input checks."""
+"""Small shared helpers: device resolution, seeding, atomic file writes, input checks, the
+source fingerprint that stamps executed notebooks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,28 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+
+# what the package's results depend on: its code and the results it ships (not static/, the
+# fetched 3Dmol.js, and not caches)
+_FINGERPRINTED = {".py", ".json", ".csv", ".npy", ".png", ".pt", ".md", ".txt"}
+
+
+def source_fingerprint(root: str | os.PathLike | None = None) -> str:
+    """A sha256 over the package's code and shipped results (relative paths and bytes, in sorted
+    order): ``notebooks/execute_notebooks.py`` stamps it into every notebook it runs, and a test
+    fails when a committed notebook's outputs were produced by other code."""
+    import hashlib
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in _FINGERPRINTED
+                   and "__pycache__" not in p.parts and p.relative_to(root).parts[0] != "static")
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

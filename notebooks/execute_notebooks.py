@@ -7,6 +7,11 @@ Each notebook runs from a fresh kernel in its own process; the script prints its
 the kernel's peak resident memory. Widget state is not stored and widget views are replaced by
 their text fallback, so committed notebooks read on a code host without stale widget state; the
 3Dmol.js library that eqhelpers.viz.load_3dmol puts into the page is not committed either.
+
+Every notebook written back is stamped (metadata ``eqhelpers``) with the budget it ran at and the
+fingerprint of the package code and shipped results that produced its outputs
+(``eqhelpers._util.source_fingerprint``); tests/test_notebooks.py fails when a committed
+notebook's stamp is not the current code's, so stale outputs cannot be committed unnoticed.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ def run_one(path: Path, write: bool, timeout: int) -> dict:
     import nbformat
     from nbclient import NotebookClient
 
+    from eqhelpers._util import source_fingerprint
+
     nb = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
     # widget state is stored (nbclient's Output-widget hook needs it) and stripped by clean()
@@ -56,6 +63,8 @@ def run_one(path: Path, write: bool, timeout: int) -> dict:
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernel (KiB on Linux)
     clean(nb)
+    nb.metadata["eqhelpers"] = {"source": source_fingerprint(),
+                                "budget": os.environ.get("EQHELPERS_BUDGET", "")}
     if write:
         nbformat.write(nb, path)
     return {"notebook": path.name, "wall_s": round(wall, 1), "kernel_peak_mb": round(peak_mb)}

@@ -64,6 +64,39 @@ def test_goals_first_exercises_last_and_checked_facts(nb):
         assert claims and "False" not in claims, (path.name, printed)
 
 
+def test_outputs_come_from_the_current_code(nb):
+    """The stamp execute_notebooks.py writes: the committed outputs were produced, at the cpu
+    budget, by exactly this package code and these shipped results."""
+    from eqhelpers._util import source_fingerprint
+
+    path, book = nb
+    stamp = book.metadata.get("eqhelpers", {})
+    assert stamp.get("budget") == "cpu", f"{path.name} was not executed at the cpu budget"
+    assert stamp.get("source") == source_fingerprint(), (
+        f"{path.name}'s outputs were produced by other code than this checkout's: re-run "
+        "`python notebooks/execute_notebooks.py --budget cpu` and commit the notebooks")
+
+
+def test_source_fingerprint_sees_code_and_results(tmp_path):
+    from eqhelpers._util import source_fingerprint
+
+    (tmp_path / "precomputed").mkdir()
+    (tmp_path / "static").mkdir()
+    (tmp_path / "mod.py").write_text("x = 1\n")
+    (tmp_path / "precomputed" / "r.json").write_text("{}")
+    first = source_fingerprint(tmp_path)
+    (tmp_path / "static" / "lib.js").write_text("fetched, not committed")
+    (tmp_path / "static" / "a.py").write_text("ignored")
+    assert source_fingerprint(tmp_path) == first
+    (tmp_path / "precomputed" / "r.json").write_text('{"mse": 1}')
+    second = source_fingerprint(tmp_path)
+    assert second != first
+    (tmp_path / "mod.py").write_text("x = 2\n")
+    assert source_fingerprint(tmp_path) != second
+    (tmp_path / "mod.py").rename(tmp_path / "other.py")  # a renamed file changes it too
+    assert source_fingerprint(tmp_path) not in (first, second)
+
+
 def test_every_notebook_has_solutions_for_instructors(nb):
     path, _ = nb
     sol = ROOT / "notebooks" / "solutions" / (path.stem + "_solutions.md")
