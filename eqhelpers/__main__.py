@@ -20,6 +20,11 @@ TRAIN_COLUMNS = [
     ("E", "E", ".2e"), ("E_prime", "E′", ".2e"), ("E_prime_rel", "E′_rel", ".2e"),
     ("steps_per_s", "steps/s", ".1f"), ("device", "device", ""),
 ]
+BASELINE_COLUMNS = [
+    ("model", "baseline", ""), ("test_mse", "test MSE", ".3e"),
+    ("ood_mse", "rotated+translated MSE", ".3e"), ("test_accuracy", "test accuracy", ".3f"),
+    ("tau", "τ", ".3g"),
+]
 GROUP_HELP = ("group the equivariance term samples: the data's own symmetry (task), E(3)×S_N "
               "with the task's translation scale (e3), or Haar rotations only, translations left "
               "to centring (so3: REMUL's choice)")
@@ -195,7 +200,6 @@ def cmd_train(a) -> int:
                                width=a.width, layers=a.layers,
                                cuda_graph=False if a.no_cuda_graph else None)
     metrics["command"] = a.command_line
-    atomic_json(metrics, out / "metrics.json")
     atomic_json(hist.as_dict(), out / "history.json")
     fig, ax = plt.subplots(figsize=(6.5, 4))
     label = a.objective + (f", β/α = {a.beta / a.alpha:g}" if a.objective == "remul" and a.alpha else "")
@@ -204,7 +208,17 @@ def cmd_train(a) -> int:
     atomic_write(out / "training.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     print(format_table([metrics], [c for c in TRAIN_COLUMNS if c[0] in metrics]))
-    from .data import TASKS
+    from .data import TASKS, load_task
+    from .evaluation import baselines
+
+    base = baselines(load_task(metrics["task"], metrics["budget"]))  # the data run() trained on
+    metrics["baselines"] = base
+    atomic_json(metrics, out / "metrics.json")
+    print("\nTrivial baselines (what the model must beat; τ: constant velocity's step, fitted on "
+          "train):")
+    print(format_table([{"model": k, **v} for k, v in base.items()],
+                       [c for c in BASELINE_COLUMNS if any(c[0] in v for v in base.values())
+                        or c[0] == "model"]))
 
     relabel = ("with its targets (the force field and the dynamics are E(3)-equivariant)"
                if TASKS[metrics["task"]].generate is not None else "then re-simulated")

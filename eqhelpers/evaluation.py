@@ -1,5 +1,6 @@
-"""Evaluating trained models: predictions on whole splits, task MSE, the groups every E / E′
-figure is measured in, and the full set of metrics one experiment reports.
+"""Evaluating trained models: predictions on whole splits, task MSE, the trivial baselines every
+result is shown beside, the groups every E / E′ figure is measured in, and the full set of
+metrics one experiment reports.
 
 Below the trainer: ``augment``, ``viz`` and ``train`` all use these, and this module imports
 nothing of ``train``, ``sweep`` or ``viz``.
@@ -73,6 +74,73 @@ def split_errors(model, task: Task, splits=("test", "ood")) -> dict[str, float]:
         if task.classes:
             out[f"{name}_accuracy"] = _accuracy(pred, sample, _class_field(model, None))
     return out
+
+
+BASELINES = ("mean", "nothing moves", "constant velocity")
+
+
+def baseline_predictions(task: Task, sample: Sample) -> dict[str, dict[str, Tensor]]:
+    """What trivial predictors say on ``sample`` (module :func:`baselines`): ``{name: outputs}``
+    with ``"tau"`` (a 0-d tensor) added to the constant-velocity entry."""
+    spec, train = task.spec, task["train"]
+    n = len(sample)
+    mean = {}
+    for k, f in spec.outputs.items():
+        y = train[k]
+        if f.per_particle and sample[k].shape[1] != y.shape[1]:
+            raise ValueError(f"the mean predictor of {k!r} needs {y.shape[1]} particles, the "
+                             f"sample has {sample[k].shape[1]}")
+        # per particle for per-particle fields: the mean training structure
+        mean[k] = y.mean(0, keepdim=True).to(sample[k].dtype).expand(n, *y.shape[1:])
+    out = {"mean": mean}
+    if spec.residual:
+        still = dict(mean)
+        still.update({k: sample[src] for k, src in spec.residual.items()})
+        out["nothing moves"] = still
+        vel = [k for k, f in spec.inputs.items() if f.kind == "vector"]
+        if len(vel) == 1:
+            # x + τ·v with τ fitted on the training split by least squares: a constant velocity
+            # over the best single horizon (τ = 0 would be "nothing moves", so never worse on train)
+            num = den = 0.0
+            for k, src in spec.residual.items():
+                dx, v = train[k] - train[src], train[vel[0]]
+                num, den = num + float((dx * v).sum()), den + float((v * v).sum())
+            tau = num / den if den > 0 else 0.0
+            moving = dict(mean)
+            moving.update({k: sample[src] + tau * sample[vel[0]]
+                           for k, src in spec.residual.items()})
+            moving["tau"] = torch.tensor(tau)
+            out["constant velocity"] = moving
+    return out
+
+
+def baselines(task: Task, splits=("test", "ood")) -> dict[str, dict[str, float]]:
+    """What a model must beat to have learned anything: trivial predictors' errors on each split,
+    in the task's own MSE (and accuracy for a classification task).
+
+    - ``"mean"``: every output its training mean — per particle for per-particle fields, i.e.
+      the mean training structure; for one-hot classes, the class frequencies (its accuracy is
+      the majority class's share);
+    - ``"nothing moves"`` (tasks that predict where points go, from where they are): the input
+      positions;
+    - ``"constant velocity"`` (those with a velocity input too): x + τ·v, with τ fitted on the
+      training split by least squares (reported as ``tau``).
+
+    Returns ``{name: {"<split>_mse": …, ["<split>_accuracy": …], ["tau": …]}}``.
+    """
+    rows: dict[str, dict[str, float]] = {}
+    for split in splits:
+        sample = task[split]
+        for name, pred in baseline_predictions(task, sample).items():
+            tau = pred.pop("tau", None)
+            row = rows.setdefault(name, {})
+            row[f"{split}_mse"] = float(field_mse(pred, sample))
+            if task.classes:
+                k = next(iter(task.spec.outputs))
+                row[f"{split}_accuracy"] = _accuracy(pred, sample, k)
+            if tau is not None:
+                row["tau"] = float(tau)
+    return rows
 
 
 def measurement_group(task: Task) -> Group:

@@ -1,0 +1,66 @@
+"""Trivial baselines (evaluation.baselines): what every result is shown beside."""
+
+import pytest
+import torch
+
+from eqhelpers.data import load_task
+from eqhelpers.equivariance import field_mse
+from eqhelpers.evaluation import baseline_predictions, baselines
+
+
+def test_mean_nothing_moves_and_constant_velocity_on_dynamics():
+    task = load_task("charged", "tiny")
+    train, test = task["train"], task["test"]
+    rows = baselines(task)
+    assert set(rows) == {"mean", "nothing moves", "constant velocity"}
+    # the mean training structure, particle by particle
+    mean = train["pos_next"].mean(0, keepdim=True)
+    assert rows["mean"]["test_mse"] == pytest.approx(float(((test["pos_next"] - mean) ** 2).mean()))
+    still = float(((test["pos_next"] - test["pos"]) ** 2).mean())
+    assert rows["nothing moves"]["test_mse"] == pytest.approx(still)
+    # τ is the least-squares step of x + τ v on the training split, so no other step fits train
+    # better, and the dynamics move the charges forward in time (τ > 0)
+    tau = rows["constant velocity"]["tau"]
+    assert tau > 0
+
+    def train_mse(t):
+        return float(((train["pos"] + t * train["vel"] - train["pos_next"]) ** 2).mean())
+
+    assert train_mse(tau) <= min(train_mse(tau * 0.9), train_mse(tau * 1.1), train_mse(0.0))
+    pred = baseline_predictions(task, test)["constant velocity"]
+    assert torch.allclose(pred["pos_next"], test["pos"] + tau * test["vel"])
+    # the OOD split moves systems far from the training frame: the mean structure does not follow
+    assert rows["mean"]["ood_mse"] > rows["mean"]["test_mse"]
+    assert rows["nothing moves"]["ood_mse"] == pytest.approx(rows["nothing moves"]["test_mse"],
+                                                            rel=1e-6)
+
+
+def test_mean_of_a_global_scalar_and_of_classes():
+    energy = load_task("ethanol_energy", "tiny")
+    rows = baselines(energy, splits=("test",))
+    assert set(rows) == {"mean"}  # no positions predicted: nothing to keep still
+    y, mu = energy["test"]["energy"], energy["train"]["energy"].mean()
+    assert rows["mean"]["test_mse"] == pytest.approx(float(((y - mu) ** 2).mean()))
+
+    digits = load_task("digits_rotated", "tiny")
+    rows = baselines(digits, splits=("test",))
+    counts = digits["train"]["label"].sum(0)
+    majority = int(counts.argmax())
+    share = float((digits["test"]["label"].argmax(-1) == majority).double().mean())
+    assert rows["mean"]["test_accuracy"] == pytest.approx(share)
+
+
+def test_a_model_that_learned_beats_them_and_field_mse_agrees():
+    task = load_task("gravity_planar", "tiny")
+    rows = baselines(task, splits=("test",))
+    sample = task["test"]
+    exact = {"pos_next": sample["pos_next"]}
+    assert float(field_mse(exact, sample)) == 0.0 < min(r["test_mse"] for r in rows.values())
+
+
+def test_baseline_needs_the_training_particle_count():
+    task = load_task("charged", "tiny")
+    small = task["test"].index(slice(0, 4))
+    fewer = small.replace(**{k: small[k][:, :3] for k in ("pos", "vel", "charge", "pos_next")})
+    with pytest.raises(ValueError, match="particles"):
+        baseline_predictions(task, fewer)
