@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-
 # what the package's results depend on: its code and the results it ships (not static/, the
 # fetched 3Dmol.js, and not caches)
 _FINGERPRINTED = {".py", ".json", ".csv", ".npy", ".png", ".pt", ".md", ".txt"}

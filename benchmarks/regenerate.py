@@ -1,0 +1,158 @@
+"""Regenerate the results the course ships (``eqhelpers/precomputed/``) with the current code.
+
+    OMP_NUM_THREADS=1 python benchmarks/regenerate.py --jobs 2        # everything, 2 at a time
+    python benchmarks/regenerate.py --list                            # what and how
+    python benchmarks/regenerate.py --only sweep_charged_cpu          # one result
+
+Each result is one command line of the package (``python -m eqhelpers sweep|discover ...``),
+stored by the package with its provenance (command, version, device, date). The old result is
+moved to ``runs/regenerate/old/<name>`` before its command starts writing into
+``eqhelpers/precomputed/<name>``, so nothing already shipped is lost; an interrupted command
+resumes (sweeps and multi-seed discoveries keep every finished point) when the script runs
+again. ``runs/regenerate/state.json`` records which results are started and done.
+
+Not here: ``molecules_cuda`` and ``bench/*_h100`` (measured on an H100: ``benchmarks/gpu_check.py``),
+``semola_*`` (``benchmarks/semola.py``) and the README's gravity table
+(``benchmarks/gravity_remul.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "eqhelpers" / "precomputed"
+STATE_DIR = ROOT / "runs" / "regenerate"
+
+SWEEP = ["sweep", "--budget", "cpu", "--no-progress"]
+DISCOVER = ["discover", "--budget", "cpu", "--no-progress"]
+BETAS = ["--betas", "0", "0.1", "1", "10", "100"]
+# name (the directory under eqhelpers/precomputed/) -> the command's arguments (--out is added)
+RESULTS: dict[str, list[str]] = {
+    # notebook 03
+    "sweep_gravity_planar_cpu": SWEEP + ["--task", "gravity_planar", "--models", "transformer",
+                                         "egnn", *BETAS, "--seeds", "0", "1", "2"],
+    "sweep_charged_cpu": SWEEP + ["--task", "charged", "--models", "transformer", "egnn", *BETAS,
+                                  "--seeds", "0", "1", "2"],
+    "sweep_field_e3_cpu": SWEEP + ["--task", "field", "--group", "e3", "--models", "transformer",
+                                   "egnn", *BETAS, "--seeds", "0", "1", "2"],
+    "sweep_field_e3_n300_cpu": SWEEP + ["--task", "field", "--group", "e3", "--models",
+                                        "transformer", "egnn", "--betas", "0", "0.03", "0.1",
+                                        "0.3", "1", "10", "30", "100", "--seeds", "0", "1", "2",
+                                        "--n-train", "300"],
+    # notebook 05
+    "sweep_aspirin_short_cpu": SWEEP + ["--task", "aspirin_short", "--models", "transformer",
+                                        *BETAS, "--seeds", "0", "--save-models"],
+    "sweep_aspirin_forces_cpu": SWEEP + ["--task", "aspirin_forces", "--models", "transformer",
+                                         *BETAS, "--seeds", "0", "--save-models"],
+    # notebook 04
+    "discover_hidden_axis_cpu": DISCOVER + ["--task", "hidden_axis", "--seeds", "0", "1", "2", "3",
+                                            "4", "--compare", "--use"],
+    "discover_hidden_plane_cpu": DISCOVER + ["--task", "hidden_plane", "--generators", "5",
+                                             "--seeds", "0", "1", "2"],
+    "discover_no_symmetry_cpu": DISCOVER + ["--task", "no_symmetry", "--seeds", "0", "1", "2",
+                                            "--compare"],
+    "discover_charged_cpu": DISCOVER + ["--task", "charged", "--generators", "3", "--compare",
+                                        "--use"],
+    "discover_field_cpu": DISCOVER + ["--task", "field", "--generators", "3", "--compare", "--use"],
+    "discover_partial_cpu/wide_from_start": DISCOVER + [
+        "--task", "hidden_axis_partial", "--use", "--schedule", "3.14159265", "3.14159265", "0",
+        "0"],
+    "discover_partial_cpu/narrow_then_wide": DISCOVER + ["--task", "hidden_axis_partial",
+                                                         "--use"],
+}
+
+
+def _state() -> dict:
+    path = STATE_DIR / "state.json"
+    if not path.exists():
+        return {"started": [], "done": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path} is corrupt ({exc}): fix or delete it (the results themselves "
+                         f"are in eqhelpers/precomputed/ and runs/regenerate/old/)") from exc
+
+
+def _save(state: dict) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = STATE_DIR / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, STATE_DIR / "state.json")
+
+
+def run_one(name: str, state: dict, lock) -> tuple[str, int, float]:
+    out = SHIPPED / name
+    with lock:
+        if name not in state["started"]:
+            if out.exists():  # keep the shipped result until the new one replaces it
+                old = STATE_DIR / "old" / name
+                if old.exists():
+                    shutil.rmtree(old)
+                old.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(out), str(old))
+            state["started"].append(name)
+            _save(state)
+    rel = out.relative_to(ROOT).as_posix()
+    cmd = [sys.executable, "-m", "eqhelpers", *RESULTS[name], "--out", rel]
+    t0 = time.perf_counter()
+    log = STATE_DIR / "logs" / (name.replace("/", "__") + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                             env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
+                                 "OMP_NUM_THREADS", "1")})
+    wall = time.perf_counter() - t0
+    if rc == 0:
+        with lock:
+            state["done"][name] = {"wall_s": round(wall, 1), "date": time.strftime("%Y-%m-%d")}
+            _save(state)
+    return name, rc, wall
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=sorted(RESULTS), default=None)
+    p.add_argument("--jobs", type=int, default=1, help="commands at a time (one thread each)")
+    p.add_argument("--list", action="store_true", help="print the commands and what is done")
+    p.add_argument("--redo", action="store_true", help="run results already marked done again")
+    a = p.parse_args(argv)
+    if a.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {a.jobs}")
+    state = _state()
+    names = a.only or list(RESULTS)
+    if a.list:
+        for n in names:
+            done = state["done"].get(n)
+            print(f"{n}: {'done ' + str(done) if done else 'to do'}\n  python -m eqhelpers "
+                  f"{' '.join(RESULTS[n])} --out eqhelpers/precomputed/{n}")
+        return 0
+    if a.redo:
+        for n in names:
+            state["done"].pop(n, None)
+            if n in state["started"]:
+                state["started"].remove(n)
+    todo = [n for n in names if n not in state["done"]]
+    import threading
+
+    lock = threading.Lock()
+    failed = 0
+    with ThreadPoolExecutor(a.jobs) as pool:
+        for name, rc, wall in pool.map(lambda n: run_one(n, state, lock), todo):
+            print(f"{name}: {'ok' if rc == 0 else f'FAILED (exit {rc}, see runs/regenerate/logs)'}"
+                  f" in {wall:.0f} s", flush=True)
+            failed += rc != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The hands-on checks (eqhelpers.exercises): a right solution passes, common mistakes fail with
+a hint, and an unwritten one lets the notebook go on."""
+
+import pytest
+import torch
+
+from eqhelpers.data import load_task
+from eqhelpers.equivariance import field_mse
+from eqhelpers.exercises import check_e_prime, check_expm_step, check_l_equi
+from eqhelpers.fields import act
+from eqhelpers.models import make_model
+
+
+@pytest.fixture(scope="module")
+def setting():
+    task = load_task("gravity_planar", "tiny")
+    torch.manual_seed(0)
+    model = make_model("transformer", task.spec, width=16, layers=2)
+    return model, task["train"].index(slice(0, 16)), task.group
+
+
+def l_equi(model, batch, g):
+    moved = act(g, batch)
+    return field_mse(model(moved), moved)
+
+
+def l_equi_unmoved_targets(model, batch, g):  # compares f(g·x) with y
+    return field_mse(model(act(g, batch)), batch)
+
+
+def l_equi_self(model, batch, g):  # compares f(g·x) with g·f(x)
+    return field_mse(model(act(g, batch)), act(g, model(batch), model.spec.outputs))
+
+
+def e_prime(model, x, gs):
+    f = model(x)
+    total = 0
+    for g in gs:
+        f_g, g_f = model(act(g, x)), act(g, f, model.spec.outputs)
+        total = total + torch.cat([(f_g[k] - g_f[k]).flatten(1) for k in f], 1).norm(dim=1)
+    return (total / len(gs)).mean()
+
+
+def e_prime_squared(model, x, gs):
+    f = model(x)
+    total = 0
+    for g in gs:
+        f_g, g_f = model(act(g, x)), act(g, f, model.spec.outputs)
+        total = total + (torch.cat([(f_g[k] - g_f[k]).flatten(1) for k in f], 1) ** 2).sum(1)
+    return (total / len(gs)).mean()
+
+
+def e_prime_per_particle(model, x, gs):  # a norm per particle, not per sample
+    f = model(x)
+    return torch.stack([(model(act(g, x))[k] - act(g, f, model.spec.outputs)[k]).norm(dim=-1).mean()
+                        for g in gs for k in f]).mean()
+
+
+def expm_step(points, generators, r, u):
+    z = r * (2 * u - 1)
+    g = torch.linalg.matrix_exp(torch.einsum("bk,kij->bij", z, generators))
+    return points @ g.transpose(1, 2)
+
+
+def todo(*args):
+    raise NotImplementedError
+
+
+def test_l_equi_right_and_wrong(setting):
+    model, batch, group = setting
+    assert check_l_equi(l_equi, model, batch, group) is True
+    for wrong in (l_equi_unmoved_targets, l_equi_self):
+        with pytest.raises(AssertionError, match="moved targets"):
+            check_l_equi(wrong, model, batch, group)
+    with pytest.raises(AssertionError, match="one number"):
+        check_l_equi(lambda m, b, g: torch.zeros(3), model, batch, group)
+
+
+def test_e_prime_right_and_wrong(setting):
+    model, batch, group = setting
+    assert check_e_prime(e_prime, model, batch, group, M=3) is True
+    for wrong in (e_prime_squared, e_prime_per_particle):
+        with pytest.raises(AssertionError, match="E′ gives"):
+            check_e_prime(wrong, model, batch, group, M=3)
+
+
+def test_expm_step_right_and_wrong():
+    assert check_expm_step(expm_step) is True
+
+    def elementwise_exp(points, generators, r, u):
+        z = r * (2 * u - 1)
+        return points @ torch.exp(torch.einsum("bk,kij->bij", z, generators)).transpose(1, 2)
+
+    def no_transpose(points, generators, r, u):
+        z = r * (2 * u - 1)
+        return points @ torch.linalg.matrix_exp(torch.einsum("bk,kij->bij", z, generators))
+
+    def detached(points, generators, r, u):
+        return expm_step(points, generators.detach(), r, u)
+
+    for wrong in (elementwise_exp, no_transpose):
+        with pytest.raises(AssertionError, match="differ"):
+            check_expm_step(wrong)
+    with pytest.raises(AssertionError, match="differentiabl"):
+        check_expm_step(detached)
+
+
+def test_an_unwritten_exercise_lets_the_notebook_go_on(setting, capsys):
+    model, batch, group = setting
+    assert check_l_equi(todo, model, batch, group) is False
+    assert check_e_prime(todo, model, batch, group) is False
+    assert check_expm_step(todo) is False
+    assert capsys.readouterr().out.count("not written yet") == 3
