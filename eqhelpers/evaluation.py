@@ -17,7 +17,7 @@ from .budget import Budget, get_budget
 from .data import SPLITS, Task
 from .equivariance import equivariance_error, field_mse
 from .fields import Sample
-from .groups import SO3, Group, euclidean_group
+from .groups import SO3, Group, RotationsByAngle, euclidean_group
 
 Tensor = torch.Tensor
 
@@ -166,6 +166,21 @@ def objective_group(task: Task, which: str = "task") -> Group:
     if which == "so3":
         return SO3()
     raise ValueError(f"group must be one of {EQUI_GROUPS}, got {which!r}")
+
+
+def violation_by_angle(model, sample: Sample, angles, M: int = 8, seed: int = 0) -> Tensor:
+    """E′ of ``model`` on ``sample`` under rotations by each of ``angles`` (degrees) about random
+    axes (:class:`~eqhelpers.groups.RotationsByAngle`, ``M`` per sample): a model that learned
+    the symmetry only near the orientations it saw has a violation that grows with the angle;
+    an equivariant one stays at zero. [len(angles)] (float64)."""
+    p = next(model.parameters())
+    sample = sample.to(p.device, p.dtype)
+    out = []
+    for a in angles:
+        gen = make_generator(seed, p.device)  # the same axes at every angle
+        out.append(equivariance_error(model, sample, RotationsByAngle(float(a)), M=M,
+                                      generator=gen).E_prime)
+    return torch.tensor(out, dtype=torch.float64)
 
 
 def evaluate(model, task: Task, budget: str | Budget | None = None, seed: int = 0,

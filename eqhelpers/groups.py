@@ -526,6 +526,28 @@ class O3(SO3):
         return r * sign[:, None, None]
 
 
+class RotationsByAngle(SO3):
+    """Rotations by one fixed ``angle`` (degrees) about uniformly random axes: measuring E′ with
+    it for a range of angles shows how a model's equivariance violation grows with the rotation
+    (not a group — the angle is fixed — but a set of group elements to average over)."""
+
+    def __init__(self, angle: float):
+        if isinstance(angle, bool) or not isinstance(angle, (int, float)) \
+                or not math.isfinite(angle):
+            raise ValueError(f"angle must be a finite number of degrees, got {angle!r}")
+        self.angle = float(angle)
+        self.name = f"rotations by {self.angle:g}°"
+
+    def _rotations(self, n, generator, device, dtype):
+        axis = torch.randn(n, 3, generator=generator, device=device, dtype=dtype)
+        axis = axis / torch.linalg.norm(axis, dim=-1, keepdim=True)
+        theta = torch.full((n,), math.radians(self.angle), device=device, dtype=dtype)
+        return axis_angle_to_matrix(axis, theta)
+
+    def generators(self, dtype=torch.float64, device=None):
+        return None
+
+
 class Translations(Group):
     """Translations of R^d. Non-compact: elements are drawn from N(0, std² I) for sampling."""
 

@@ -64,3 +64,27 @@ def test_baseline_needs_the_training_particle_count():
     fewer = small.replace(**{k: small[k][:, :3] for k in ("pos", "vel", "charge", "pos_next")})
     with pytest.raises(ValueError, match="particles"):
         baseline_predictions(task, fewer)
+
+
+def test_violation_grows_with_the_angle_for_a_plain_model_and_not_for_egnn():
+    from eqhelpers.evaluation import violation_by_angle
+    from eqhelpers.groups import RotationsByAngle, rotation_angle
+    from eqhelpers.models import make_model
+
+    g = RotationsByAngle(60.0).sample(50, generator=torch.Generator().manual_seed(0),
+                                      dtype=torch.float64)
+    assert torch.allclose(rotation_angle(g.rot), torch.full((50,), torch.pi / 3, dtype=torch.float64))
+    eye = torch.eye(3, dtype=torch.float64).expand(50, 3, 3)
+    assert torch.allclose(g.rot @ g.rot.transpose(1, 2), eye)
+    with pytest.raises(ValueError, match="angle"):
+        RotationsByAngle(float("nan"))
+
+    task = load_task("gravity_planar", "tiny")
+    sample = task["test"].index(slice(0, 16))
+    torch.manual_seed(0)
+    plain = make_model("transformer", task.spec, width=16, layers=2)
+    egnn = make_model("egnn", task.spec, width=16, layers=2)
+    angles = [0.0, 30.0, 90.0, 180.0]
+    v = violation_by_angle(plain, sample, angles, M=4)
+    assert v[0] < 1e-5 and v[1] < v[2] and v[1] > 1e-3  # none at 0°, then growing
+    assert float(violation_by_angle(egnn, sample, angles, M=4).max()) < 1e-4
