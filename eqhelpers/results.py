@@ -143,6 +143,9 @@ class SweepResult:
     out: Path | None = None
     computed: int = 0  # points computed in this call (the rest were read from disk)
     provenance: dict = field(default_factory=dict)  # command, device, budget, date, versions
+    # trivial predictors' errors on the sweep's own data (eqhelpers.evaluation.baselines):
+    # {name: {"test_mse": …, "ood_mse": …}}; empty for sweeps from before eqhelpers 0.4
+    baselines: dict = field(default_factory=dict)
 
     def rows(self, model: str | None = None) -> list[dict]:
         return [r for r in self.summary if model is None or r["model"] == model]
@@ -161,7 +164,8 @@ def load_sweep(path: str | Path) -> SweepResult:
     try:
         blob = json.loads(file.read_text(encoding="utf-8"))
         result = SweepResult(blob["config"], blob["points"], blob["summary"], file.parent,
-                             provenance=blob.get("provenance", {}))
+                             provenance=blob.get("provenance", {}),
+                             baselines=blob.get("baselines", {}))
     except (OSError, ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError included
         raise ValueError(f"cannot read sweep results from {file}: {exc}") from exc
     return result

@@ -381,7 +381,10 @@ def _sweep(config, b, dev, out, models, betas, seeds, alpha, save_models, stack,
             "torch": torch.__version__, "points_computed_in_last_run": sum(len(g) for _, g in groups),
             "groups_in_last_run": notes, "ray": ray}
     computed = sum(len(g) for _, g in groups)
-    result = SweepResult(config, points, summarise(points), out, computed, prov)
+    from .evaluation import baselines
+
+    base = baselines(task_obj)  # on the data every point trained on
+    result = SweepResult(config, points, summarise(points), out, computed, prov, base)
     if out is not None:
         write_results(result)
     return result
@@ -395,11 +398,13 @@ def _write_csv(path: str, rows: list[dict], cols: list[str]) -> None:
 
 
 def write_results(result: SweepResult) -> None:
-    """``sweep.json`` (config, points, summary, provenance), ``sweep.csv`` (summary) and
-    ``points.csv`` (the figure, ``tradeoff.png``, is :func:`eqhelpers.viz.save_tradeoff`'s)."""
+    """``sweep.json`` (config, points, summary, provenance, trivial baselines), ``sweep.csv``
+    (summary) and ``points.csv`` (the figure, ``tradeoff.png``, is
+    :func:`eqhelpers.viz.save_tradeoff`'s)."""
     out = result.out
     atomic_json({"config": result.config, "points": result.points, "summary": result.summary,
-                 "provenance": result.provenance}, out / "sweep.json")
+                 "provenance": result.provenance, "baselines": result.baselines},
+                out / "sweep.json")
     keys = metric_keys(result.points)
     summary_cols = ["model", "beta", "n_seeds", *[c for m in keys for c in (m, f"{m}_std")],
                     "pareto"]

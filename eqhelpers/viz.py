@@ -42,12 +42,18 @@ def beta_norm(betas) -> mcolors.Normalize:
 
 
 def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None = None,
-                  cmap: str = "viridis", title: str | None = None):
+                  cmap: str = "viridis", title: str | None = None,
+                  baselines: dict[str, float] | str | None = "auto"):
     """Task error against E′ (log–log) for every (model, β/α) of a sweep (REMUL's E′, or E′_mse
     for sweeps from before eqhelpers 0.2: :func:`eqhelpers.sweep.equivariance_key`).
 
-    Colour = β/α (β = 0 in grey, squares), error bars = std over seeds, the Pareto front ringed,
-    equivariant models as stars. ``highlight``: a β/α to mark with a cross (interpolated).
+    Colour = β/α (β = 0 in grey, squares), error bars = std over seeds, the Pareto front ringed.
+    Exactly equivariant models (E′ at float rounding) would stretch the E′ axis over many empty
+    decades: they are drawn as stars at the axis' left edge, one decade below the learned
+    models, with their true E′ written beside them. ``highlight``: a β/α to mark with a cross
+    (interpolated). ``baselines``: ``{name: error}`` of trivial predictors, drawn as dashed
+    lines; ``"auto"`` (default) draws those the sweep recorded on its own data (constant velocity
+    and nothing moves where they exist, else the mean: :func:`eqhelpers.evaluation.baselines`).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -55,9 +61,23 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
 
     rows = result.summary
     e = equivariance_key(rows)
+    if isinstance(baselines, str):
+        if baselines != "auto":
+            raise ValueError(f"baselines must be a dict, None or 'auto', got {baselines!r}")
+        recorded = getattr(result, "baselines", None) or {}
+        names = [n for n in ("constant velocity", "nothing moves") if n in recorded] or \
+            [n for n in ("mean",) if n in recorded]
+        baselines = {n: recorded[n][y] for n in names if y in recorded[n]}
     norm = beta_norm([r["beta"] for r in rows])
     cm = plt.get_cmap(cmap)
     models = sorted({r["model"] for r in rows})
+
+    def exact(r, n_points):
+        return n_points == 1 and r["beta"] == 0 and r[e] < 1e-8
+
+    counts = {m: sum(r["model"] == m for r in rows) for m in models}
+    learned = [r[e] for r in rows if not exact(r, counts[r["model"]]) and r[e] > 0]
+    edge = min(learned) / 10 if learned else None  # where exact models are drawn
     for model in models:
         mr = sorted((r for r in rows if r["model"] == model), key=lambda r: r["beta"])
         xs = [r[e] for r in mr]
@@ -65,25 +85,33 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
         if len(mr) > 1:
             ax.plot(xs, ys, "-", color="0.75", lw=1, zorder=1)
         for r in mr:
-            equivariant = len(mr) == 1 and r["beta"] == 0 and r[e] < 1e-8
+            equivariant = exact(r, len(mr))
+            x = edge if equivariant and edge is not None else r[e]
             color = "0.45" if r["beta"] == 0 else cm(norm(r["beta"]))
             marker = "*" if equivariant else ("s" if r["beta"] == 0 else "o")
-            ax.errorbar(r[e], r[y], xerr=_err(r, e), yerr=_err(r, y), fmt=marker,
-                        color=color, ms=11 if equivariant else 7, capsize=2, zorder=3,
-                        mec="k", mew=0.5)
+            ax.errorbar(x, r[y], xerr=None if equivariant else _err(r, e), yerr=_err(r, y),
+                        fmt=marker, color=color, ms=12 if equivariant else 7, capsize=2,
+                        zorder=3, mec="k", mew=0.5)
             if r.get("pareto"):
-                ax.plot(r[e], r[y], "o", ms=14, mfc="none", mec="crimson", mew=1.2, zorder=2)
+                ax.plot(x, r[y], "o", ms=14, mfc="none", mec="crimson", mew=1.2, zorder=2)
             if equivariant:
-                ax.annotate(f" {model}", (r[e], r[y]), fontsize=8, va="center")
+                ax.annotate(f"  {model}: E′ = {r[e]:.0e}\n  (exact; off-axis ←)", (x, r[y]),
+                            fontsize=7, va="center")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color="k", ls=(0, (4, 2 + 2 * i)), lw=0.9, zorder=0,
+                   label=f"{name} (learns nothing)")
     if highlight is not None:
         pt = interpolate(result, highlight, models[0] if "transformer" not in models else "transformer")
         ax.plot(pt[e], pt[y], "X", ms=14, color="crimson", mec="k", zorder=4,
                 label=f"β/α = {highlight:.3g}")
-        ax.legend(frameon=False, loc="upper right")
+    if highlight is not None or baselines:
+        ax.legend(frameon=True, framealpha=0.85, fontsize=7, loc="best")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cm)
     plt.colorbar(sm, ax=ax, label="β/α")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if edge is not None:
+        ax.set_xlim(left=edge / 3)
     ax.set_xlabel(EQUIVARIANCE_LABELS[e] + " (lower = more equivariant)", fontsize=8)
     ax.set_ylabel({"test_mse": "test MSE", "ood_mse": "rotated+translated MSE"}.get(y, y))
     ax.grid(alpha=0.3, which="both")

@@ -111,3 +111,43 @@ def test_an_unwritten_exercise_lets_the_notebook_go_on(setting, capsys):
     assert check_e_prime(todo, model, batch, group) is False
     assert check_expm_step(todo) is False
     assert capsys.readouterr().out.count("not written yet") == 3
+
+
+def _solution(notebook: str, heading: str) -> str:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
+            / f"{notebook}_solutions.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_instructors_solutions_pass_the_notebooks_checks(setting):
+    """The code in notebooks/solutions/ is what the hands-on cells' checks accept."""
+    from eqhelpers.equivariance import field_mse as fm
+
+    model, batch, group = setting
+    scope = {"torch": torch, "act": act, "field_mse": fm}
+    exec(_solution("02_equivariance_loss", "Your turn: E′"), scope)
+    exec(_solution("02_equivariance_loss", "Your turn: L_equi"), scope)
+    exec(_solution("04_learned_augmentation", "Your turn: one augmentation step"), scope)
+    assert check_e_prime(scope["my_e_prime"], model, batch, group, M=3)
+    assert check_l_equi(scope["my_l_equi"], model, batch, group)
+    assert check_expm_step(scope["my_augment"])
+
+
+def test_the_notebooks_leave_the_hands_on_cells_to_the_learner():
+    """Each hands-on cell is a stub the learner fills in, checked in the same cell."""
+    from pathlib import Path
+
+    import nbformat
+
+    nbs = Path(__file__).resolve().parents[1] / "notebooks"
+    for name, fn, check in (("02_equivariance_loss", "my_e_prime", "check_e_prime"),
+                            ("02_equivariance_loss", "my_l_equi", "check_l_equi"),
+                            ("04_learned_augmentation", "my_augment", "check_expm_step")):
+        cells = [c.source for c in nbformat.read(nbs / f"{name}.ipynb", 4).cells
+                 if c.cell_type == "code" and c.source.startswith(f"def {fn}(")]
+        assert len(cells) == 1, (name, fn)
+        assert "raise NotImplementedError" in cells[0] and f"{check}({fn}" in cells[0], (name, fn)
