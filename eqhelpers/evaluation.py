@@ -62,15 +62,25 @@ def accuracy(model, sample: Sample, field: str | None = None, batch_size: int = 
     return _accuracy(predict(model, sample, batch_size), sample, field)
 
 
+def _errors(pred: dict[str, Tensor], sample: Sample, split: str) -> dict[str, float]:
+    """``<split>_mse`` (the mean over output fields, as trained) and, for a task with several
+    outputs (forces and energy), each field's own ``<split>_<field>_mse`` in its own units."""
+    out = {f"{split}_mse": float(field_mse(pred, sample))}
+    if len(pred) > 1:
+        out.update({f"{split}_{k}_mse": float(field_mse({k: v}, sample)) for k, v in pred.items()})
+    return out
+
+
 def split_errors(model, task: Task, splits=("test", "ood")) -> dict[str, float]:
-    """``<split>_mse`` for each split, and ``<split>_accuracy`` for a classification task: one
-    pass over each split, on the model's device and dtype."""
+    """``<split>_mse`` for each split (with ``<split>_<field>_mse`` per output field when there
+    are several), and ``<split>_accuracy`` for a classification task: one pass over each split,
+    on the model's device and dtype."""
     p = next(model.parameters())
     out = {}
     for name in splits:
         sample = task[name].to(p.device, p.dtype)
         pred = predict(model, sample)
-        out[f"{name}_mse"] = float(field_mse(pred, sample))
+        out.update(_errors(pred, sample, name))
         if task.classes:
             out[f"{name}_accuracy"] = _accuracy(pred, sample, _class_field(model, None))
     return out
@@ -126,7 +136,8 @@ def baselines(task: Task, splits=("test", "ood")) -> dict[str, dict[str, float]]
     - ``"constant velocity"`` (those with a velocity input too): x + τ·v, with τ fitted on the
       training split by least squares (reported as ``tau``).
 
-    Returns ``{name: {"<split>_mse": …, ["<split>_accuracy": …], ["tau": …]}}``.
+    Returns ``{name: {"<split>_mse": …, ["<split>_<field>_mse": …], ["<split>_accuracy": …],
+    ["tau": …]}}`` (per-field errors for tasks with several outputs, as :func:`split_errors`).
     """
     rows: dict[str, dict[str, float]] = {}
     for split in splits:
@@ -134,7 +145,7 @@ def baselines(task: Task, splits=("test", "ood")) -> dict[str, dict[str, float]]
         for name, pred in baseline_predictions(task, sample).items():
             tau = pred.pop("tau", None)
             row = rows.setdefault(name, {})
-            row[f"{split}_mse"] = float(field_mse(pred, sample))
+            row.update(_errors(pred, sample, split))
             if task.classes:
                 k = next(iter(task.spec.outputs))
                 row[f"{split}_accuracy"] = _accuracy(pred, sample, k)

@@ -88,3 +88,25 @@ def test_violation_grows_with_the_angle_for_a_plain_model_and_not_for_egnn():
     v = violation_by_angle(plain, sample, angles, M=4)
     assert v[0] < 1e-5 and v[1] < v[2] and v[1] > 1e-3  # none at 0°, then growing
     assert float(violation_by_angle(egnn, sample, angles, M=4).max()) < 1e-4
+
+
+def test_several_outputs_are_also_reported_field_by_field():
+    from eqhelpers.evaluation import split_errors
+    from eqhelpers.models import make_model
+
+    task = load_task("ethanol_forces", "tiny")
+    rows = baselines(task, splits=("test",))
+    test = task["test"]
+    forces = float((test["forces"] - task["train"]["forces"].mean(0, keepdim=True)).pow(2).mean())
+    energy = float((test["energy"] - task["train"]["energy"].mean()).pow(2).mean())
+    assert rows["mean"]["test_forces_mse"] == pytest.approx(forces, rel=1e-5)
+    assert rows["mean"]["test_energy_mse"] == pytest.approx(energy, rel=1e-5)
+    assert rows["mean"]["test_mse"] == pytest.approx((forces + energy) / 2, rel=1e-5)
+    torch.manual_seed(0)
+    model = make_model("gnn", task.spec, width=8, layers=1)
+    err = split_errors(model, task, splits=("test",))
+    assert err["test_mse"] == pytest.approx((err["test_forces_mse"] + err["test_energy_mse"]) / 2,
+                                            rel=1e-5)
+    single = split_errors(make_model("mlp", load_task("charged", "tiny").spec, width=8, layers=1),
+                          load_task("charged", "tiny"), splits=("test",))
+    assert set(single) == {"test_mse"}  # one output: nothing to split
