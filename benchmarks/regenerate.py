@@ -8,8 +8,9 @@ Each result is one command line of the package (``python -m eqhelpers sweep|disc
 stored by the package with its provenance (command, version, device, date). The old result is
 moved to ``runs/regenerate/old/<name>`` before its command starts writing into
 ``eqhelpers/precomputed/<name>``, so nothing already shipped is lost; an interrupted command
-resumes (sweeps and multi-seed discoveries keep every finished point) when the script runs
-again. ``runs/regenerate/state.json`` records which results are started and done.
+resumes (sweeps keep every finished point) when the script runs again. Marker files in
+``runs/regenerate/state/`` record which results are started and done (one per result, so copies
+of the script run side by side on different ``--only`` lists).
 
 Not here: ``molecules_cuda`` and ``bench/*_h100`` (measured on an H100: ``benchmarks/gpu_check.py``),
 ``semola_*`` (``benchmarks/semola.py``) and the README's gravity table
@@ -71,36 +72,39 @@ RESULTS: dict[str, list[str]] = {
 }
 
 
-def _state() -> dict:
-    path = STATE_DIR / "state.json"
-    if not path.exists():
-        return {"started": [], "done": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"{path} is corrupt ({exc}): fix or delete it (the results themselves "
-                         f"are in eqhelpers/precomputed/ and runs/regenerate/old/)") from exc
+def _marker(name: str, kind: str) -> Path:
+    return STATE_DIR / "state" / f"{name.replace('/', '__')}.{kind}"
 
 
-def _save(state: dict) -> None:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = STATE_DIR / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, STATE_DIR / "state.json")
+def _is(name: str, kind: str) -> bool:
+    """Whether ``name`` is started / done: one marker file per result and state, so that several
+    copies of this script (``--only`` different results) never overwrite each other's records."""
+    return _marker(name, kind).exists()
 
 
-def run_one(name: str, state: dict, lock) -> tuple[str, int, float]:
+def _mark(name: str, kind: str, info: dict | None = None) -> None:
+    path = _marker(name, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(info or {}))
+    os.replace(tmp, path)
+
+
+def _unmark(name: str) -> None:
+    for kind in ("started", "done"):
+        _marker(name, kind).unlink(missing_ok=True)
+
+
+def run_one(name: str) -> tuple[str, int, float]:
     out = SHIPPED / name
-    with lock:
-        if name not in state["started"]:
-            if out.exists():  # keep the shipped result until the new one replaces it
-                old = STATE_DIR / "old" / name
-                if old.exists():
-                    shutil.rmtree(old)
-                old.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(out), str(old))
-            state["started"].append(name)
-            _save(state)
+    if not _is(name, "started"):
+        if out.exists():  # keep the shipped result until the new one replaces it
+            old = STATE_DIR / "old" / name
+            if old.exists():
+                shutil.rmtree(old)
+            old.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(out), str(old))
+        _mark(name, "started")
     rel = out.relative_to(ROOT).as_posix()
     cmd = [sys.executable, "-m", "eqhelpers", *RESULTS[name], "--out", rel]
     t0 = time.perf_counter()
@@ -112,9 +116,7 @@ def run_one(name: str, state: dict, lock) -> tuple[str, int, float]:
                                  "OMP_NUM_THREADS", "1")})
     wall = time.perf_counter() - t0
     if rc == 0:
-        with lock:
-            state["done"][name] = {"wall_s": round(wall, 1), "date": time.strftime("%Y-%m-%d")}
-            _save(state)
+        _mark(name, "done", {"wall_s": round(wall, 1), "date": time.strftime("%Y-%m-%d")})
     return name, rc, wall
 
 
@@ -128,26 +130,20 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}")
-    state = _state()
     names = a.only or list(RESULTS)
     if a.list:
         for n in names:
-            done = state["done"].get(n)
-            print(f"{n}: {'done ' + str(done) if done else 'to do'}\n  python -m eqhelpers "
-                  f"{' '.join(RESULTS[n])} --out eqhelpers/precomputed/{n}")
+            state = "done" if _is(n, "done") else "started" if _is(n, "started") else "to do"
+            print(f"{n}: {state}\n  python -m eqhelpers {' '.join(RESULTS[n])} "
+                  f"--out eqhelpers/precomputed/{n}")
         return 0
     if a.redo:
         for n in names:
-            state["done"].pop(n, None)
-            if n in state["started"]:
-                state["started"].remove(n)
-    todo = [n for n in names if n not in state["done"]]
-    import threading
-
-    lock = threading.Lock()
+            _unmark(n)
+    todo = [n for n in names if not _is(n, "done")]
     failed = 0
     with ThreadPoolExecutor(a.jobs) as pool:
-        for name, rc, wall in pool.map(lambda n: run_one(n, state, lock), todo):
+        for name, rc, wall in pool.map(run_one, todo):
             print(f"{name}: {'ok' if rc == 0 else f'FAILED (exit {rc}, see runs/regenerate/logs)'}"
                   f" in {wall:.0f} s", flush=True)
             failed += rc != 0
