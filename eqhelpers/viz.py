@@ -172,7 +172,8 @@ def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_ms
     :func:`eqhelpers.train.trainer`) and adds it to the plot.
 
     Returns the widget (a VBox) with ``.sliders`` (α, β), ``.button``, ``.info`` (the read-out),
-    ``.output`` and ``.live`` (the settings trained so far) for scripting and tests.
+    ``.output`` and ``.live`` (the settings trained so far) for scripting and tests, and
+    ``.snapshot()``: the current view as a static figure, which stays in a saved notebook.
     """
     import ipywidgets as w
     from IPython.display import display
@@ -224,6 +225,16 @@ def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_ms
     box = w.VBox([w.HBox([alpha, beta]), w.HBox([button, info]), out])
     box.sliders, box.button, box.output, box.info, box.live = (alpha, beta), button, out, info, live
     box.redraw = draw
+
+    def snapshot():
+        """The current view as a static figure (it stays in a saved notebook)."""
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        plot_tradeoff(result, ax=ax, y=y, highlight=beta.value / alpha.value)
+        for p in live:
+            ax.plot(p[e], p[y], "P", ms=12, color="orange", mec="k", zorder=5)
+        return fig
+
+    box.snapshot = snapshot
     draw()
     return box
 
@@ -600,6 +611,68 @@ def rotated_view(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0, index
     return view, info
 
 
+# static images of the 3D views: what a committed notebook shows where the live widget cannot
+# run (a code host, nbviewer, a PDF)
+_ELEMENT = {1: ("H", "#d9d9d9", 0.31), 6: ("C", "#404040", 0.76), 7: ("N", "#3050f8", 0.71),
+            8: ("O", "#ff0d0d", 0.66)}
+
+
+def _draw_molecule(ax, numbers, pos, arrows, scale: float) -> None:
+    numbers, pos = np.asarray(_np(numbers), dtype=int), _np(pos)
+    radii = np.array([_ELEMENT.get(z, ("?", "#999999", 0.75))[2] for z in numbers])
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    bonded = (d < 1.2 * (radii[:, None] + radii[None])) & (d > 0)
+    for i, j in zip(*np.nonzero(np.triu(bonded))):
+        ax.plot(*pos[[i, j]].T, color="0.55", lw=1.5, zorder=1)
+    ax.scatter(*pos.T, s=[60 if z == 1 else 140 for z in numbers], depthshade=False,
+               c=[_ELEMENT.get(z, ("?", "#999999", 0.75))[1] for z in numbers],
+               edgecolors="k", linewidths=0.4, zorder=2)
+    for vectors, color in arrows:
+        v = scale * _np(vectors)
+        ax.quiver(*pos.T, *v.T, color=color, lw=1.4, arrow_length_ratio=0.25)
+    span = float(np.ptp(pos, axis=0).max()) / 2 + 0.5
+    mid = pos.mean(0)
+    for set_lim, m in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid):
+        set_lim(m - span, m + span)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_xlabel("x (Å)", fontsize=7)
+    ax.set_ylabel("y (Å)", fontsize=7)
+    ax.set_zlabel("z (Å)", fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
+def molecule_figure(numbers, pos, arrows=(), scale: float = 0.6, title: str | None = None):
+    """A static (matplotlib) image of :func:`molecule_view`'s scene: atoms, bonds (by covalent
+    radii) and the arrows. Returns the Figure."""
+    fig = plt.figure(figsize=(4.6, 4.2))
+    ax = fig.add_subplot(projection="3d")
+    _draw_molecule(ax, numbers, pos, arrows, scale)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: str = ""):
+    """A static image of a :func:`rotated_view` (``info`` from :func:`rotated_prediction`): left
+    the frame with the truth, f(x) and g⁻¹·f(g·x); right the rotated copy with f(g·x)."""
+    left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
+    if truth and info["truth"] is not None:
+        left.insert(0, (info["truth"], COLORS["truth"]))
+    fig = plt.figure(figsize=(9.2, 4.2))
+    for k, (pos, arrows, name) in enumerate((
+            (info["pos"], left, "the frame: truth (green), f(x) (blue), g⁻¹·f(g·x) (red)"),
+            (info["pos_rotated"], [(info["f_rotated"], COLORS["rotated back"])],
+             f"rotated {info['angle']:.0f}° about {info['axis']}: f(g·x) (red)"))):
+        ax = fig.add_subplot(1, 2, k + 1, projection="3d")
+        _draw_molecule(ax, info["numbers"], pos, arrows, scale)
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(f"{title}violation (RMS over atoms) {info['violation']:.3g} "
+                 f"({100 * info['violation_rel']:.1f}% of |f(x)|)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def legend_html(info: dict, extra: str = "") -> str:
     """The colour key and violation of a :func:`rotated_view` (HTML)."""
     c = COLORS
@@ -622,7 +695,8 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     """ipywidgets: rotate a test molecule (angle, axis), pick β from a sweep with saved models
     (``sweep(..., save_models=True)``) and the frame; the side-by-side view and the violation
     update. Returns the widget (a VBox) with ``.controls`` (angle, axis, β, frame), ``.info``,
-    ``.output`` and ``.last`` (the latest :func:`rotated_prediction`) for scripting and tests.
+    ``.output``, ``.last`` (the latest :func:`rotated_prediction`) for scripting and tests, and
+    ``.snapshot()``: the current view as a static figure (:func:`rotated_figure`).
     """
     import ipywidgets as w
 
@@ -664,5 +738,6 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     for c in (angle, axis, beta, frame):
         c.observe(draw, "value")
     box.controls, box.info, box.output, box.redraw = (angle, axis, beta, frame), info, out, draw
+    box.snapshot = lambda: rotated_figure(box.last, scale, title=f"{model}, β = {beta.value:g} · ")
     draw()
     return box

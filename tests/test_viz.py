@@ -62,6 +62,11 @@ def test_explorer_follows_the_sliders_and_trains_live(result, monkeypatch, tmp_p
     assert len(box.live) == 1 and box.live[0]["beta"] == pytest.approx(10.0)
     assert box.live[0]["test_mse"] > 0 and not box.button.disabled
     assert len(plt.get_fignums()) == n_figs  # redraws close their figures
+    fig = box.snapshot()  # the state a saved notebook keeps: the highlight and the live point
+    labels = [x.get_text() for x in fig.axes[0].get_legend().get_texts()]
+    assert "β/α = 10" in labels
+    assert any(line.get_marker() == "P" for line in fig.axes[0].get_lines())
+    plt.close(fig)
 
 
 def test_sweeps_record_their_baselines_and_the_plot_draws_them(tmp_path, monkeypatch):

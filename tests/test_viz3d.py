@@ -74,6 +74,30 @@ def test_views_draw_the_molecule_and_one_arrow_per_atom_and_field(task):
         viz.rotated_prediction(_model("transformer", task), task["test"], key="vel")
 
 
+def test_static_images_show_the_same_scene(task):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    info = viz.rotated_prediction(_model("transformer", task), task["test"], angle=90, index=1)
+    fig = viz.rotated_figure(info)
+    left, right = fig.axes
+    n = len(info["numbers"])
+    # atoms: one scatter per panel with every atom; arrows: truth, f(x), g⁻¹f(gx) left, f(gx) right
+    assert [len(c.get_offsets()) for c in left.collections if hasattr(c, "get_offsets")
+            and c.get_offsets().shape[0] == n][:1] == [n]
+    quivers = [c for c in left.collections if type(c).__name__ == "Line3DCollection"]
+    assert len(quivers) == 3 and len([c for c in right.collections
+                                      if type(c).__name__ == "Line3DCollection"]) == 1
+    assert f"{info['violation']:.3g}" in fig._suptitle.get_text()
+    # ethanol has 8 bonds (C–C, C–O, O–H, 5 C–H): drawn from covalent radii
+    single = viz.molecule_figure(info["numbers"], info["pos"])
+    bonds = [line for line in single.axes[0].get_lines()]
+    assert len(bonds) == 8
+    plt.close("all")
+
+
 def test_molecule_explorer_follows_its_controls(task, tmp_path, monkeypatch):
     monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
     res = sweep("ethanol_future", betas=[0.0, 10.0], seeds=[0], budget="tiny", device="cpu",
@@ -96,6 +120,9 @@ def test_molecule_explorer_follows_its_controls(task, tmp_path, monkeypatch):
     assert box.last["axis"] == (1.0, 0.0, 0.0)
     frame.value = 3
     assert not np.allclose(box.last["pos"], viz.rotated_prediction(net, task["test"])["pos"])
+    fig = box.snapshot()  # the current state as a static image
+    assert "β = 0" in fig._suptitle.get_text() and f"{box.last['violation']:.3g}" in \
+        fig._suptitle.get_text()
     with pytest.raises(ValueError, match="no saved model"):
         load_sweep_model(res, "transformer", 3.0)
 
