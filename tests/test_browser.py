@@ -1,9 +1,11 @@
-"""Real-browser test: JupyterLab on 127.0.0.1, notebooks 03 and 05 run in headless Chromium.
+"""Real-browser test: JupyterLab on 127.0.0.1, notebooks 02–05 run in headless Chromium.
 
 Driven by Playwright's Python API with the Debian ``chromium`` (``executable_path``; Playwright's
-own browsers are never installed). For each notebook: run all cells (tiny budget), check that no
-cell shows an error, that the sliders render and that moving one changes the output, and (05) that
-the 3Dmol.js canvases hold non-blank pixels. Screenshots go to ``test-artifacts/browser/``.
+own browsers are never installed). For each notebook: run all cells (tiny budget) and check that
+no cell shows an error; (02) that a learner's answer typed into a hands-on cell passes its check,
+(03, 05) that the sliders render and that moving one changes the output, (04) that the live
+discovery plot and the figures render, and (05) that the 3Dmol.js canvases hold non-blank
+pixels. Screenshots go to ``test-artifacts/browser/``.
 
 Skipped when Chromium, Playwright or the local 3Dmol.js (``python -m eqhelpers fetch-3dmol``) is
 missing — unless ``EQHELPERS_BROWSER_TEST=1`` (set by ``.ci/run``), which turns the skip into a
@@ -58,7 +60,8 @@ def lab(tmp_path_factory):
             pytest.fail(f"browser test required but {why}")
         pytest.skip(why)
     root = tmp_path_factory.mktemp("lab")  # copies: JupyterLab's autosave never touches the repo
-    for name in ("03_tradeoff_sweep.ipynb", "05_molecules_3d.ipynb"):
+    for name in ("02_equivariance_loss.ipynb", "03_tradeoff_sweep.ipynb",
+                 "04_learned_augmentation.ipynb", "05_molecules_3d.ipynb"):
         shutil.copy(ROOT / "notebooks" / name, root / name)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -161,6 +164,48 @@ def _set_slider(page, slider, value: str) -> None:
     page.keyboard.press("Control+A")
     page.keyboard.type(value)
     page.keyboard.press("Enter")
+
+
+def _images(page) -> int:
+    return page.locator(".jp-OutputArea-output img").count()
+
+
+def test_notebook_02_runs_and_a_learners_answer_passes_its_check(browser, lab):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _run_all(page, lab, "02_equivariance_loss.ipynb")
+    assert _errors(page) == []
+    # the hands-on cells wait for the learner, and the figures (clouds, bars, angle, curves) drew
+    assert page.locator(".jp-OutputArea-output", has_text="not written yet").count() == 2
+    assert _images(page) >= 4
+    # a learner writes L_equi into its cell and runs it: the check accepts it
+    cell = page.locator(".jp-CodeCell", has_text="def my_l_equi").first
+    cell.scroll_into_view_if_needed()
+    editor = cell.locator(".cm-content").first
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(
+        "def my_l_equi(model, batch, g):\n"
+        "    moved = act(g, batch)\n"
+        "    return field_mse(model(moved), moved)\n\n\n"
+        "if check_l_equi(my_l_equi, models[\"transformer\"], task[\"train\"].index(slice(0, 32)), "
+        "task.group):\n"
+        "    print(\"✓ your L_equi matches REMUL's equivariance term\")\n")
+    page.keyboard.press("Shift+Enter")
+    cell.locator(".jp-OutputArea-output", has_text="✓ your L_equi matches").wait_for(timeout=60_000)
+    _shot(page, "02_hands_on")
+    page.close()
+
+
+def test_notebook_04_discovery_plots_render(browser, lab):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _run_all(page, lab, "04_learned_augmentation.ipynb")
+    assert _errors(page) == []
+    assert page.locator(".jp-OutputArea-output", has_text="not written yet").count() == 1
+    # orbits, the live discovery plot, the read-outs, the digits moved by the learned generator
+    assert _images(page) >= 6
+    assert page.locator(".jp-OutputArea-output", has_text="learned generator(s)").count() >= 2
+    _shot(page, "04_end")
+    page.close()
 
 
 def test_notebook_03_sliders_change_the_explorer(browser, lab):

@@ -58,6 +58,11 @@ def test_goals_first_exercises_last_and_checked_facts(nb):
     assert book.cells[-1].cell_type == "markdown" and "Exercises" in book.cells[-1].source
     facts = [c for c in book.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]
     assert facts, f"{path.name} checks no facts"
+    for c in facts:  # folded in JupyterLab: the claims read as part of the lesson, not as code
+        assert c.metadata.get("jupyter", {}).get("source_hidden") is True, (path.name, c.source[:60])
+    for c in book.cells:  # no cell moves a widget before the learner does
+        assert not re.search(r"(slider|controls?|alpha|beta|angle|axis|frame)\w*(\[\d+\])?"
+                             r"\.value\s*=[^=]", c.source), (path.name, c.source[:80])
     for c in facts:  # facts are claims that print True when they hold: none may print False
         printed = "".join(o.get("text", "") for o in c.outputs)
         claims = re.findall(r": (True|False)\s*$", printed, re.M)
