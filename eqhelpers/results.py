@@ -195,3 +195,85 @@ def load_sweep_model(result: SweepResult, model: str, beta: float, seed: int | N
     net = make_model(model, task.spec, **b.model_size(model), **checkpoint_options(blob))
     load_checkpoint(net, path, blob=blob, task=task.name)
     return net.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# the course's running results table
+# --------------------------------------------------------------------------------------------
+
+COURSE_COLUMNS = ("test_mse", "ood_mse", "E_prime", "test_accuracy", "ood_accuracy")
+
+
+class CourseTable:
+    """The results table the notebooks add to, so that a learner ends the course with one
+    comparison of every model and method they ran: rows keyed by (notebook, task, model,
+    method), kept in a JSON file (``$EQHELPERS_COURSE_RESULTS``, default
+    ``<cache>/course_results.json``), written atomically; re-running a notebook replaces its rows.
+
+    ``add(notebook, task, model, method, metrics)`` keeps the metrics of
+    :data:`COURSE_COLUMNS` present in ``metrics`` (a dict such as :func:`eqhelpers.train.evaluate`
+    returns, or a baseline's row); ``rows()`` lists them in notebook order; ``markdown()`` is the
+    table. A corrupt file is set aside (renamed) with a warning, never silently overwritten.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        import os
+
+        from ._util import cache_dir
+
+        env = os.environ.get("EQHELPERS_COURSE_RESULTS")
+        self.path = Path(path or env or cache_dir() / "course_results.json")
+
+    def _read(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            blob = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(blob, dict) or not all(isinstance(v, dict) for v in blob.values()):
+                raise ValueError("not a table of rows")
+            return blob
+        except (ValueError, UnicodeDecodeError) as exc:
+            from ._util import quarantine
+
+            quarantine(self.path, "course results table", exc, "starting a new table")
+            return {}
+
+    def add(self, notebook: str, task: str, model: str, method: str, metrics: dict) -> dict:
+        for name, v in (("notebook", notebook), ("task", task), ("model", model),
+                        ("method", method)):
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"{name} must be a non-empty string, got {v!r}")
+        row = {"notebook": notebook, "task": task, "model": model, "method": method}
+        for k in COURSE_COLUMNS:
+            v = metrics.get(k)
+            if v is not None:
+                v = float(v)
+                if not math.isfinite(v):
+                    raise ValueError(f"{k} of {model} ({method}) is {v}: not a result to record")
+                row[k] = v
+        if len(row) == 4:
+            raise ValueError(f"metrics carry none of {COURSE_COLUMNS}: nothing to record")
+        table = self._read()
+        table["|".join((notebook, task, model, method))] = row
+        from ._util import atomic_json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_json(table, self.path)
+        return row
+
+    def rows(self) -> list[dict]:
+        return sorted(self._read().values(), key=lambda r: (r["notebook"], r["task"]))
+
+    def markdown(self) -> str:
+        rows = self.rows()
+        if not rows:
+            return "*(no results recorded yet)*"
+        cols = [c for c in COURSE_COLUMNS if any(c in r for r in rows)]
+        head = ["notebook", "task", "model", "method", *cols]
+        lines = ["| " + " | ".join(h.replace("_", " ") for h in head) + " |",
+                 "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["notebook"], f"`{r['task']}`", r["model"], r["method"]]
+            cells += [f"{r[c]:.3g}" if c in r else "–" for c in cols]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
