@@ -26,6 +26,8 @@ import torch
 
 from eqhelpers import __version__
 from eqhelpers._util import atomic_json, atomic_write, format_table
+from eqhelpers.data import load_task
+from eqhelpers.evaluation import baselines
 from eqhelpers.train import run
 
 RAW = {"head": "absolute", "centre": False}  # GATr's Transformer baseline
@@ -77,16 +79,25 @@ def main(argv=None) -> int:
     order = [c[0] for c in CONFIGS]
     done.sort(key=lambda r: order.index(r["label"]) if r["label"] in order else len(order))
     prov = provenance(a)
+    # what learns nothing, on the same data (the runs' data: seed 0 of the budget)
+    trivial = baselines(load_task(a.task, done[0]["budget"]),
+                        splits=("test", "e3_generalization", "ood"))
+    base_rows = [{"label": f"*{name}* (learns nothing)", **row} for name, row in trivial.items()]
     md = (f"Task `{a.task}`, budget `{a.budget}`, seed {a.seed}, device {done[0]['device']}, "
           f"torch {prov['torch']}, eqhelpers {prov['version']}, {prov['date']}.\n"
-          f"Command: `{prov['command']}`\n\n" + format_table(done, COLUMNS) + "\n\n" + NOTES)
-    atomic_json({"rows": done, "provenance": prov}, store)
+          f"Command: `{prov['command']}`\n\n" + format_table(done + base_rows, COLUMNS) + "\n\n"
+          + NOTES)
+    atomic_json({"rows": done, "baselines": trivial, "provenance": prov}, store)
     atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md + "\n"))
     print(md)
     return 0
 
 
 NOTES = """\
+* The rows in italics learn nothing: the mean training structure, the input positions ("nothing
+  moves") and x + τ·v with τ fitted on the training set ("constant velocity";
+  eqhelpers.evaluation.baselines). The 6-body set has another number of bodies: no per-body
+  mean or fitted τ applies there.
 * test MSE: positions after T = 0.1 on held-out systems. +200 x: GATr's e3_generalization (the
   test systems shifted by +200 along x). 6-body: GATr's object_generalization (5 planets; every
   model here takes it, an MLP cannot). Rotated+translated: the test systems moved by a Haar
