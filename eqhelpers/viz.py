@@ -72,8 +72,9 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
     cm = plt.get_cmap(cmap)
     models = sorted({r["model"] for r in rows})
 
-    def exact(r, n_points):
-        return n_points == 1 and r["beta"] == 0 and r[e] < 1e-8
+    def exact(r, n_points):  # equivariant to float rounding (relative E′, where recorded)
+        small = r["E_prime_rel"] < 1e-4 if r.get("E_prime_rel") is not None else r[e] < 1e-8
+        return n_points == 1 and r["beta"] == 0 and small
 
     counts = {m: sum(r["model"] == m for r in rows) for m in models}
     learned = [r[e] for r in rows if not exact(r, counts[r["model"]]) and r[e] > 0]
