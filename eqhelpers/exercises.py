@@ -110,7 +110,7 @@ def check_expm_step(fn: Callable, n: int = 16, n_points: int = 5, k: int = 2, di
         raise AssertionError(f"return the moved points, shape {tuple(want.shape)}, got "
                              f"{tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__}")
     if not torch.allclose(got, want, rtol=1e-6, atol=1e-9):
-        err = float((got - want).abs().max())
+        err = float((got - want).detach().abs().max())
         raise AssertionError(
             f"moved points differ from the package's by up to {err:.3g}. z_k = r_k·(2u_k − 1); "
             "the exponent is Σ_k z_k L_k, one matrix per sample (torch.einsum('bk,kij->bij', "
