@@ -135,10 +135,16 @@ def _run_all(page, url: str, name: str, timeout_s: float = 420) -> None:
                            ".some(p => /\\[\\d+\\]/.test(p.textContent))", timeout=30_000)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    n_code = page.locator(".jp-CodeCell").count()
-    # done when every code cell shows an execution count and none is queued or running
+    # folded fact cells (jupyter.source_hidden) render no input prompt: count the prompts shown;
+    # cells run in order, so the last prompt numbered means every cell before it ran too
+    n_code = page.locator(".jp-CodeCell .jp-InputArea-prompt").count()
+    # done when every code cell shows an execution count and none is queued or running — or
+    # when a cell shows an error (Run All stops there: waiting longer would only time out)
     page.wait_for_function(
         """(n) => { const ps = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+            if (document.querySelector(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"))
+                return true;
             return ps.length === n && ps.every(p => /\\[\\d+\\]/.test(p.textContent)); }""",
         arg=n_code, timeout=timeout_s * 1000, polling=1000)
 
