@@ -86,9 +86,6 @@ def split_errors(model, task: Task, splits=("test", "ood")) -> dict[str, float]:
     return out
 
 
-BASELINES = ("mean", "nothing moves", "constant velocity")
-
-
 def baseline_predictions(task: Task, sample: Sample) -> dict[str, dict[str, Tensor]]:
     """What trivial predictors say on ``sample`` (module :func:`baselines`): ``{name: outputs}``
     with ``"tau"`` (a 0-d tensor) added to the constant-velocity entry."""
