@@ -172,14 +172,20 @@ def _set_slider(page, slider, value: str) -> None:
     page.keyboard.press("Enter")
 
 
+def _open_and_run(browser, lab: str, name: str, timeout_s: float = 420):
+    """A fresh page with notebook ``name`` run top to bottom and no cell showing an error."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _run_all(page, lab, name, timeout_s)
+    assert _errors(page) == []
+    return page
+
+
 def _images(page) -> int:
     return page.locator(".jp-OutputArea-output img").count()
 
 
 def test_notebook_02_runs_and_a_learners_answer_passes_its_check(browser, lab):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    _run_all(page, lab, "02_equivariance_loss.ipynb")
-    assert _errors(page) == []
+    page = _open_and_run(browser, lab, "02_equivariance_loss.ipynb")
     # the hands-on cells wait for the learner, and the figures (clouds, bars, angle, curves) drew
     assert page.locator(".jp-OutputArea-output", has_text="not written yet").count() == 2
     assert _images(page) >= 4
@@ -203,9 +209,7 @@ def test_notebook_02_runs_and_a_learners_answer_passes_its_check(browser, lab):
 
 
 def test_notebook_04_discovery_plots_render(browser, lab):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    _run_all(page, lab, "04_learned_augmentation.ipynb")
-    assert _errors(page) == []
+    page = _open_and_run(browser, lab, "04_learned_augmentation.ipynb")
     assert page.locator(".jp-OutputArea-output", has_text="not written yet").count() == 1
     # orbits, the live discovery plot, the read-outs, the digits moved by the learned generator
     assert _images(page) >= 6
@@ -215,9 +219,7 @@ def test_notebook_04_discovery_plots_render(browser, lab):
 
 
 def test_notebook_03_sliders_change_the_explorer(browser, lab):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    _run_all(page, lab, "03_tradeoff_sweep.ipynb")
-    assert _errors(page) == []
+    page = _open_and_run(browser, lab, "03_tradeoff_sweep.ipynb")
     sliders = page.locator(".widget-slider")
     assert sliders.count() >= 2, "the α and β sliders did not render"
     beta = sliders.nth(1)
