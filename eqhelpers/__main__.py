@@ -49,6 +49,13 @@ def _nonneg(x: str) -> float:
     return v
 
 
+def _positive(x: str) -> float:
+    v = float(x)
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {x}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     from .budget import BUDGETS
     from .data import TASKS
@@ -124,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--schedule", nargs=4, type=float, default=None,
                    metavar=("R_START", "R_END", "WARMUP", "RAMP"),
                    help="coefficient range: R_START for the first WARMUP fraction of training, "
-                        "then linear to R_END over RAMP (default 0.3 π 0.15 0.35)")
+                        "then linear to R_END over RAMP (default: the task's, else 0.3 π 0.15 0.35)")
     d.add_argument("--learned-range", action="store_true",
                    help="learn the range with a width reward instead of scheduling it")
     d.add_argument("--width-reward", type=_nonneg, default=0.01)
@@ -137,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--consistency", type=_nonneg, default=None,
                    help="weight of the self-consistency term ℓ(f(gx), g·f(x)) (default: the "
                         "task's, else 1)")
+    d.add_argument("--lr-generators", type=_positive, default=None,
+                   help="the generators' learning rate (default: the task's, else 0.02)")
+    d.add_argument("--model-warmup", action=argparse.BooleanOptionalAction, default=None,
+                   help="the model learns from the moves only once the range widens; the "
+                        "generators learn from them from the start (default: the task's, else "
+                        "off; on for molecular energies)")
     d.add_argument("--end-to-end", action="store_true",
                    help="evaluate the jointly trained model against no augmentation and a REMUL "
                         "model trained with the true group (test/OOD MSE, E′ under both groups)")
@@ -278,7 +291,8 @@ def cmd_discover(a) -> int:
         r = discover(a.task, a.generators, a.budget, model=a.model, seed=seed, steps=a.steps,
                      schedule=schedule, learned_range=a.learned_range, width_reward=a.width_reward,
                      w_orth=a.orth, w_sparse=a.sparse, alpha=a.alpha, beta=a.beta,
-                     w_consistency=a.consistency,
+                     w_consistency=a.consistency, lr_generators=a.lr_generators,
+                     model_warmup=a.model_warmup,
                      score_range=a.score_range, end_to_end=a.end_to_end, compare=a.compare, use=a.use,
                      device=a.device, progress=not a.no_progress)
         write_discovery(r, out, command=a.command_line)

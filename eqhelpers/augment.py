@@ -260,13 +260,19 @@ class LearnedAugmentation(_AugmenterObjective):
 
     The original and the augmented batch go through one forward pass. ``lr``: the generators'
     learning rate (their own Adam parameter group, on the trainer's one-cycle schedule).
+
+    ``model_warmup``: while the range schedule is in its warm-up, the model learns from the task
+    alone and the generators from the augmented terms of the model *as it is* (a second forward
+    pass with its weights held fixed); over the ramp the model's share of the augmented terms
+    grows from 0 to 1 (:meth:`model_share`). Without it, moves along wrong generators can teach
+    the model to ignore what the task depends on before the generators have learned anything.
     """
 
     name = "learned_augmentation"
 
     def __init__(self, augmenter: LieAugmenter, w_task: float = 1.0, w_aug: float = 1.0,
                  w_consistency: float = 1.0, w_orth: float = 1.0, w_sparse: float = 0.0,
-                 w_width: float = 0.0, lr: float = 0.02):
+                 w_width: float = 0.0, lr: float = 0.02, model_warmup: bool = False):
         if not isinstance(augmenter, LieAugmenter):
             raise TypeError(f"expected a LieAugmenter, got {type(augmenter).__name__}")
         self.augmenter = augmenter
@@ -279,14 +285,32 @@ class LearnedAugmentation(_AugmenterObjective):
             raise ValueError("a learned range needs a width reward (w_width > 0), "
                              "or it shrinks to nothing")
         self.lr = check_weight("lr", lr)
+        if not isinstance(model_warmup, bool):
+            raise TypeError(f"model_warmup must be True or False, got {model_warmup!r}")
+        if model_warmup and augmenter.mode == "learned":
+            raise ValueError("model_warmup follows the range schedule: it needs range='schedule'")
+        self.model_warmup = model_warmup
+        self._progress = 1.0
 
     def config(self) -> dict:
         a = self.augmenter
         return {"objective": self.name, **self.w, "lr": self.lr, "dim": a.dim,
-                "n_generators": a.k, "range": a.mode, "schedule": list(a.schedule)}
+                "n_generators": a.k, "range": a.mode, "schedule": list(a.schedule),
+                "model_warmup": self.model_warmup}
 
     def begin_step(self, step: int, steps: int) -> None:
-        self.augmenter.set_progress((step - 1) / max(steps - 1, 1))
+        self._progress = (step - 1) / max(steps - 1, 1)
+        self.augmenter.set_progress(self._progress)
+
+    def model_share(self) -> float:
+        """The share of the augmented terms' weight the *model* learns from now: 1, or with
+        ``model_warmup`` 0 during the range warm-up, growing to 1 over the ramp."""
+        if not self.model_warmup:
+            return 1.0
+        _, _, warmup, ramp = self.augmenter.schedule
+        if ramp == 0:
+            return 1.0 if self._progress >= warmup else 0.0
+        return min(max((self._progress - warmup) / ramp, 0.0), 1.0)
 
     def __call__(self, model, batch: Sample, generator: torch.Generator | None = None):
         self._check(model)
@@ -294,18 +318,43 @@ class LearnedAugmentation(_AugmenterObjective):
         b = len(batch)
         _, mats = aug.sample(b, generator, device=batch.device, dtype=batch.dtype)
         gbatch = move(batch, mats)  # inputs and targets alike
-        out = model(Sample.cat([batch, gbatch]))  # one forward pass for both
-        pred = {k: v[:b] for k, v in out.items()}
-        pred_g = {k: v[b:] for k, v in out.items()}
+        share = self.model_share()
         w = self.w
-        task = field_mse(pred, batch)
-        augl = field_mse(pred_g, gbatch)
-        loss = w["w_task"] * task + w["w_aug"] * augl
-        parts = {"task": task.detach(), "aug": augl.detach()}
-        if w["w_consistency"]:
-            cons = field_mse(pred_g, move(pred, mats, outputs))
-            loss = loss + w["w_consistency"] * cons
-            parts["consistency"] = cons.detach()
+        if share == 1.0:
+            out = model(Sample.cat([batch, gbatch]))  # one forward pass for both
+            pred = {k: v[:b] for k, v in out.items()}
+            pred_g = {k: v[b:] for k, v in out.items()}
+            task = field_mse(pred, batch)
+            augl = field_mse(pred_g, gbatch)
+            loss = w["w_task"] * task + w["w_aug"] * augl
+            parts = {"task": task.detach(), "aug": augl.detach()}
+            if w["w_consistency"]:
+                cons = field_mse(pred_g, move(pred, mats, outputs))
+                loss = loss + w["w_consistency"] * cons
+                parts["consistency"] = cons.detach()
+        else:
+            # model warm-up: the generators learn from the augmented terms of the model as it
+            # is (weights held fixed: a second forward pass), the model from them at `share`
+            from torch.func import functional_call
+
+            fixed = {n: p.detach() for n, p in model.named_parameters()}
+            pred_fixed = functional_call(model, fixed, (gbatch,))
+            mats_d = mats.detach()
+            gdet = move(batch, mats_d)
+            out = model(Sample.cat([batch, gdet]))
+            pred = {k: v[:b] for k, v in out.items()}
+            pred_g = {k: v[b:] for k, v in out.items()}
+            task = field_mse(pred, batch)
+            augl = field_mse(pred_g, gdet)
+            loss = (w["w_task"] * task + w["w_aug"] * share * augl
+                    + w["w_aug"] * field_mse(pred_fixed, gbatch))
+            parts = {"task": task.detach(), "aug": augl.detach()}
+            if w["w_consistency"]:
+                cons = field_mse(pred_g, move(pred, mats_d, outputs))
+                cons_gen = field_mse(pred_fixed, move({k: v.detach() for k, v in pred.items()},
+                                                      mats, outputs))
+                loss = loss + w["w_consistency"] * (share * cons + cons_gen)
+                parts["consistency"] = cons.detach()
         if w["w_orth"] and aug.k > 1:
             loss = loss + w["w_orth"] * aug.orthogonality()
         if w["w_sparse"]:

@@ -15,9 +15,12 @@
    symmetry scores, and a verdict;
 4. with ``end_to_end=True``, the **comparison** SEMoLA's claim needs: the jointly trained model
    against the reference (no symmetry) and a REMUL model trained with the *true* group at the same
-   α, β — test and OOD MSE (and accuracy for classification), and E′ under the true group and under
+   α, β, started from the joint model's initial weights so that the comparison is paired (the
+   task's group without its permutations, :func:`~eqhelpers.groups.without_permutations`:
+   what generators in gl(d) can hold, and what a model with a fixed atom order can respect) —
+   test and OOD MSE (and accuracy for classification), and E′ under the true group and under
    the discovered one; with ``use=True`` also the two-stage route: a fresh model augmented with the
-   discovered generators, and one with the true generators;
+   discovered generators, and one with the true generators (the same initial weights again);
 5. optionally the **comparators** (Augerino-style widths, the null space of the reference model).
 
 Which choices are SEMoLA's and which are the package's own
@@ -33,8 +36,13 @@ r_end; a learned range with a **width reward** is the Augerino-style alternative
 self-consistency term f(gx) ≈ g·f(x); the **canonical read-out** (an orthonormal basis of the
 learned span sorted by the reference model's Jacobian constraints); the **symmetry score 1/D**
 (D: how much moving the test data along a generator multiplies a non-augmented model's MSE) and
-its verdict; per-task defaults (``TaskDef.discovery``: e.g. a boost's moves are rapidities up to
-0.6, not half-turns; digits are scored within their training rotations); images moved by
+its verdict; the **model warm-up** (``model_warmup``: while the range is narrow the generators
+learn from the moves of the model as it is, the model only from the task, so that a target that
+changes by far more than its spread under a wrong move — a molecule's energy when a bond
+stretches by 1% — does not flatten the model before the generators have found the symmetry);
+per-task defaults (``TaskDef.discovery``: e.g. a boost's moves are rapidities up to 0.6, not
+half-turns; digits are scored within their training rotations; molecular energies: an MLP that
+also sees standardised pair distances, a long narrow warm-up and the model warm-up); images moved by
 resampling their domain (``affine_grid``/``grid_sample``); classes fitted as one-hot targets by
 squared error.
 """
@@ -71,7 +79,7 @@ from .budget import Budget, get_budget
 from .data import TASKS, Task, load_task
 from .equivariance import Augmentation, equivariance_error, make_objective
 from .evaluation import mse, split_errors
-from .groups import LieGroup, linear_generators
+from .groups import LieGroup, linear_generators, without_permutations
 from .models import make_model
 from .train import train
 
@@ -207,7 +215,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
              schedule=None, learned_range: bool = False,
              width_reward: float = 0.01, w_orth: float = 1.0, w_sparse: float = 0.0,
              w_consistency: float | None = None, alpha: float = 1.0, beta: float = 1.0,
-             lr_generators: float = 0.02, score_range: float | None = None,
+             lr_generators: float | None = None, score_range: float | None = None,
+             model_warmup: bool | None = None,
              end_to_end: bool = False, compare: bool = False, use: bool = False, device="auto",
              progress: bool = True, callback=None, snapshots: int = 20,
              model_options: dict | None = None) -> Discovery:
@@ -215,8 +224,9 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
 
     ``steps``: training steps of every model here (default: the budget's ``discover_steps``).
     ``alpha``, ``beta``: the joint objective's weights of the task loss and of L_equi over the
-    learned group. ``schedule`` and ``score_range``: default the task's own
-    (:func:`task_defaults`), else :data:`~eqhelpers.augment.DEFAULT_SCHEDULE` and π.
+    learned group. ``schedule``, ``score_range``, ``lr_generators`` and ``model_warmup``
+    (:class:`~eqhelpers.augment.LearnedAugmentation`): default the task's own
+    (:func:`task_defaults`), else :data:`~eqhelpers.augment.DEFAULT_SCHEDULE`, π, 0.02 and off.
     ``callback(step, generators, record)`` is called at every snapshot (a live plot).
     ``model`` and ``model_options`` (extra arguments of :func:`~eqhelpers.models.make_model`):
     default the task's own (e.g. molecular energies: a GNN with a radial basis of edge lengths),
@@ -236,6 +246,10 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
         raise ValueError(f"score_range must be finite and > 0, got {score_range!r}")
     if w_consistency is None:
         w_consistency = hints.get("w_consistency", 1.0)
+    if lr_generators is None:
+        lr_generators = float(hints.get("lr_generators", 0.02))
+    if model_warmup is None:
+        model_warmup = bool(hints.get("model_warmup", False))
     # one point or one image per sample: an MLP on it; point clouds: the Transformer of the REMUL
     # notebooks
     if model is None:
@@ -260,7 +274,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
                        range="learned" if learned_range else "schedule", seed=seed)
     obj = LearnedAugmentation(aug, w_task=alpha, w_aug=beta, w_orth=w_orth, w_sparse=w_sparse,
                               w_consistency=w_consistency,
-                              w_width=width_reward if learned_range else 0.0, lr=lr_generators)
+                              w_width=width_reward if learned_range else 0.0, lr=lr_generators,
+                              model_warmup=model_warmup)
     # 1. the reference model, no augmentation
     ref = new_model(0)
     h_ref = train(ref, task_obj, None, b, device=dev, seed=seed, steps=steps, progress=progress,
@@ -299,7 +314,9 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     n_found = len(result.found)
     used = (f"{n_found} accepted generator(s)" if n_found
             else "none accepted: the best candidate (first canonical generator)")
-    true_group = task_obj.group if true is not None else None
+    # the task's group without S_n: what gl(d) generators can hold, and what a model with a
+    # fixed particle order (the MLP) can respect
+    true_group = without_permutations(task_obj.group) if true is not None else None
     eval_groups = {"E_prime_discovered": found_group}
     if true_group is not None:
         eval_groups["E_prime_true"] = true_group
@@ -307,7 +324,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
         rows = {"no augmentation": _row(ref, task_obj, eval_groups, b, seed),
                 "end-to-end (this run)": _row(joint, task_obj, eval_groups, b, seed)}
         if true_group is not None:
-            m = new_model(5)
+            m = new_model(1)  # paired: the joint model's initial weights
             train(m, task_obj, make_objective("remul", true_group, alpha=alpha, beta=beta), b,
                   device=dev, seed=seed, steps=steps, progress=progress,
                   desc="REMUL with the true group")
@@ -333,8 +350,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
         groups = {"discovered generators": found_group}
         if true_group is not None:
             groups["true generators"] = true_group
-        for i, (name, grp) in enumerate(groups.items()):
-            m = new_model(3 + i)
+        for name, grp in groups.items():
+            m = new_model(1)  # paired with the joint model, as above
             train(m, task_obj, Augmentation(grp), b, device=dev, seed=seed, steps=steps,
                   progress=progress, desc=f"augmented with the {name}")
             rows[name] = m
@@ -353,6 +370,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
         "learned_range": learned_range, "width_reward": width_reward, "w_orth": w_orth,
         "w_sparse": w_sparse, "w_consistency": w_consistency, "alpha": alpha, "beta": beta,
         "lr_generators": lr_generators, "score_range": score_range, "end_to_end": end_to_end,
+        "model_warmup": model_warmup,
         "compare": compare, "use": use,
         "device": device_name(dev), "version": __version__, "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -674,6 +674,18 @@ class ProductGroup(Group):
         return torch.cat(out)
 
 
+def without_permutations(group: Group) -> Group | None:
+    """``group`` with its S_n factor dropped (None if nothing else is left): the part a linear
+    Lie algebra can hold, and the part a model with a fixed particle order (an MLP) can respect.
+    Symmetry discovery compares against this (its generators act on R^d, not on labels)."""
+    if isinstance(group, ProductGroup):
+        rest = [g for g in group.factors if not g.has_permutation]
+        if not rest:
+            return None
+        return rest[0] if len(rest) == 1 else ProductGroup(*rest)
+    return None if group.has_permutation else group
+
+
 def euclidean_group(n_particles: int | None = None, reflections: bool = False,
                     translation_std: float = 1.0) -> Group:
     """E(3) or SE(3), times S_n when ``n_particles`` is given: the usual symmetry of N-body tasks."""

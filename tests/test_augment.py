@@ -209,6 +209,49 @@ def test_augmenter_keeps_its_norm_schedules_its_range_and_passes_gradients():
         LieAugmenter(3, 10)
 
 
+def test_model_warmup_lets_the_generators_learn_while_the_model_learns_the_task_only():
+    task = data.load_task("hidden_axis", "tiny", dtype=F64)
+    batch = task["train"].index(slice(0, 16))
+    torch.manual_seed(0)
+    net = make_model("mlp", task.spec, width=8, layers=1, dtype=F64)
+    aug = LieAugmenter(3, 1, schedule=(0.3, 2.0, 0.4, 0.4), seed=0).double()
+    obj = LearnedAugmentation(aug, w_consistency=1.0, model_warmup=True)
+    assert obj.config()["model_warmup"] is True
+    shares = []
+    for step in (1, 41, 61, 81, 101):  # progress 0, 0.4, 0.6, 0.8, 1 of 101 steps
+        obj.begin_step(step, 101)
+        shares.append(obj.model_share())
+    assert shares == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+
+    def grads(objective, step):
+        objective.begin_step(step, 101)
+        net.zero_grad()
+        aug.zero_grad()
+        loss, parts = objective(net, batch, gen(3))
+        loss.backward()
+        return ([p.grad.clone() for p in net.parameters()],
+                None if aug.raw.grad is None else aug.raw.grad.clone())
+
+    # warm-up: the model's gradient is the task loss's alone; the generators still get one
+    model_g, gen_g = grads(obj, 1)
+    net.zero_grad()
+    mse = ((net(batch)["y"] - batch["y"]) ** 2).mean()
+    mse.backward()
+    task_only = [p.grad.clone() for p in net.parameters()]
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(model_g, task_only))
+    assert gen_g is not None and float(gen_g.abs().sum()) > 0
+    # after the ramp it is the plain joint objective, term for term
+    late, _ = grads(obj, 101)
+    plain = LearnedAugmentation(aug, w_consistency=1.0)
+    ref, _ = grads(plain, 101)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(late, ref))
+    assert not all(torch.allclose(a, b, atol=1e-8) for a, b in zip(late, task_only))
+    with pytest.raises(ValueError, match="range='schedule'"):
+        LearnedAugmentation(LieAugmenter(3, range="learned"), w_width=0.1, model_warmup=True)
+    with pytest.raises(TypeError, match="model_warmup"):
+        LearnedAugmentation(aug, model_warmup="yes")
+
+
 def test_learned_augmentation_rejects_fields_a_linear_map_cannot_move():
     spec = TaskSpec({"x": Field("vector"), "w": Field("pseudovector")}, {"y": Field("scalar")}, 1)
     net = make_model("mlp", spec, width=8, layers=1)

@@ -196,3 +196,16 @@ def test_bad_group_arguments():
         SO3().sample(0)
     with pytest.raises(ValueError, match="more than one factor"):
         SO3() * SE3()
+
+
+def test_without_permutations_keeps_what_acts_on_coordinates():
+    from eqhelpers.groups import E3, SO2, Permutations, Translations, without_permutations
+
+    g = without_permutations(euclidean_group(5, reflections=True, translation_std=2.0))
+    assert isinstance(g, E3) and not g.has_permutation and g.has_rotation and g.has_reflections
+    field = without_permutations(SO2() * Translations(3.0) * Permutations(4))
+    assert field.has_rotation and field.has_translation and not field.has_permutation
+    assert field.sample(3, generator=torch.Generator().manual_seed(0)).perm is None
+    so2 = SO2()
+    assert without_permutations(so2) is so2
+    assert without_permutations(Permutations(3)) is None

@@ -243,12 +243,14 @@ def test_cli_end_to_end_records_its_weights_and_rows(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["discover", "--task", "boost", "--budget", "tiny", "--steps", "60",
                  "--end-to-end", "--alpha", "1", "--beta", "2", "--consistency", "3",
-                 "--no-progress", "--out", str(out)]) == 0
+                 "--lr-generators", "0.03", "--model-warmup", "--no-progress",
+                 "--out", str(out)]) == 0
     d = (out / "discovery.json").read_text()
     import json
 
     d = json.loads(d)
     assert (d["config"]["alpha"], d["config"]["beta"], d["config"]["w_consistency"]) == (1, 2, 3)
+    assert d["config"]["lr_generators"] == 0.03 and d["config"]["model_warmup"] is True
     assert d["config"]["schedule"] == list(data.TASKS["boost"].discovery["schedule"])
     assert set(d["comparison"]) == {"no augmentation", "end-to-end (this run)",
                                     "true group, REMUL"}
@@ -256,15 +258,31 @@ def test_cli_end_to_end_records_its_weights_and_rows(tmp_path, capsys):
     assert main(["discover", "--task", "boost", "--budget", "tiny", "--steps", "20",
                  "--score-range", "-1", "--no-progress", "--out", str(tmp_path / "bad")]) == 2
     assert "score_range must be finite and > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own error exit
+        main(["discover", "--task", "boost", "--budget", "tiny", "--lr-generators", "0",
+              "--no-progress", "--out", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2
+    assert "--lr-generators: must be finite and > 0" in capsys.readouterr().err
 
 
 def test_no_symmetry_signature_on_molecules():
-    # a GNN with a radial basis (the task's own discovery model) on ethanol conformers whose
-    # target depends on their orientation: every learned direction breaks it
+    # the task's own discovery model (an MLP on coordinates and pair distances) on ethanol
+    # conformers whose target depends on their orientation: every learned direction breaks it
     task = data.load_task("ethanol_no_symmetry", "tiny", n_train=512)
     r = discover(task, 1, "tiny", seed=0, progress=False, steps=300)
-    assert r.config["model"] == "gnn" and r.config["model_options"] == {"rbf": 64}
+    assert r.config["model"] == "mlp" and r.config["model_options"] == {"distances": True}
     assert r.scores.reliable and not bool(r.scores.is_symmetry.any()), r.verdict()
+
+
+def test_end_to_end_finds_so3_in_a_molecular_energy():
+    # ethanol's MMFF94 energy, conformers in every orientation, a model that is not invariant
+    # by design: the three learned generators span so(3), and the read-out accepts all three
+    task = data.load_task("ethanol_energy", "tiny", n_train=2048)
+    r = discover(task, 3, "tiny", seed=0, progress=False, steps=1500)
+    assert r.config["model_warmup"] is True and r.config["lr_generators"] == 0.05
+    assert float(r.principal_angles.max()) <= 10.0, r.principal_angles
+    assert r.snapshots[0]["alignment"] < 0.5  # it started far from so(3)
+    assert r.verdict().startswith("3 of 3"), r.verdict()
 
 
 def test_evaluate_reports_accuracy_and_measures_images_in_their_own_group():
@@ -290,7 +308,7 @@ def test_shipped_end_to_end_runs_say_what_the_readme_says():
 
     axis = runs("hidden_axis")
     assert len(axis) == 5 and all(float(r.cosine.max()) >= 0.99 for r in axis)
-    assert all(r.config["end_to_end"] and r.config["version"] == "0.3.0" for r in axis)
+    assert all(r.config["end_to_end"] and r.config["version"] == "0.4.1" for r in axis)
     (charged,) = runs("charged")
     assert float(charged.principal_angles.max()) <= 2.0
     digits = runs("digits_rotated")
@@ -304,5 +322,7 @@ def test_shipped_end_to_end_runs_say_what_the_readme_says():
     assert all(float(cosine_similarity(r.generators, k).max()) >= 0.95 for r in boost)
     for name in ("digits_no_symmetry", "ethanol_no_symmetry"):
         assert all(r.verdict().startswith("no symmetry") for r in runs(name))
-    (energy,) = runs("ethanol_energy")  # the open case: the README reports it as not found
-    assert float(energy.principal_angles.max()) > 10.0
+    (energy,) = runs("ethanol_energy")
+    assert float(energy.principal_angles.max()) <= 10.0 and energy.config["model_warmup"]
+    rows = energy.comparison
+    assert rows["end-to-end (this run)"]["test_mse"] < rows["no augmentation"]["test_mse"]

@@ -204,3 +204,40 @@ def test_gnn_radial_basis_resolves_edge_lengths_and_stays_non_equivariant(task):
     for bad in ({"rbf": -1}, {"rbf": 2.5}, {"rbf": 4, "rbf_cutoff": 0.0}):
         with pytest.raises(ValueError, match="rbf"):
             make_model("gnn", task.spec, **bad)
+
+
+def test_mlp_pair_distances_are_standardised_on_the_first_training_batch(task):
+    torch.manual_seed(0)
+    plain = make_model("mlp", task.spec, width=16, layers=2, dtype=F64)
+    assert "distances" not in plain.config and plain.stackable  # the default is unchanged
+    m = make_model("mlp", task.spec, width=16, layers=2, dtype=F64, distances=True)
+    assert m.config["distances"] is True and not m.stackable and "first training" in m.stack_reason
+    s = task["train"].index(slice(0, 32)).to(dtype=F64)
+    m.eval()
+    m(s)  # evaluation before training leaves the standardisation alone
+    assert not bool(m.dist_ready) and torch.equal(m.dist_std, torch.ones(10, dtype=F64))
+    m.train()
+    m(s)
+    pos = s["pos"]
+    i, j = torch.triu_indices(5, 5, 1)
+    d = (pos[:, i] - pos[:, j]).norm(dim=-1)
+    assert bool(m.dist_ready)
+    assert torch.allclose(m.dist_mean, d.mean(0)) and torch.allclose(m.dist_std, d.std(0))
+    assert torch.allclose(m.pair_distances(s).mean(0), torch.zeros(10, dtype=F64), atol=1e-12)
+    m(task["train"].index(slice(32, 64)).to(dtype=F64))  # set once, not per batch
+    assert torch.allclose(m.dist_mean, d.mean(0))
+    # kept with the weights: a model rebuilt from its config and state dict predicts the same
+    m.eval()
+    again = make_model("mlp", task.spec, width=16, layers=2, dtype=F64,
+                       **{k: v for k, v in m.config.items() if k == "distances"})
+    again.load_state_dict(m.state_dict())
+    assert torch.equal(again(s)["pos_next"], m(s)["pos_next"])
+    # the raw coordinates stay in: not rotation-equivariant by design
+    g = SO3().sample(32, generator=torch.Generator().manual_seed(1), dtype=F64)
+    out = m(act(g, s.select(task.spec.inputs)))["pos_next"]
+    assert not torch.allclose(out, act(g, m(s), task.spec.outputs)["pos_next"], atol=1e-4)
+    with pytest.raises(TypeError, match="distances"):
+        make_model("mlp", task.spec, distances=1)
+    one_point = TaskSpec({"x": Field("vector")}, {"y": Field("scalar")}, 1)
+    with pytest.raises(ValueError, match="at least 2 particles"):
+        make_model("mlp", one_point, distances=True)
