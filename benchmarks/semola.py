@@ -43,6 +43,8 @@ EXPERIMENTS = {
                       "the learned span holds the scaling (principal angle), not the rotation"),
     "ethanol_energy": ("ethanol_energy", 3, [0, 1, 2], [],
                        "so(3): largest principal angle <= 10°"),
+    "aspirin_energy": ("aspirin_energy", 3, [0, 1, 2], [],
+                       "so(3): largest principal angle <= 10°"),
     "boost": ("boost", 1, [0, 1, 2], [], "|cos| to the boost >= 0.95"),
     "digits_no_symmetry": ("digits_no_symmetry", 1, [0], [], "verdict: no symmetry"),
     "ethanol_no_symmetry": ("ethanol_no_symmetry", 1, [0], [], "verdict: no symmetry"),
@@ -66,7 +68,7 @@ def passed(name: str, runs: list[dict], means: dict) -> bool | None:
         n, total = _count(runs, "cos_rotation", lambda v: v >= 0.95)
         ood = {m: v.get("ood_accuracy") for m, v in means.items()}
         return n >= math.ceil(0.8 * total) and ood["end-to-end (this run)"] > ood["no augmentation"]
-    if name in ("digits_scaled", "ethanol_energy"):
+    if name in ("digits_scaled", "ethanol_energy", "aspirin_energy"):
         return all(r["max_angle_deg"] <= 10.0 for r in runs)
     if name == "boost":
         return all(r["cos_boost"] >= 0.95 for r in runs)

@@ -327,8 +327,8 @@ def test_shipped_end_to_end_runs_say_what_the_readme_says():
     assert all(float(cosine_similarity(r.generators, k).max()) >= 0.95 for r in boost)
     for name in ("digits_no_symmetry", "ethanol_no_symmetry"):
         assert all(r.verdict().startswith("no symmetry") for r in runs(name))
-    energy = runs("ethanol_energy")
-    assert len(energy) == 3
+    energy = runs("ethanol_energy") + runs("aspirin_energy")
+    assert len(energy) == 6
     for r in energy:
         assert float(r.principal_angles.max()) <= 10.0 and r.config["model_warmup"]
         rows = r.comparison
