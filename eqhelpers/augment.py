@@ -320,41 +320,31 @@ class LearnedAugmentation(_AugmenterObjective):
         gbatch = move(batch, mats)  # inputs and targets alike
         share = self.model_share()
         w = self.w
-        if share == 1.0:
-            out = model(Sample.cat([batch, gbatch]))  # one forward pass for both
-            pred = {k: v[:b] for k, v in out.items()}
-            pred_g = {k: v[b:] for k, v in out.items()}
-            task = field_mse(pred, batch)
-            augl = field_mse(pred_g, gbatch)
-            loss = w["w_task"] * task + w["w_aug"] * augl
-            parts = {"task": task.detach(), "aug": augl.detach()}
-            if w["w_consistency"]:
-                cons = field_mse(pred_g, move(pred, mats, outputs))
-                loss = loss + w["w_consistency"] * cons
-                parts["consistency"] = cons.detach()
-        else:
-            # model warm-up: the generators learn from the augmented terms of the model as it
-            # is (weights held fixed: a second forward pass), the model from them at `share`
+        # in the model warm-up (share < 1) the model's terms see the moves as data, with no path
+        # to the generators; the generators learn from a second pass with the weights held fixed
+        warm = share < 1.0
+        mats_m = mats.detach() if warm else mats
+        gbatch_m = move(batch, mats_m) if warm else gbatch
+        out = model(Sample.cat([batch, gbatch_m]))  # one forward pass for both
+        pred = {k: v[:b] for k, v in out.items()}
+        pred_g = {k: v[b:] for k, v in out.items()}
+        task = field_mse(pred, batch)
+        augl = field_mse(pred_g, gbatch_m)
+        loss = w["w_task"] * task + w["w_aug"] * share * augl
+        parts = {"task": task.detach(), "aug": augl.detach()}
+        if w["w_consistency"]:
+            cons = field_mse(pred_g, move(pred, mats_m, outputs))
+            loss = loss + w["w_consistency"] * share * cons
+            parts["consistency"] = cons.detach()
+        if warm:
             from torch.func import functional_call
 
             fixed = {n: p.detach() for n, p in model.named_parameters()}
             pred_fixed = functional_call(model, fixed, (gbatch,))
-            mats_d = mats.detach()
-            gdet = move(batch, mats_d)
-            out = model(Sample.cat([batch, gdet]))
-            pred = {k: v[:b] for k, v in out.items()}
-            pred_g = {k: v[b:] for k, v in out.items()}
-            task = field_mse(pred, batch)
-            augl = field_mse(pred_g, gdet)
-            loss = (w["w_task"] * task + w["w_aug"] * share * augl
-                    + w["w_aug"] * field_mse(pred_fixed, gbatch))
-            parts = {"task": task.detach(), "aug": augl.detach()}
+            loss = loss + w["w_aug"] * field_mse(pred_fixed, gbatch)
             if w["w_consistency"]:
-                cons = field_mse(pred_g, move(pred, mats_d, outputs))
-                cons_gen = field_mse(pred_fixed, move({k: v.detach() for k, v in pred.items()},
-                                                      mats, outputs))
-                loss = loss + w["w_consistency"] * (share * cons + cons_gen)
-                parts["consistency"] = cons.detach()
+                held = {k: v.detach() for k, v in pred.items()}
+                loss = loss + w["w_consistency"] * field_mse(pred_fixed, move(held, mats, outputs))
         if w["w_orth"] and aug.k > 1:
             loss = loss + w["w_orth"] * aug.orthogonality()
         if w["w_sparse"]:
