@@ -206,13 +206,20 @@ class LieAugmenter(nn.Module):
             return F.softplus(self.raw_range)
         return self.scheduled_range
 
+    def ramp_fraction(self, frac: float) -> float:
+        """How far the schedule is at training progress ``frac`` ∈ [0, 1]: 0 in the warm-up, then
+        linear to 1 over the ramp (at once when the ramp is 0)."""
+        _, _, warmup, ramp = self.schedule
+        if frac < warmup:
+            return 0.0
+        return 1.0 if ramp == 0 else min((frac - warmup) / ramp, 1.0)
+
     def set_progress(self, frac: float) -> None:
         """Set the scheduled range for training progress ``frac`` ∈ [0, 1]."""
         if self.mode == "learned":
             return
-        r0, r1, warmup, ramp = self.schedule
-        t = 1.0 if ramp == 0 else min(max((frac - warmup) / ramp, 0.0), 1.0)
-        self.scheduled_range.fill_(r0 + (r1 - r0) * t)
+        r0, r1, _, _ = self.schedule
+        self.scheduled_range.fill_(r0 + (r1 - r0) * self.ramp_fraction(frac))
 
     # -- sampling ------------------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
@@ -305,12 +312,7 @@ class LearnedAugmentation(_AugmenterObjective):
     def model_share(self) -> float:
         """The share of the augmented terms' weight the *model* learns from now: 1, or with
         ``model_warmup`` 0 during the range warm-up, growing to 1 over the ramp."""
-        if not self.model_warmup:
-            return 1.0
-        _, _, warmup, ramp = self.augmenter.schedule
-        if ramp == 0:
-            return 1.0 if self._progress >= warmup else 0.0
-        return min(max((self._progress - warmup) / ramp, 0.0), 1.0)
+        return self.augmenter.ramp_fraction(self._progress) if self.model_warmup else 1.0
 
     def __call__(self, model, batch: Sample, generator: torch.Generator | None = None):
         self._check(model)

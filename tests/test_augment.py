@@ -198,6 +198,12 @@ def test_augmenter_keeps_its_norm_schedules_its_range_and_passes_gradients():
         aug.set_progress(frac)
         ranges.append(float(aug.range[0]))
     assert ranges == pytest.approx([0.2, 0.2, 1.1, 2.0, 2.0])
+    step = LieAugmenter(3, 1, schedule=(0.2, 2.0, 0.5, 0.0), seed=0)  # no ramp: a step at 0.5
+    ranges = []
+    for frac in (0.0, 0.49, 0.5, 1.0):
+        step.set_progress(frac)
+        ranges.append(float(step.range[0]))
+    assert ranges == pytest.approx([0.2, 0.2, 2.0, 2.0])
     z, mats = aug.sample(16, gen())
     assert z.abs().max() <= 2.0 and mats.shape == (16, 3, 3)
     (mats ** 2).sum().backward()
