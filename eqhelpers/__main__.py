@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ._util import atomic_json, atomic_write, format_table
+from ._util import atomic_json, atomic_write, check_positive, format_table
 
 TRAIN_COLUMNS = [
     ("model", "model", ""), ("objective", "objective", ""), ("alpha", "α", "g"), ("beta", "β", "g"),
@@ -50,10 +50,10 @@ def _nonneg(x: str) -> float:
 
 
 def _positive(x: str) -> float:
-    v = float(x)
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {x}")
-    return v
+    try:
+        return check_positive("value", float(x))
+    except ValueError:  # the package's own rule, in argparse's words
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {x}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
