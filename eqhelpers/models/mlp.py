@@ -56,11 +56,15 @@ class MLP(Model):
         pos = sample[self.pos_key]
         i, j = self.pairs
         d = (pos[:, i] - pos[:, j]).norm(dim=-1)
-        if self.training and not bool(self.dist_ready):
+        if self.training:
+            # set once, on the first training batch; written with torch.where so that no step
+            # waits for the device to say whether it has been set (no host sync)
             with torch.no_grad():
-                self.dist_mean.copy_(d.mean(0))
+                ready = self.dist_ready
                 spread = d.std(0) if len(d) > 1 else torch.ones_like(d[0])
-                self.dist_std.copy_(spread.clamp_min(1e-3 * float(d.mean().clamp_min(1e-6))))
+                spread = torch.maximum(spread, 1e-3 * d.mean().clamp_min(1e-6))
+                self.dist_mean.copy_(torch.where(ready, self.dist_mean, d.mean(0)))
+                self.dist_std.copy_(torch.where(ready, self.dist_std, spread))
                 self.dist_ready.fill_(True)
         return (d - self.dist_mean) / self.dist_std
 
