@@ -115,7 +115,7 @@ from .groups import (
 Tensor = torch.Tensor
 
 SPLITS = ("train", "val", "test", "ood")  # every task has these; others are generalisation sets
-DATA_FORMAT = 3  # bump when generation changes, so old caches are not reused
+DATA_FORMAT = 4  # bump when generation changes, so old caches are not reused
 
 # --------------------------------------------------------------------------------------------
 # physics (float64, batched [B, N, 3])

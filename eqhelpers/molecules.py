@@ -46,7 +46,7 @@ MOLECULES: dict[str, tuple[str, int]] = {
 KCAL_PER_MOL_IN_EV = 0.0433641043  # 1 kcal/mol in eV
 KB_EV = 8.617333262e-5  # Boltzmann constant, eV/K
 ACC_UNIT = 9.64853321e-3  # 1 eV/(Å·amu) in Å/fs²
-TRAJ_FORMAT = 1  # bump when the simulation changes, so old caches are not reused
+TRAJ_FORMAT = 2  # bump when the simulation changes, so old caches are not reused
 ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O"}
 
 
@@ -134,14 +134,37 @@ class ForceField:
         return self.energy_forces(pos)[0]
 
 
+def _dot3(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a[0] * b[0] + a[1] * b[1] + a[2] * b[2])
+
+
+def _solve3(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """x with a x = b for a 3×3 ``a``, by Cramer's rule in plain IEEE arithmetic: no BLAS or
+    LAPACK, whose kernels (chosen per CPU) round differently and would make a chaotic trajectory
+    depend on the machine. None when ``a`` is (nearly) singular."""
+    c0, c1, c2 = a[:, 0], a[:, 1], a[:, 2]
+    c12 = np.cross(c1, c2)
+    det = _dot3(c0, c12)
+    scale = float(np.abs(a).max()) ** 3
+    if not scale > 0 or abs(det) <= 1e-12 * scale:
+        return None
+    return np.array([_dot3(b, c12), _dot3(c0, np.cross(b, c2)), _dot3(c0, np.cross(c1, b))]) / det
+
+
 def _remove_drift(vel: np.ndarray, pos: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Remove the centre-of-mass velocity and the rigid rotation (total angular momentum)."""
+    """Remove the centre-of-mass velocity and the rigid rotation (total angular momentum).
+
+    Written without BLAS (see :func:`_solve3`), so that the trajectory is the same on every
+    machine: only a linear molecule, whose inertia tensor is singular, goes through LAPACK."""
     mm = m[:, None]
     vel = vel - (mm * vel).sum(0) / m.sum()
     r = pos - (mm * pos).sum(0) / m.sum()
     ang = (mm * np.cross(r, vel)).sum(0)
-    inertia = (m * (r**2).sum(1)).sum() * np.eye(3) - np.einsum("n,ni,nj->ij", m, r, r)
-    omega = np.linalg.lstsq(inertia, ang, rcond=None)[0]
+    inertia = ((m * (r**2).sum(1)).sum() * np.eye(3)
+               - (m[:, None, None] * r[:, :, None] * r[:, None, :]).sum(0))
+    omega = _solve3(inertia, ang)
+    if omega is None:  # linear: no rotation about the axis; the least-squares (min-norm) answer
+        omega = np.linalg.lstsq(inertia, ang, rcond=None)[0]
     return vel - np.cross(omega, r)
 
 

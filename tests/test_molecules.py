@@ -1,3 +1,8 @@
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +90,54 @@ def test_simulation_is_deterministic_by_seed_and_cached(tmp_path):
     assert not np.allclose(a.pos, d.pos)
     assert a.config == b.config and b.provenance["cache"] == str(path)
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="OpenBLAS core types are named for x86-64 CPUs")
+def test_trajectory_is_the_same_whichever_blas_kernels_the_cpu_gets():
+    """MD is chaotic: a last-bit difference grows until the frames differ. OpenBLAS picks its
+    kernels by CPU, and they round differently (the drift removal's solve once went through
+    LAPACK): forcing other kernels must not change a bit of the trajectory."""
+    code = ("import hashlib; from eqhelpers.molecules import simulate; "
+            "t = simulate('ethanol', 20, seed=0, equilibrate=200); "
+            "print(hashlib.sha1(t.pos.tobytes() + t.vel.tobytes()).hexdigest())")
+    flags = set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as fh:
+            flags = set(next((ln for ln in fh if ln.startswith("flags")), "").split())
+    # AVX, AVX2 and AVX-512 kernels, as far as this CPU runs them (they round a 3×3 solve
+    # differently: the old code's trajectories differed between each pair)
+    cores = ["Sandybridge"] + (["Haswell"] if {"avx2", "fma"} <= flags else []) + (
+        ["SkylakeX"] if "avx512f" in flags else [])
+    if len(cores) < 2:
+        pytest.skip("this CPU runs only one family of OpenBLAS kernels")
+    digests = set()
+    for core in cores:
+        env = {**os.environ, "OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": "1"}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_drift_removal_solves_the_inertia_system_without_blas():
+    rng = np.random.default_rng(0)
+    m = rng.uniform(1, 16, 9)
+    pos, vel = rng.standard_normal((9, 3)), rng.standard_normal((9, 3))
+    out = molecules._remove_drift(vel, pos, m)
+    assert np.allclose((m[:, None] * out).sum(0), 0, atol=1e-12)  # no centre-of-mass motion
+    r = pos - (m[:, None] * pos).sum(0) / m.sum()
+    assert np.allclose((m[:, None] * np.cross(r, out)).sum(0), 0, atol=1e-12)  # no spin
+    a = rng.standard_normal((3, 3))
+    b = rng.standard_normal(3)
+    assert np.allclose(molecules._solve3(a, b), np.linalg.solve(a, b), rtol=1e-10)
+    assert molecules._solve3(np.outer(b, b), b) is None  # singular: the caller falls back
+    # a linear molecule (singular inertia) still loses its drift, through the fallback
+    line = np.outer(np.arange(3.0), [1.0, 2.0, 0.5])
+    out = molecules._remove_drift(rng.standard_normal((3, 3)), line, np.ones(3))
+    assert np.allclose(out.sum(0), 0, atol=1e-12)
+    assert np.isfinite(out).all()
 
 
 def test_corrupt_trajectory_cache_is_kept_and_regenerated(tmp_path):
