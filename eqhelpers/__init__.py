@@ -5,7 +5,7 @@ transform), ``data`` (tasks), ``models``, ``equivariance`` (errors and objective
 and ``__main__`` (the command line). The budget knob lives in ``budget``.
 """
 
-__version__ = "0.4.1"
+__version__ = "0.4.2"
 
 from .budget import Budget, get_budget  # noqa: E402
 from .fields import Field, Sample, TaskSpec, act  # noqa: E402

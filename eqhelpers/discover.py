@@ -1,7 +1,9 @@
 """One symmetry-discovery experiment, as ``python -m eqhelpers discover`` runs it.
 
 1. a **reference model** trained without augmentation (it scores the generators, its Jacobian
-   gives the null-space analysis, and it is the "no augmentation" row of the comparison);
+   gives the null-space analysis, and it is the "no augmentation" row of the comparison); it
+   starts from the same initial weights as the joint model (and as every other trained row but
+   the Augerino comparator), so the comparison is paired;
 2. a model trained **jointly with a LieAugmenter** (:mod:`eqhelpers.augment`) — SEMoLA's
    end-to-end run: one objective
 
@@ -276,8 +278,9 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
                               w_consistency=w_consistency,
                               w_width=width_reward if learned_range else 0.0, lr=lr_generators,
                               model_warmup=model_warmup)
-    # 1. the reference model, no augmentation
-    ref = new_model(0)
+    # 1. the reference model, no augmentation; every model here starts from the same initial
+    # weights (new_model(1)), so that each row of the comparison differs only by its objective
+    ref = new_model(1)
     h_ref = train(ref, task_obj, None, b, device=dev, seed=seed, steps=steps, progress=progress,
                   desc="reference (no augmentation)")
     # 2. joint training with the learnable augmenter

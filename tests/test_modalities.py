@@ -308,7 +308,7 @@ def test_shipped_end_to_end_runs_say_what_the_readme_says():
 
     axis = runs("hidden_axis")
     assert len(axis) == 5 and all(float(r.cosine.max()) >= 0.99 for r in axis)
-    assert all(r.config["end_to_end"] and r.config["version"] == "0.4.1" for r in axis)
+    assert all(r.config["end_to_end"] and r.config["version"] == "0.4.2" for r in axis)
     charged = runs("charged")
     assert len(charged) == 3 and all(float(r.principal_angles.max()) <= 2.0 for r in charged)
     # the jointly trained model against REMUL with the true group, from the same initial weights
