@@ -1,0 +1,193 @@
+"""How far can a soft method bring E′ below a plain model's, given the *true* group? The ceiling
+that SEMoLA's end-to-end model (which must first discover the group) is measured against.
+
+    OMP_NUM_THREADS=1 python benchmarks/soft_equivariance.py --budget cpu   # about 20 min here
+    python benchmarks/soft_equivariance.py --tasks hidden_axis --seeds 0     # a quick look
+
+For each task the same unconstrained model (the one ``discover`` uses on it) is trained from the
+same initial weights and on the same batches with every objective below, all knowing the true
+group (the task's group without its permutations, as in ``discover``'s comparison):
+
+* plain (the task loss alone);
+* REMUL, labels anchored (ℓ(f(gx), g·y)) at β/α = 1, 10, 100;
+* REMUL's self mode (ℓ(f(gx), g·f(x)), a direct penalty on the equivariance error) at β/α =
+  10, 100;
+* the end-to-end objective (:class:`~eqhelpers.augment.LearnedAugmentation`: task + L_equi +
+  self-consistency, with the task's range schedule) with its generators held at the true ones
+  (generator learning rate 0), at consistency weight 1 (the default) and 10: what the end-to-end
+  run could reach if discovery were perfect from step 1.
+
+Reported, mean over seeds: test MSE, E′ (REMUL's, on the budget's test samples and group
+elements, as ``discover`` measures it) under the true group, E′ of the plain model over the
+row's, and the row's test MSE over REMUL β/α = 1's — the two ratios SEMoLA's claim for the
+end-to-end model names (≥ 10× and ≤ 1.10×). The plain and REMUL β/α = 1 rows are trained exactly
+as ``discover`` trains its "no augmentation" and "true group, REMUL" rows.
+
+Each finished model is written at once to ``benchmarks/results/soft_equivariance_<budget>.json``
+(atomically); a run that is stopped resumes where it left off. The table goes to the ``.md``
+beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from eqhelpers import __version__
+from eqhelpers._util import atomic_json, atomic_write, seed_everything
+from eqhelpers.augment import (
+    DEFAULT_SCHEDULE,
+    LearnedAugmentation,
+    LieAugmenter,
+    linear_dim,
+    normalise,
+)
+from eqhelpers.budget import get_budget
+from eqhelpers.data import load_task
+from eqhelpers.discover import task_defaults
+from eqhelpers.equivariance import equivariance_error, make_objective
+from eqhelpers.evaluation import mse
+from eqhelpers.groups import linear_generators, without_permutations
+from eqhelpers.models import make_model
+from eqhelpers.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("hidden_axis", "charged")
+# SEMoLA's claim for the end-to-end model (benchmarks/semola.py says the same)
+MSE_WITHIN, E_PRIME_BELOW = 1.10, 10.0
+REFERENCE = "REMUL β/α=1"
+
+
+def objectives(task, G) -> dict:
+    """Row name -> a function making that row's objective (fresh state per model)."""
+    hints = task_defaults(task)
+    true = normalise(linear_generators(task.group))
+
+    def joint(w_consistency: float):
+        def make():
+            aug = LieAugmenter(linear_dim(task.spec), len(true), init=true,
+                               schedule=tuple(hints.get("schedule", DEFAULT_SCHEDULE)))
+            return LearnedAugmentation(aug, w_consistency=w_consistency, lr=0.0,
+                                       model_warmup=bool(hints.get("model_warmup", False)))
+        return make
+
+    rows = {"plain": lambda: None}
+    for beta in (1, 10, 100):
+        rows[f"REMUL β/α={beta}"] = lambda beta=beta: make_objective("remul", G, 1.0, beta)
+    for beta in (10, 100):
+        rows[f"REMUL self mode β/α={beta}"] = (
+            lambda beta=beta: make_objective("remul", G, 1.0, beta, mode="self"))
+    rows["end-to-end objective, true generators fixed, consistency 1"] = joint(1.0)
+    rows["end-to-end objective, true generators fixed, consistency 10"] = joint(10.0)
+    return rows
+
+
+def measure(task_name: str, seed: int, row: str, budget: str) -> dict:
+    b = get_budget(budget)
+    task = load_task(task_name, b, seed=0)
+    G = without_permutations(task.group)
+    hints = task_defaults(task)
+    model = hints.get("model", "mlp" if task.spec.n_particles == 1 else "transformer")
+    seed_everything(seed + 1)  # discover's new_model(1): every row of a seed from these weights
+    m = make_model(model, task.spec, **b.model_size(model), **dict(hints.get("model_options") or {}))
+    obj = objectives(task, G)[row]()
+    t0 = time.perf_counter()
+    train(m, task, obj, b, seed=seed, steps=b.discover_steps, progress=False)
+    wall = time.perf_counter() - t0
+    sub = task["test"].index(slice(0, b.eval_samples))
+    gen = torch.Generator().manual_seed(seed + 11)
+    e = equivariance_error(m, sub, G, M=b.eval_M, generator=gen)
+    return {"task": task_name, "seed": seed, "row": row, "model": model, "group": G.name,
+            "test_mse": mse(m, task["test"]), "E_prime_true": e.E_prime,
+            "train_seconds": round(wall, 2), "version": __version__}
+
+
+def summarise(results: list[dict]) -> dict:
+    out = {}
+    for task in dict.fromkeys(r["task"] for r in results):
+        rows = {}
+        for r in (r for r in results if r["task"] == task):
+            rows.setdefault(r["row"], []).append(r)
+        means = {name: {"seeds": len(rs),
+                        "test_mse": statistics.fmean(r["test_mse"] for r in rs),
+                        "E_prime_true": statistics.fmean(r["E_prime_true"] for r in rs)}
+                 for name, rs in rows.items()}
+        plain, ref = means.get("plain"), means.get(REFERENCE)
+        for v in means.values():
+            if plain:
+                v["E_prime_plain_over_row"] = plain["E_prime_true"] / v["E_prime_true"]
+            if ref:
+                v["test_mse_over_remul_1"] = v["test_mse"] / ref["test_mse"]
+            if plain and ref:
+                v["meets_both"] = (v["E_prime_plain_over_row"] >= E_PRIME_BELOW
+                                   and v["test_mse_over_remul_1"] <= MSE_WITHIN)
+        out[task] = {"model": rows[next(iter(rows))][0]["model"],
+                     "group": rows[next(iter(rows))][0]["group"], "rows": means}
+    return out
+
+
+def markdown(summary: dict, budget: str) -> str:
+    lines = [f"# Soft equivariance with the true group, budget {budget}", "",
+             "Every row: the same model, initial weights and batches; mean over seeds. "
+             f"The claim for SEMoLA's end-to-end model: E′ ≥ {E_PRIME_BELOW:g}× below plain with "
+             f"test MSE ≤ {MSE_WITHIN:.2f}× REMUL β/α = 1's.", ""]
+    for task, s in summary.items():
+        lines += [f"**{task}** ({s['model']}, E′ under {s['group']})", "",
+                  "| objective | seeds | test MSE | E′ true | plain E′ / E′ | test MSE / REMUL 1 "
+                  "| meets both |", "|---|---|---|---|---|---|---|"]
+        for name, v in s["rows"].items():
+            both = {True: "yes", False: "no", None: "–"}[v.get("meets_both")]
+            lines.append(f"| {name} | {v['seeds']} | {v['test_mse']:.2e} | {v['E_prime_true']:.2e}"
+                         f" | {v.get('E_prime_plain_over_row', float('nan')):.1f}×"
+                         f" | {v.get('test_mse_over_remul_1', float('nan')):.2f} | {both} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", default="cpu")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    a = p.parse_args(argv)
+    res = ROOT / "benchmarks" / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    path = res / f"soft_equivariance_{a.budget}.json"
+    results = []
+    if path.exists():
+        try:
+            results = json.loads(path.read_text())["runs"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"{path} is not a readable result ({exc}); move it away to start "
+                             "again") from exc
+    done = {(r["task"], r["seed"], r["row"]) for r in results}
+    for task_name in a.tasks:
+        task = load_task(task_name, get_budget(a.budget), seed=0)
+        names = list(objectives(task, without_permutations(task.group)))
+        for seed in a.seeds:
+            for row in names:
+                if (task_name, seed, row) in done:
+                    continue
+                r = measure(task_name, seed, row, a.budget)
+                results.append(r)
+                print(f"{task_name} seed {seed} {row}: test {r['test_mse']:.3e}, "
+                      f"E′ {r['E_prime_true']:.3e} ({r['train_seconds']:.0f} s)", flush=True)
+                atomic_json({"budget": a.budget, "runs": results,
+                             "summary": summarise(results)}, path)
+    summary = summarise(results)
+    atomic_json({"budget": a.budget, "runs": results, "summary": summary}, path)
+    md = markdown(summary, a.budget)
+    atomic_write(res / f"soft_equivariance_{a.budget}.md",
+                 lambda tmp: Path(tmp).write_text(md + "\n"))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
