@@ -89,9 +89,9 @@ def objectives(task, G) -> dict:
     return rows
 
 
-def measure(task_name: str, seed: int, row: str, budget: str) -> dict:
+def measure(task, seed: int, row: str, budget: str) -> dict:
+    """Train and measure one model: ``task`` (loaded once per task) with the objective ``row``."""
     b = get_budget(budget)
-    task = load_task(task_name, b, seed=0)
     G = without_permutations(task.group)
     hints = task_defaults(task)
     model = hints.get("model", "mlp" if task.spec.n_particles == 1 else "transformer")
@@ -104,7 +104,7 @@ def measure(task_name: str, seed: int, row: str, budget: str) -> dict:
     sub = task["test"].index(slice(0, b.eval_samples))
     gen = torch.Generator().manual_seed(seed + 11)
     e = equivariance_error(m, sub, G, M=b.eval_M, generator=gen)
-    return {"task": task_name, "seed": seed, "row": row, "model": model, "group": G.name,
+    return {"task": task.name, "seed": seed, "row": row, "model": model, "group": G.name,
             "test_mse": mse(m, task["test"]), "E_prime_true": e.E_prime,
             "train_seconds": round(wall, 2), "version": __version__}
 
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
             for row in names:
                 if (task_name, seed, row) in done:
                     continue
-                r = measure(task_name, seed, row, a.budget)
+                r = measure(task, seed, row, a.budget)
                 results.append(r)
                 print(f"{task_name} seed {seed} {row}: test {r['test_mse']:.3e}, "
                       f"E′ {r['E_prime_true']:.3e} ({r['train_seconds']:.0f} s)", flush=True)
