@@ -50,7 +50,7 @@ from eqhelpers.augment import (
 )
 from eqhelpers.budget import get_budget
 from eqhelpers.data import load_task
-from eqhelpers.discover import task_defaults
+from eqhelpers.discover import default_model, task_defaults
 from eqhelpers.equivariance import equivariance_error, make_objective
 from eqhelpers.evaluation import mse
 from eqhelpers.groups import linear_generators, without_permutations
@@ -93,10 +93,9 @@ def measure(task, seed: int, row: str, budget: str) -> dict:
     """Train and measure one model: ``task`` (loaded once per task) with the objective ``row``."""
     b = get_budget(budget)
     G = without_permutations(task.group)
-    hints = task_defaults(task)
-    model = hints.get("model", "mlp" if task.spec.n_particles == 1 else "transformer")
+    model, options = default_model(task)
     seed_everything(seed + 1)  # discover's new_model(1): every row of a seed from these weights
-    m = make_model(model, task.spec, **b.model_size(model), **dict(hints.get("model_options") or {}))
+    m = make_model(model, task.spec, **b.model_size(model), **options)
     obj = objectives(task, G)[row]()
     t0 = time.perf_counter()
     train(m, task, obj, b, seed=seed, steps=b.discover_steps, progress=False)

@@ -194,6 +194,16 @@ def task_defaults(task: str | Task) -> dict:
     return dict(tdef.discovery) if tdef is not None else {}
 
 
+def default_model(task: Task) -> tuple[str, dict]:
+    """The model ``discover`` trains on ``task`` unless told otherwise, and its extra
+    :func:`~eqhelpers.models.make_model` arguments: the task's own (``TaskDef.discovery``), else
+    an MLP for one point or image per sample and the Transformer of the REMUL notebooks for point
+    clouds."""
+    hints = task_defaults(task)
+    name = hints.get("model", "mlp" if task.spec.n_particles == 1 else "transformer")
+    return name, dict(hints.get("model_options") or {})
+
+
 def discovered_group(gens: Tensor, ranges: Tensor, name: str = "discovered") -> LieGroup:
     """The group a discovery found, as it was learned: elements expm(Σ z_k L_k) of the generators
     themselves, orthogonal or not (a boost stays a boost; a learned rotation's tiny symmetric
@@ -252,12 +262,10 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
         lr_generators = float(hints.get("lr_generators", 0.02))
     if model_warmup is None:
         model_warmup = bool(hints.get("model_warmup", False))
-    # one point or one image per sample: an MLP on it; point clouds: the Transformer of the REMUL
-    # notebooks
     if model is None:
-        model = hints.get("model", "mlp" if task_obj.spec.n_particles == 1 else "transformer")
+        model, own_options = default_model(task_obj)
         if model_options is None:
-            model_options = hints.get("model_options")
+            model_options = own_options
     model_options = dict(model_options or {})
     steps = b.discover_steps if steps is None else steps
     if not isinstance(n_generators, int) or n_generators < 1:
