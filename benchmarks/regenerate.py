@@ -12,8 +12,9 @@ resumes (sweeps keep every finished point) when the script runs again. Marker fi
 ``runs/regenerate/state/`` record which results are started and done (one per result, so copies
 of the script run side by side on different ``--only`` lists).
 
-Not here: ``molecules_cuda`` and ``bench/*_h100`` (measured on an H100: ``benchmarks/gpu_check.py``),
-``semola_*`` (``benchmarks/semola.py``) and the README's gravity table
+Not here: ``molecules_cuda`` (eqhelpers 0.1 on an H100, on trajectories of that machine; the
+notebook still reads its equivariant models' rows) and ``bench/*_h100`` (measured on an H100:
+``benchmarks/gpu_check.py``), ``semola_*`` (``benchmarks/semola.py``) and the README's gravity table
 (``benchmarks/gravity_remul.py``).
 """
 
@@ -28,6 +29,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from eqhelpers.molecules import MOLECULES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "eqhelpers" / "precomputed"
@@ -54,6 +57,12 @@ RESULTS: dict[str, list[str]] = {
                                         *BETAS, "--seeds", "0", "--save-models"],
     "sweep_aspirin_forces_cpu": SWEEP + ["--task", "aspirin_forces", "--models", "transformer",
                                          *BETAS, "--seeds", "0", "--save-models"],
+    # notebook 05, section 7: forces, energy and E′ per molecule, 2–3 min each (aspirin's are
+    # the β = 0 and 10 points of sweep_aspirin_forces_cpu)
+    **{f"molecules_forces_cpu/{m}_forces": SWEEP + ["--task", f"{m}_forces", "--models",
+                                                   "transformer", "--betas", "0", "10",
+                                                   "--seeds", "0"]
+       for m in MOLECULES if m != "aspirin"},
     # notebook 04
     "discover_hidden_axis_cpu": DISCOVER + ["--task", "hidden_axis", "--seeds", "0", "1", "2", "3",
                                             "4", "--compare", "--use"],
