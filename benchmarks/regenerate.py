@@ -12,10 +12,10 @@ resumes (sweeps keep every finished point) when the script runs again. Marker fi
 ``runs/regenerate/state/`` record which results are started and done (one per result, so copies
 of the script run side by side on different ``--only`` lists).
 
-Not here: ``molecules_cuda`` (eqhelpers 0.1 on an H100, on trajectories of that machine; the
-notebook still reads its equivariant models' rows) and ``bench/*_h100`` (measured on an H100:
-``benchmarks/gpu_check.py``), ``semola_*`` (``benchmarks/semola.py``) and the README's gravity table
-(``benchmarks/gravity_remul.py``).
+Not here: ``molecules_cuda`` (e3nn and the other models on aspirin, eqhelpers 0.1 on an H100 and
+on that machine's trajectories: ``benchmarks/molecules.sh`` on a GPU) and ``bench/*_h100``
+(measured on an H100: ``benchmarks/gpu_check.py``), ``semola_*`` (``benchmarks/semola.py``)
+and the README's gravity table (``benchmarks/gravity_remul.py``).
 """
 
 from __future__ import annotations
