@@ -318,3 +318,28 @@ def test_conservative_model_trains_and_needs_forces_and_energy(tasks):
         assert hist.records[-1]["loss"] < hist.records[0]["loss"], name
     with pytest.raises(ValueError, match="conservative forces need outputs"):
         make_model("egnn", tasks["future"].spec, conservative=True)
+
+
+def test_shipped_molecular_results_were_made_on_the_data_the_package_makes_now():
+    """Each shipped molecular sweep recorded its trivial baselines on its own data: they equal
+    the baselines of the data simulated here and now, so the shipped models were trained on
+    these trajectories (not on another machine's, or an older format's)."""
+    from importlib import resources
+
+    from eqhelpers.data import load_task
+    from eqhelpers.evaluation import baselines
+    from eqhelpers.molecules import MOLECULES
+    from eqhelpers.sweep import load_sweep
+
+    shipped = resources.files("eqhelpers") / "precomputed"
+    sweeps = {"aspirin_short": shipped / "sweep_aspirin_short_cpu",
+              "aspirin_forces": shipped / "sweep_aspirin_forces_cpu"}
+    sweeps.update({f"{m}_forces": shipped / "molecules_forces_cpu" / f"{m}_forces"
+                   for m in MOLECULES if m != "aspirin"})
+    for task_name, path in sweeps.items():
+        recorded = load_sweep(path).baselines
+        now = baselines(load_task(task_name, "cpu"))
+        assert set(recorded) == set(now), task_name
+        for name, row in now.items():
+            for key, value in row.items():
+                assert recorded[name][key] == pytest.approx(value, rel=1e-6), (task_name, name, key)
