@@ -57,6 +57,10 @@ RESULTS: dict[str, list[str]] = {
                                         *BETAS, "--seeds", "0", "--save-models"],
     "sweep_aspirin_forces_cpu": SWEEP + ["--task", "aspirin_forces", "--models", "transformer",
                                          *BETAS, "--seeds", "0", "--save-models"],
+    # notebook 05, section 6: 1.5 ps ahead (e3nn, seconds per step on a CPU, is in molecules_cuda)
+    "sweep_aspirin_future_models_cpu": SWEEP + ["--task", "aspirin_future", "--models",
+                                                "transformer", "gnn", "egnn", "--betas", "0", "10",
+                                                "--seeds", "0"],
     # notebook 05, section 7: forces, energy and E′ per molecule, 2–3 min each (aspirin's are
     # the β = 0 and 10 points of sweep_aspirin_forces_cpu)
     **{f"molecules_forces_cpu/{m}_forces": SWEEP + ["--task", f"{m}_forces", "--models",

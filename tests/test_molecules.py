@@ -333,7 +333,8 @@ def test_shipped_molecular_results_were_made_on_the_data_the_package_makes_now()
 
     shipped = resources.files("eqhelpers") / "precomputed"
     sweeps = {"aspirin_short": shipped / "sweep_aspirin_short_cpu",
-              "aspirin_forces": shipped / "sweep_aspirin_forces_cpu"}
+              "aspirin_forces": shipped / "sweep_aspirin_forces_cpu",
+              "aspirin_future": shipped / "sweep_aspirin_future_models_cpu"}
     sweeps.update({f"{m}_forces": shipped / "molecules_forces_cpu" / f"{m}_forces"
                    for m in MOLECULES if m != "aspirin"})
     for task_name, path in sweeps.items():
