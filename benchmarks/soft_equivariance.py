@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from eqhelpers import __version__
-from eqhelpers._util import atomic_json, atomic_write, seed_everything
+from eqhelpers._util import atomic_json, atomic_write, check_weight, seed_everything
 from eqhelpers.augment import (
     DEFAULT_SCHEDULE,
     LearnedAugmentation,
@@ -81,7 +81,7 @@ class LieDerivativePenalty(LearnedAugmentation):
 
     def __init__(self, augmenter, w_lie: float, **kwargs):
         super().__init__(augmenter, **kwargs)
-        self.w_lie = w_lie
+        self.w_lie = check_weight("w_lie", w_lie)
 
     def config(self) -> dict:
         return {**super().config(), "w_lie": self.w_lie, "lie_eps": self.EPS}

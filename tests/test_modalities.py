@@ -410,3 +410,6 @@ def test_the_lie_derivative_penalty_vanishes_exactly_for_an_equivariant_model(ta
     lie_free, lie_eq = lie(free), lie(invariant)
     assert lie_free > 1e-4
     assert lie_eq < 1e-4 * lie_free
+    with pytest.raises(ValueError, match="w_lie"):
+        bench.LieDerivativePenalty(LieAugmenter(linear_dim(task.spec), len(true), init=true),
+                                   float("nan"), lr=0.0)
