@@ -1,8 +1,9 @@
 """How far can a soft method bring E′ below a plain model's, given the *true* group? The ceiling
 that SEMoLA's end-to-end model (which must first discover the group) is measured against.
 
-    OMP_NUM_THREADS=1 python benchmarks/soft_equivariance.py --budget cpu   # about 30 min here
+    OMP_NUM_THREADS=1 python benchmarks/soft_equivariance.py --budget cpu   # about 35 min here
     python benchmarks/soft_equivariance.py --tasks hidden_axis --seeds 0     # a quick look
+    OMP_NUM_THREADS=1 python benchmarks/soft_equivariance.py --tasks hidden_axis --width 256  # 50 min
 
 For each task the same unconstrained model (the one ``discover`` uses on it) is trained from the
 same initial weights and on the same batches with every objective below, all knowing the true
@@ -17,7 +18,7 @@ group (the task's group without its permutations, as in ``discover``'s compariso
   (generator learning rate 0), at consistency weight 1 (the default) and 10: what the end-to-end
   run could reach if discovery were perfect from step 1;
 * the same at consistency 1 plus an infinitesimal penalty, the Lie derivative of the model along
-  the generators (:class:`LieDerivativePenalty`), at weight 10 and 100: a local form of the
+  the generators (:class:`LieDerivativePenalty`), at weight 10, 100 and 300: a local form of the
   self-consistency, which does not compare distant points of an orbit.
 
 Reported, mean over seeds: test MSE, E′ (REMUL's, on the budget's test samples and group
@@ -25,6 +26,10 @@ elements, as ``discover`` measures it) under the true group, E′ of the plain m
 row's, and the row's test MSE over REMUL β/α = 1's — the two ratios SEMoLA's claim for the
 end-to-end model names (≥ 10× and ≤ 1.10×). The plain and REMUL β/α = 1 rows are trained exactly
 as ``discover`` trains its "no augmentation" and "true group, REMUL" rows.
+
+``--width W`` trains every row's model W wide instead of the budget's width (the MLP's hidden
+layers are 4·W): does more capacity move the ceiling? Its results go to their own files
+(``soft_equivariance_<budget>_width<W>``).
 
 Each finished model is written at once to ``benchmarks/results/soft_equivariance_<budget>.json``
 (atomically); a run that is stopped resumes where it left off. The table goes to the ``.md``
@@ -127,18 +132,22 @@ def objectives(task, G) -> dict:
             lambda beta=beta: make_objective("remul", G, 1.0, beta, mode="self"))
     rows["end-to-end objective, true generators fixed, consistency 1"] = joint(1.0)
     rows["end-to-end objective, true generators fixed, consistency 10"] = joint(10.0)
-    for w in (10, 100):
+    for w in (10, 100, 300):
         rows[f"… consistency 1 + Lie-derivative penalty {w}"] = joint(1.0, float(w))
     return rows
 
 
-def measure(task, seed: int, row: str, budget: str) -> dict:
-    """Train and measure one model: ``task`` (loaded once per task) with the objective ``row``."""
+def measure(task, seed: int, row: str, budget: str, width: int | None = None) -> dict:
+    """Train and measure one model: ``task`` (loaded once per task) with the objective ``row``;
+    ``width``: the model's width, if not the budget's."""
     b = get_budget(budget)
     G = without_permutations(task.group)
     model, options = default_model(task)
+    size = b.model_size(model)
+    if width is not None:
+        size["width"] = width
     seed_everything(seed + 1)  # discover's new_model(1): every row of a seed from these weights
-    m = make_model(model, task.spec, **b.model_size(model), **options)
+    m = make_model(model, task.spec, **size, **options)
     obj = objectives(task, G)[row]()
     t0 = time.perf_counter()
     train(m, task, obj, b, seed=seed, steps=b.discover_steps, progress=False)
@@ -146,7 +155,8 @@ def measure(task, seed: int, row: str, budget: str) -> dict:
     sub = task["test"].index(slice(0, b.eval_samples))
     gen = torch.Generator().manual_seed(seed + 11)
     e = equivariance_error(m, sub, G, M=b.eval_M, generator=gen)
-    return {"task": task.name, "seed": seed, "row": row, "model": model, "group": G.name,
+    return {"task": task.name, "seed": seed, "row": row, "model": model, "width": size["width"],
+            "group": G.name,
             "test_mse": mse(m, task["test"]), "E_prime_true": e.E_prime,
             "train_seconds": round(wall, 2), "version": __version__}
 
@@ -170,18 +180,21 @@ def summarise(results: list[dict]) -> dict:
             if plain and ref:
                 v["meets_both"] = (v["E_prime_plain_over_row"] >= E_PRIME_BELOW
                                    and v["test_mse_over_remul_1"] <= MSE_WITHIN)
-        out[task] = {"model": rows[next(iter(rows))][0]["model"],
-                     "group": rows[next(iter(rows))][0]["group"], "rows": means}
+        first = rows[next(iter(rows))][0]
+        out[task] = {"model": first["model"], "width": first.get("width"),
+                     "group": first["group"], "rows": means}
     return out
 
 
-def markdown(summary: dict, budget: str) -> str:
-    lines = [f"# Soft equivariance with the true group, budget {budget}", "",
+def markdown(summary: dict, budget: str, width: int | None = None) -> str:
+    title = f"budget {budget}" + (f", every model {width} wide" if width is not None else "")
+    lines = [f"# Soft equivariance with the true group, {title}", "",
              "Every row: the same model, initial weights and batches; mean over seeds. "
              f"The claim for SEMoLA's end-to-end model: E′ ≥ {E_PRIME_BELOW:g}× below plain with "
              f"test MSE ≤ {MSE_WITHIN:.2f}× REMUL β/α = 1's.", ""]
     for task, s in summary.items():
-        lines += [f"**{task}** ({s['model']}, E′ under {s['group']})", "",
+        size = f" width {s['width']}" if s.get("width") is not None else ""
+        lines += [f"**{task}** ({s['model']}{size}, E′ under {s['group']})", "",
                   "| objective | seeds | test MSE | E′ true | plain E′ / E′ | test MSE / REMUL 1 "
                   "| meets both |", "|---|---|---|---|---|---|---|"]
         for name, v in s["rows"].items():
@@ -198,10 +211,15 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default="cpu")
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--width", type=int, default=None,
+                   help="every model this wide instead of the budget's width (own result files)")
     a = p.parse_args(argv)
+    if a.width is not None and a.width < 1:
+        p.error(f"--width must be a positive int, got {a.width}")
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
-    path = res / f"soft_equivariance_{a.budget}.json"
+    stem = f"soft_equivariance_{a.budget}" + (f"_width{a.width}" if a.width is not None else "")
+    path = res / f"{stem}.json"
     results = []
     if path.exists():
         try:
@@ -209,6 +227,8 @@ def main(argv=None) -> int:
         except (ValueError, KeyError, TypeError) as exc:
             raise SystemExit(f"{path} is not a readable result ({exc}); move it away to start "
                              "again") from exc
+        if a.width is not None and any(r.get("width") != a.width for r in results):
+            raise SystemExit(f"{path} holds models of another width; move it away to start again")
     done = {(r["task"], r["seed"], r["row"]) for r in results}
     for task_name in a.tasks:
         task = load_task(task_name, get_budget(a.budget), seed=0)
@@ -217,16 +237,17 @@ def main(argv=None) -> int:
             for row in names:
                 if (task_name, seed, row) in done:
                     continue
-                r = measure(task, seed, row, a.budget)
+                r = measure(task, seed, row, a.budget, a.width)
                 results.append(r)
                 print(f"{task_name} seed {seed} {row}: test {r['test_mse']:.3e}, "
                       f"E′ {r['E_prime_true']:.3e} ({r['train_seconds']:.0f} s)", flush=True)
-                atomic_json({"budget": a.budget, "runs": results,
+                atomic_json({"budget": a.budget, "width": a.width, "runs": results,
                              "summary": summarise(results)}, path)
     summary = summarise(results)
-    atomic_json({"budget": a.budget, "runs": results, "summary": summary}, path)
-    md = markdown(summary, a.budget)
-    atomic_write(res / f"soft_equivariance_{a.budget}.md",
+    atomic_json({"budget": a.budget, "width": a.width, "runs": results, "summary": summary},
+                path)
+    md = markdown(summary, a.budget, a.width)
+    atomic_write(res / f"{stem}.md",
                  lambda tmp: Path(tmp).write_text(md + "\n"))
     print(md)
     return 0

@@ -359,9 +359,22 @@ def test_soft_equivariance_ceiling_is_trained_as_discover_trains_and_says_what_t
     assert checked == 12  # hidden axis and charged, 3 seeds, 2 rows
     for task in ("hidden_axis", "charged"):
         rows = res["summary"][task]["rows"]
-        assert len(rows) == 10 and all(v["seeds"] == 3 for v in rows.values())
+        assert len(rows) == 11 and all(v["seeds"] == 3 for v in rows.values())
         assert not any(v["meets_both"] for v in rows.values())
         assert rows["REMUL β/α=1"]["E_prime_plain_over_row"] < 2.0
+    # the same rows with a 4× wider MLP (--width 256): the Lie-derivative penalty now fits better
+    # than REMUL, and its weight moves along a frontier that passes just short of both ratios
+    wide = json.loads((root / "benchmarks" / "results"
+                       / "soft_equivariance_cpu_width256.json").read_text())
+    assert wide["width"] == 256 and {r["width"] for r in wide["runs"]} == {256}
+    rows = wide["summary"]["hidden_axis"]["rows"]
+    assert len(rows) == 11 and all(v["seeds"] == 3 for v in rows.values())
+    assert not any(v["meets_both"] for v in rows.values())
+    lie = [rows[f"… consistency 1 + Lie-derivative penalty {w}"] for w in (10, 100, 300)]
+    assert lie[0]["test_mse_over_remul_1"] < 0.5
+    assert [v["E_prime_plain_over_row"] for v in lie] == sorted(v["E_prime_plain_over_row"]
+                                                                for v in lie)
+    assert lie[2]["E_prime_plain_over_row"] >= 10 and lie[2]["test_mse_over_remul_1"] > 1.10
 
 
 def _soft_equivariance_benchmark():
