@@ -144,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--consistency", type=_nonneg, default=None,
                    help="weight of the self-consistency term ℓ(f(gx), g·f(x)) (default: the "
                         "task's, else 1)")
+    d.add_argument("--lie-weight", type=_nonneg, default=0.0,
+                   help="weight of the Lie-derivative term: the model's equivariance error along "
+                        "the current generators over a step of 0.01 (default 0: off)")
     d.add_argument("--lr-generators", type=_positive, default=None,
                    help="the generators' learning rate (default: the task's, else 0.02)")
     d.add_argument("--model-warmup", action=argparse.BooleanOptionalAction, default=None,
@@ -291,7 +294,8 @@ def cmd_discover(a) -> int:
         r = discover(a.task, a.generators, a.budget, model=a.model, seed=seed, steps=a.steps,
                      schedule=schedule, learned_range=a.learned_range, width_reward=a.width_reward,
                      w_orth=a.orth, w_sparse=a.sparse, alpha=a.alpha, beta=a.beta,
-                     w_consistency=a.consistency, lr_generators=a.lr_generators,
+                     w_consistency=a.consistency, w_lie=a.lie_weight,
+                     lr_generators=a.lr_generators,
                      model_warmup=a.model_warmup,
                      score_range=a.score_range, end_to_end=a.end_to_end, compare=a.compare, use=a.use,
                      device=a.device, progress=not a.no_progress)

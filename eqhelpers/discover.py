@@ -35,7 +35,9 @@ orthogonality regulariser between generators; reading the result against known g
 The package's own: generators held at a fixed Frobenius norm √2 (coefficients in radians; the
 paper regularises the norm instead); the **range schedule** (narrow warm-up, then widening to
 r_end; a learned range with a **width reward** is the Augerino-style alternative); the
-self-consistency term f(gx) ≈ g·f(x); the **canonical read-out** (an orthonormal basis of the
+self-consistency term f(gx) ≈ g·f(x); the optional **Lie-derivative term** (``w_lie``: the model's
+equivariance error along the current generators over a step of 0.01; off by default); the
+**canonical read-out** (an orthonormal basis of the
 learned span sorted by the reference model's Jacobian constraints); the **symmetry score 1/D**
 (D: how much moving the test data along a generator multiplies a non-augmented model's MSE) and
 its verdict; the **model warm-up** (``model_warmup``: while the range is narrow the generators
@@ -227,8 +229,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
              schedule=None, learned_range: bool = False,
              width_reward: float = 0.01, w_orth: float = 1.0, w_sparse: float = 0.0,
              w_consistency: float | None = None, alpha: float = 1.0, beta: float = 1.0,
-             lr_generators: float | None = None, score_range: float | None = None,
-             model_warmup: bool | None = None,
+             w_lie: float = 0.0, lr_generators: float | None = None,
+             score_range: float | None = None, model_warmup: bool | None = None,
              end_to_end: bool = False, compare: bool = False, use: bool = False, device="auto",
              progress: bool = True, callback=None, snapshots: int = 20,
              model_options: dict | None = None) -> Discovery:
@@ -236,7 +238,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
 
     ``steps``: training steps of every model here (default: the budget's ``discover_steps``).
     ``alpha``, ``beta``: the joint objective's weights of the task loss and of L_equi over the
-    learned group. ``schedule``, ``score_range``, ``lr_generators`` and ``model_warmup``
+    learned group; ``w_lie`` of its Lie-derivative term (off by default; module docstring of
+    :mod:`eqhelpers.augment`). ``schedule``, ``score_range``, ``lr_generators`` and ``model_warmup``
     (:class:`~eqhelpers.augment.LearnedAugmentation`): default the task's own
     (:func:`task_defaults`), else :data:`~eqhelpers.augment.DEFAULT_SCHEDULE`, π, 0.02 and off.
     ``callback(step, generators, record)`` is called at every snapshot (a live plot).
@@ -283,7 +286,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     aug = LieAugmenter(dim, n_generators, schedule=schedule,
                        range="learned" if learned_range else "schedule", seed=seed)
     obj = LearnedAugmentation(aug, w_task=alpha, w_aug=beta, w_orth=w_orth, w_sparse=w_sparse,
-                              w_consistency=w_consistency,
+                              w_consistency=w_consistency, w_lie=w_lie,
                               w_width=width_reward if learned_range else 0.0, lr=lr_generators,
                               model_warmup=model_warmup)
     # 1. the reference model, no augmentation; every model here starts from the same initial
@@ -380,6 +383,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
         "seed": seed, "steps": steps, "schedule": list(schedule),
         "learned_range": learned_range, "width_reward": width_reward, "w_orth": w_orth,
         "w_sparse": w_sparse, "w_consistency": w_consistency, "alpha": alpha, "beta": beta,
+        "w_lie": w_lie,
         "lr_generators": lr_generators, "score_range": score_range, "end_to_end": end_to_end,
         "model_warmup": model_warmup,
         "compare": compare, "use": use,

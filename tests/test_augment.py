@@ -246,6 +246,12 @@ def test_model_warmup_lets_the_generators_learn_while_the_model_learns_the_task_
     task_only = [p.grad.clone() for p in net.parameters()]
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(model_g, task_only))
     assert gen_g is not None and float(gen_g.abs().sum()) > 0
+    # the Lie-derivative term is one of the model's terms: off in the warm-up, on after it
+    with_lie = LearnedAugmentation(aug, w_consistency=1.0, model_warmup=True, w_lie=1.0)
+    lie_g, _ = grads(with_lie, 1)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(lie_g, task_only))
+    with_lie.begin_step(101, 101)
+    assert "lie" in with_lie(net, batch, gen(3))[1]
     # after the ramp it is the plain joint objective, term for term
     late, _ = grads(obj, 101)
     plain = LearnedAugmentation(aug, w_consistency=1.0)
@@ -412,3 +418,25 @@ def test_train_and_evaluate_work_on_a_task_in_r5():
                   progress=False)
     assert m["group_measured"] == "SO(2) in a plane of R^5"  # E(3) cannot act on R^5
     assert math.isfinite(m["E_prime"]) and m["E_prime"] >= 0
+
+
+def test_the_lie_derivative_term_waits_for_learned_generators_not_for_fixed_ones():
+    """Along the initial, random generators the term would teach the model to ignore what the task
+    depends on: with generators being learned it follows the range ramp; held fixed, it is on."""
+    schedule = (0.3, 2.0, 0.4, 0.4)
+    learned = LearnedAugmentation(LieAugmenter(3, 1, schedule=schedule, seed=0), w_lie=1.0)
+    fixed = LearnedAugmentation(LieAugmenter(3, 1, schedule=schedule, seed=0), w_lie=1.0, lr=0.0)
+    shares = []
+    for step in (1, 41, 61, 81, 101):  # progress 0, 0.4, 0.6, 0.8, 1 of 101 steps
+        learned.begin_step(step, 101)
+        fixed.begin_step(step, 101)
+        shares += [learned.lie_share(), fixed.lie_share()]
+    assert shares == pytest.approx([0.0, 1.0, 0.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0])
+    task = data.load_task("hidden_axis", "tiny", dtype=F64)
+    batch = task["train"].index(slice(0, 16))
+    net = make_model("mlp", task.spec, width=8, layers=1, dtype=F64)
+    learned.augmenter.double()
+    learned.begin_step(1, 101)
+    assert "lie" not in learned(net, batch, gen(1))[1]
+    learned.begin_step(61, 101)
+    assert learned(net, batch, gen(1))[1]["lie"] > 0
