@@ -390,7 +390,8 @@ class LearnedAugmentation(_AugmenterObjective):
         a = torch.einsum("bk,kij->bij", c / c.norm(dim=1, keepdim=True), gens)
         _, mats = aug.sample(b, generator, device=batch.device, dtype=batch.dtype)
         src = Sample.cat([batch, move(batch, mats.detach())])
-        n, step = 2 * b, torch.linalg.matrix_exp(eps * torch.cat([a, a]))
+        step = torch.linalg.matrix_exp(eps * a)
+        n, step = 2 * b, torch.cat([step, step])
         out = model(Sample.cat([src, move(src, step)]))
         here = {k: v[:n] for k, v in out.items()}
         moved = {k: v[n:] for k, v in out.items()}
