@@ -288,6 +288,9 @@ def cmd_discover(a) -> int:
     from .discover import discover, write_discovery
 
     schedule = tuple(a.schedule) if a.schedule else None  # None: the task's own default
+    repeated = sorted({s for s in a.seeds if a.seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"--seeds repeats {repeated}: each seed is one run in its own directory")
     rows = []
     for seed in a.seeds:
         out = Path(a.out) / f"seed_{seed}" if len(a.seeds) > 1 else Path(a.out)

@@ -174,13 +174,18 @@ class LieAugmenter(nn.Module):
     def __init__(self, dim: int, n_generators: int = 1, schedule=DEFAULT_SCHEDULE,
                  range: str = "schedule", init: Tensor | None = None, seed: int = 0):
         super().__init__()
-        if not isinstance(dim, int) or dim < 2:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise ValueError(f"dim must be an int >= 2, got {dim!r}")
-        if not isinstance(n_generators, int) or not 1 <= n_generators <= dim * dim:
+        if isinstance(n_generators, bool) or not isinstance(n_generators, int) \
+                or not 1 <= n_generators <= dim * dim:
             raise ValueError(f"n_generators must be an int in [1, {dim * dim}], got {n_generators!r}")
         if range not in ("schedule", "learned"):
             raise ValueError(f"range must be 'schedule' or 'learned', got {range!r}")
-        r0, r1, warmup, ramp = (float(v) for v in schedule)
+        try:
+            r0, r1, warmup, ramp = (float(v) for v in schedule)
+        except (TypeError, ValueError):
+            raise ValueError("schedule must be four numbers (r_start, r_end, warmup, ramp), "
+                             f"got {schedule!r}") from None
         if not (0 <= r0 and 0 < r1 and math.isfinite(r0) and math.isfinite(r1)):
             raise ValueError(f"ranges must be finite, r_start >= 0 and r_end > 0, got {r0}, {r1}")
         if not (0 <= warmup <= 1 and 0 <= ramp <= 1 and warmup + ramp <= 1):

@@ -62,7 +62,14 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from ._util import atomic_json, atomic_write, device_name, resolve_device, seed_everything
+from ._util import (
+    atomic_json,
+    atomic_write,
+    check_count,
+    device_name,
+    resolve_device,
+    seed_everything,
+)
 from .augment import (
     DEFAULT_SCHEDULE,
     Augerino,
@@ -250,6 +257,9 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     trained with the true group (module docstring). ``compare``: also run Augerino and the
     null-space analysis. ``use``: also train with the discovered augmentation.
     """
+    check_count("n_generators", n_generators)
+    check_count("seed", seed, 0)
+    check_count("snapshots", snapshots)
     dev = resolve_device(device)
     b = get_budget(budget, dev)
     t_all = time.perf_counter()
@@ -271,8 +281,6 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
             model_options = own_options
     model_options = dict(model_options or {})
     steps = b.discover_steps if steps is None else steps
-    if not isinstance(n_generators, int) or n_generators < 1:
-        raise ValueError(f"n_generators must be a positive int, got {n_generators!r}")
     dim = linear_dim(task_obj.spec)
     true = linear_generators(task_obj.group)
     true = None if true is None else normalise(true)

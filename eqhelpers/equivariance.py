@@ -112,6 +112,8 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
     """
     if not isinstance(M, int) or M < 1:
         raise ValueError(f"M must be a positive int (group elements per sample), got {M!r}")
+    if len(sample) == 0:
+        raise ValueError("the sample is empty: no equivariance error to measure")
     spec = model.spec
     check_group_fits(group, spec.spec, sample.n_particles)
     x_all = sample.select(spec.inputs)

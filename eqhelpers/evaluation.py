@@ -27,6 +27,9 @@ EQUI_GROUPS = ("task", "e3", "so3")
 @torch.no_grad()
 def predict(model, sample: Sample, batch_size: int = 256) -> dict[str, Tensor]:
     """Model outputs on a whole split, in batches, in eval mode."""
+    if len(sample) == 0:
+        raise ValueError("the sample is empty: nothing to predict")
+    check_count("batch_size", batch_size)
     was = model.training
     model.eval()
     try:

@@ -468,7 +468,11 @@ class LieGroup(Group):
             g = 0.5 * (g - g.transpose(1, 2))
             if bool((g.flatten(1).norm(dim=1) == 0).any()):
                 raise ValueError("a generator is zero after keeping its skew-symmetric part")
-        r = torch.as_tensor(ranges, dtype=torch.float64).detach().cpu().expand(g.shape[0]).clone()
+        r = torch.as_tensor(ranges, dtype=torch.float64).detach().cpu()
+        if r.dim() > 1 or r.numel() not in (1, g.shape[0]):
+            raise ValueError(f"ranges must be one number or one per generator ({g.shape[0]}), "
+                             f"got shape {tuple(r.shape)}")
+        r = r.reshape(-1).expand(g.shape[0]).clone()
         check_finite("ranges", r)
         if bool((r < 0).any()):
             raise ValueError(f"ranges must be >= 0, got {r.tolist()}")

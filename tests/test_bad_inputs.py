@@ -109,6 +109,52 @@ def test_sweep_settings(tmp_path, kw, name):
         sweep(**{**TINY, **kw}, out=tmp_path / "sw")
 
 
+@pytest.mark.parametrize("kw, repeated", [({"seeds": (0, 1, 0)}, "seeds repeat \\[0\\]"),
+                                          ({"betas": [1, 1.0]}, "betas repeat \\[1.0\\]"),
+                                          ({"models": ("mlp", "mlp")}, "models repeat")])
+def test_a_sweep_with_a_value_twice_is_refused(tmp_path, kw, repeated):
+    # a repeated seed would count twice in the mean ± std ("2 seeds", std 0)
+    with pytest.raises(ValueError, match=repeated):
+        sweep(**{**TINY, **kw}, out=tmp_path / "sw")
+    assert not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"seed": float("nan")}, "seed must be an int >= 0, got nan"),
+    ({"seed": "0"}, "seed must be an int"), ({"n_generators": True}, "n_generators must be an int"),
+    ({"snapshots": 0}, "snapshots must be an int >= 1"),
+    ({"schedule": (0.3, 1.0)}, "schedule must be four numbers"),
+    ({"schedule": (0.3, "wide", 0.1, 0.1)}, "schedule must be four numbers")])
+def test_discover_settings(kw, match):
+    from eqhelpers.discover import discover
+
+    with pytest.raises(ValueError, match=match):
+        discover("hidden_axis", budget="tiny", steps=2, progress=False, **kw)
+
+
+def test_lie_group_ranges_must_fit_the_generators():
+    from eqhelpers.groups import LieGroup
+
+    gens = torch.zeros(2, 3, 3)
+    gens[0, 0, 1], gens[0, 1, 0], gens[1, 1, 2], gens[1, 2, 1] = -1, 1, -1, 1
+    assert LieGroup(gens, [0.5, 1.0]).ranges.tolist() == [0.5, 1.0]
+    assert LieGroup(gens, 0.5).ranges.tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"one number or one per generator \(2\), got shape \(3,\)"):
+        LieGroup(gens, [0.5, 1.0, 2.0])
+
+
+def test_an_empty_split_is_refused_by_the_metrics(task):
+    from eqhelpers.equivariance import equivariance_error
+    from eqhelpers.evaluation import mse
+    from eqhelpers.groups import SO3
+
+    empty = task["test"].index(slice(0, 0))
+    with pytest.raises(ValueError, match="sample is empty"):
+        mse(model(task), empty)
+    with pytest.raises(ValueError, match="sample is empty"):
+        equivariance_error(model(task), empty, SO3(), M=2)
+
+
 def test_bench_settings():
     from eqhelpers.bench import benchmark
 
@@ -291,7 +337,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, monkeypatch):
     cases = [["train", "--budget", "tiny", "--device", "gpu0"],
              ["bench", "--budget", "tiny", "--min-time", "-1"],
              ["train", "--budget", "tiny", "--steps", "0"],
-             ["train", "--budget", "tiny", "--steps", "2"]]  # the cache path is a file
+             ["train", "--budget", "tiny", "--steps", "2"],  # the cache path is a file
+             ["discover", "--budget", "tiny", "--steps", "2", "--seeds", "0", "1", "0"]]
     for args in cases:
         res = subprocess.run([sys.executable, "-m", "eqhelpers", *args, "--out",
                               str(tmp_path / "o"), "--no-progress"], env=env,
