@@ -178,6 +178,17 @@ def test_an_empty_batch_says_so(task):
         model(task)(task["test"].index(slice(0, 0)))
 
 
+def test_an_input_of_the_wrong_width_is_named_before_any_matmul(task):
+    s = task["test"].index(slice(0, 4))
+    wide = s.replace(pos=torch.cat([s["pos"], s["pos"][..., :1]], -1))  # replace() skips checks
+    for name in ("transformer", "mlp", "gnn"):
+        with pytest.raises(ValueError, match=r"input 'pos' .* c=3, got \(4, 4, 4\)"):
+            torch.manual_seed(0)
+            make_model(name, task.spec, width=16, layers=1)(wide)
+    with pytest.raises(ValueError, match=r"input 'mass' .* got \(4, 4\)"):
+        model(task)(s.replace(mass=s["mass"][..., 0]))
+
+
 def test_a_diverging_md_simulation_names_the_fix():
     pytest.importorskip("rdkit")
     from eqhelpers.molecules import ForceField, langevin

@@ -86,6 +86,13 @@ class Model(nn.Module):
         first = sample[next(iter(self.spec.inputs))]
         if first.shape[0] == 0:
             raise ValueError(f"{type(self).__name__} got an empty batch (0 samples)")
+        for k, f in self.spec.inputs.items():  # shapes only: no host sync in the hot path
+            x = sample[k]
+            dims = 3 if f.per_particle else 2
+            if x.dim() != dims or x.shape[-1] != f.channels:
+                shape = "[B, N, c]" if f.per_particle else "[B, c]"
+                raise ValueError(f"{type(self).__name__}: input {k!r} ({f}) must have shape "
+                                 f"{shape} with c={f.channels}, got {tuple(x.shape)}")
         want = next(self.parameters()).dtype
         wrong = [k for k in self.spec.inputs if sample[k].is_floating_point()
                  and not self.spec.inputs[k].categories and sample[k].dtype != want]
