@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._util import check_weight
+from ._util import check_count, check_weight
 from .equivariance import Objective, field_mse
 from .fields import Field, Sample, act
 from .groups import Transform, as_generators, exp_uniform
@@ -500,6 +500,7 @@ def constraints(model, sample: Sample, n_samples: int = 256) -> Tensor:
     """The infinitesimal equivariance constraints of ``model`` as a matrix [rows, d²] acting on
     vec(L): for every sample and output entry, ``Σ_fields J·(L x_field) − (L f(x))`` (the
     derivative of ``g⁻¹ f(g x)`` at g = 1), zero for every L the model respects."""
+    check_count("n_samples", n_samples)
     spec = model.spec
     dim = linear_dim(spec)
     _check_linear_fields(spec.spec, dim)
@@ -558,6 +559,7 @@ def canonical_generators(model, sample: Sample, generators: Tensor,
     one is it); this read-out finds the symmetric direction inside the span.
     """
     g = normalise(generators).double()
+    _check_linear_fields(model.spec.spec, g.shape[-1])
     c = constraints(model, sample, n_samples)
     q, _ = torch.linalg.qr(g.flatten(1).T)  # [d², k] orthonormal
     _, s, vh = torch.linalg.svd(c @ q, full_matrices=False)
@@ -623,6 +625,11 @@ def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = 
     _check_linear_fields(model.spec.spec, gens.shape[-1])
     if not (z_range > 0 and math.isfinite(z_range)):
         raise ValueError(f"z_range must be finite and > 0, got {z_range!r}")
+    check_count("n_random", n_random)
+    check_count("repeats", repeats)
+    check_count("seed", seed, 0)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1] (a score is 1/D, at most 1), got {threshold!r}")
     p = next(model.parameters())
     sample = sample.to(p.device, p.dtype)
     gen = torch.Generator().manual_seed(seed)

@@ -132,6 +132,27 @@ def test_discover_settings(kw, match):
         discover("hidden_axis", budget="tiny", steps=2, progress=False, **kw)
 
 
+@pytest.mark.parametrize("call, kw, match", [
+    ("scores", {"n_random": 0}, "n_random must be an int >= 1"),
+    ("scores", {"repeats": 0}, "repeats must be an int >= 1"),
+    ("scores", {"threshold": 2.0}, r"threshold must be in \(0, 1\]"),
+    ("scores", {"threshold": float("nan")}, "threshold must be in"),
+    ("nullspace", {"n_samples": 0}, "n_samples must be an int >= 1"),
+    ("canonical", {"generators": torch.eye(2)[None]}, "act on R\\^2 but field 'x' is 3D")])
+def test_read_out_settings(call, kw, match):
+    from eqhelpers.augment import canonical_generators, nullspace, symmetry_scores
+
+    task = data.load_task("hidden_axis", "tiny")
+    torch.manual_seed(0)
+    net = make_model("mlp", task.spec, width=8, layers=1)
+    gens = kw.pop("generators", torch.tensor([[[0.0, -1, 0], [1, 0, 0], [0, 0, 0]]]))
+    fn = {"scores": lambda: symmetry_scores(net, task["test"], gens, **kw),
+          "nullspace": lambda: nullspace(net, task["test"], **kw),
+          "canonical": lambda: canonical_generators(net, task["test"], gens, **kw)}[call]
+    with pytest.raises(ValueError, match=match):
+        fn()
+
+
 def test_lie_group_ranges_must_fit_the_generators():
     from eqhelpers.groups import LieGroup
 
