@@ -13,6 +13,9 @@ from matplotlib import colors as mcolors
 
 def plot_history(history, ax=None, title: str | None = None):
     """Training curves on log axes: task loss, equivariance loss (if any) and validation MSE."""
+    if not callable(getattr(history, "series", None)):
+        raise TypeError(f"plot_history takes a training History (what train returns), "
+                        f"got {type(history).__name__}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     curves = (("task", "train task loss", "-"), ("equi", "train equivariance loss", "--"),
@@ -245,14 +248,34 @@ def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_ms
 # --------------------------------------------------------------------------------------------
 
 
+def _pairs(clouds) -> list:
+    try:
+        pairs = [tuple(c) for c in clouds]
+    except TypeError:
+        pairs = None
+    if not pairs or any(len(c) != 2 for c in pairs):
+        raise ValueError("clouds must be a non-empty list of (points [N, 3], label) pairs")
+    return pairs
+
+
+def _cloud(points, i: int) -> np.ndarray:
+    p = _np(points)
+    if p.ndim != 2 or p.shape[1] != 3 or not len(p):
+        raise ValueError(f"cloud {i} must be points [N, 3], got shape {p.shape}")
+    if not np.isfinite(p).all():
+        raise ValueError(f"cloud {i} contains NaN or inf")
+    return p
+
+
 def plot_point_clouds(clouds, ax=None, title: str | None = None, connect_first: bool = True):
     """3D scatter of point clouds [N, 3] given as (points, label) pairs, with equal axes."""
+    clouds = _pairs(clouds)
     if ax is None:
         fig = plt.figure(figsize=(5, 5))
         ax = fig.add_subplot(projection="3d")
-    allp = np.concatenate([np.asarray(p) for p, _ in clouds])
+    clouds = [(_cloud(p, i), label) for i, (p, label) in enumerate(_pairs(clouds))]
+    allp = np.concatenate([p for p, _ in clouds])
     for k, (p, label) in enumerate(clouds):
-        p = np.asarray(p)
         ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=40, label=label, depthshade=False)
         if connect_first:
             ax.plot(*[np.r_[p[:, i], p[0, i]] for i in range(3)], lw=0.8, alpha=0.5,
@@ -289,7 +312,11 @@ def plot_matrix(mat, ax=None, title: str | None = None, labels=None):
     """A representation matrix as an image (zero = white): shows block structure."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
-    m = np.asarray(mat)
+    m = _np(mat)
+    if m.ndim != 2 or not m.size:
+        raise ValueError(f"plot_matrix draws one matrix [rows, cols], got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise ValueError("the matrix contains NaN or inf")
     lim = max(np.abs(m).max(), 1e-12)
     ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.set_xticks([])
@@ -326,8 +353,11 @@ def _aligned(gens, true):
 
 def plot_generators(gens, true=None, axes=None, fig=None):
     """Learned generators (sign-aligned to the truth) next to the true ones, as matrices."""
-    gens = np.asarray(gens, dtype=float)
-    true = None if true is None else np.asarray(true, dtype=float)
+    gens = _np(gens)
+    true = None if true is None else _np(true)
+    for name, g in (("gens", gens), ("true", true)):
+        if g is not None and (g.ndim != 3 or g.shape[-1] != g.shape[-2] or not len(g)):
+            raise ValueError(f"{name} must be matrices [k, d, d], got shape {g.shape}")
     mats = [(g, f"learned L{i + 1}") for i, g in enumerate(_aligned(gens, true))]
     if true is not None:
         mats += [(t, f"true T{j + 1}") for j, t in enumerate(true)]
@@ -515,15 +545,41 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
 
 
+def _molecule(numbers, pos, arrows, scale: float):
+    """Checked scene: atomic numbers [N] (ints 1…118), positions [N, 3] and each arrow's vectors
+    [N, 3], all finite; ``scale`` finite and ≥ 0. A ValueError names what is wrong."""
+    z, pos = _np(numbers), _np(pos)
+    if z.ndim != 1 or not len(z):
+        raise ValueError(f"numbers must be atomic numbers [N], got shape {z.shape}")
+    if not (np.isfinite(z).all() and (z == np.round(z)).all() and (z >= 1).all()
+            and (z <= 118).all()):
+        raise ValueError(f"numbers must be atomic numbers (integers 1…118), got {z.tolist()}")
+    if pos.shape != (len(z), 3):
+        raise ValueError(f"pos must be [N, 3] for {len(z)} atoms, got shape {pos.shape}")
+    if not np.isfinite(pos).all():
+        raise ValueError("pos contains NaN or inf")
+    if not (np.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    checked = []
+    for i, (vectors, color) in enumerate(arrows):
+        v = _np(vectors)
+        if v.shape != pos.shape:
+            raise ValueError(f"arrows[{i}] must be [N, 3] like pos {pos.shape}, got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"arrows[{i}] contains NaN or inf")
+        checked.append((v, color))
+    return z.astype(int), pos, checked
+
+
 def _add_molecule(view, numbers, pos, arrows, scale: float, viewer=None) -> None:
     from .molecules import xyz_block
 
     kw = {"viewer": viewer} if viewer is not None else {}
-    pos = _np(pos)
-    view.addModel(xyz_block(_np(numbers).astype(int), pos), "xyz", **kw)
+    numbers, pos, arrows = _molecule(numbers, pos, arrows, scale)
+    view.addModel(xyz_block(numbers, pos), "xyz", **kw)
     view.setStyle({}, {"stick": {"radius": 0.1}, "sphere": {"scale": 0.2}}, **kw)
     for vectors, color in arrows:
-        for p, v in zip(pos, _np(vectors)):
+        for p, v in zip(pos, vectors):
             if float(np.linalg.norm(v)) * scale < 1e-3:
                 continue
             e = p + scale * v
@@ -570,6 +626,10 @@ def rotated_prediction(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0,
     from .groups import rotation_about
 
     spec = model.spec
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
+            or not 0 <= index < len(sample):
+        raise ValueError(f"index must be an int in [0, {len(sample)}): a frame of the sample, "
+                         f"got {index!r}")
     p = next(iter(model.parameters()))
     frame = sample.index(slice(index, index + 1)).to(p.device, p.dtype)
     x = frame.select(spec.inputs)
@@ -619,7 +679,7 @@ _ELEMENT = {1: ("H", "#d9d9d9", 0.31), 6: ("C", "#404040", 0.76), 7: ("N", "#305
 
 
 def _draw_molecule(ax, numbers, pos, arrows, scale: float) -> None:
-    numbers, pos = np.asarray(_np(numbers), dtype=int), _np(pos)
+    numbers, pos, arrows = _molecule(numbers, pos, arrows, scale)
     radii = np.array([_ELEMENT.get(z, ("?", "#999999", 0.75))[2] for z in numbers])
     d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     bonded = (d < 1.2 * (radii[:, None] + radii[None])) & (d > 0)
@@ -629,7 +689,7 @@ def _draw_molecule(ax, numbers, pos, arrows, scale: float) -> None:
                c=[_ELEMENT.get(z, ("?", "#999999", 0.75))[1] for z in numbers],
                edgecolors="k", linewidths=0.4, zorder=2)
     for vectors, color in arrows:
-        v = scale * _np(vectors)
+        v = scale * vectors
         ax.quiver(*pos.T, *v.T, color=color, lw=1.4, arrow_length_ratio=0.25)
     span = float(np.ptp(pos, axis=0).max()) / 2 + 0.5
     mid = pos.mean(0)

@@ -210,6 +210,41 @@ def test_an_input_of_the_wrong_width_is_named_before_any_matmul(task):
         model(task)(s.replace(mass=s["mass"][..., 0]))
 
 
+@pytest.mark.parametrize("call, match", [
+    (lambda v: v.molecule_figure([6, 1], np.full((2, 3), np.nan)), "pos contains NaN"),
+    (lambda v: v.molecule_figure([6, 1], np.zeros((3, 3))), r"pos must be \[N, 3\] for 2 atoms"),
+    (lambda v: v.molecule_figure([0, 6], np.zeros((2, 3))), "atomic numbers"),
+    (lambda v: v.molecule_figure([6, 1], np.eye(2, 3), arrows=[(np.ones((3, 3)), "red")]),
+     r"arrows\[0\] must be \[N, 3\]"),
+    (lambda v: v.molecule_figure([6, 1], np.eye(2, 3), arrows=[(np.full((2, 3), np.inf), "r")]),
+     r"arrows\[0\] contains NaN"),
+    (lambda v: v.plot_point_clouds([(np.full((4, 3), np.nan), "a")]), "cloud 0 contains NaN"),
+    (lambda v: v.plot_point_clouds([(np.zeros((4, 2)), "a")]), r"cloud 0 must be points \[N, 3\]"),
+    (lambda v: v.plot_point_clouds([]), "non-empty list of"),
+    (lambda v: v.plot_matrix(np.zeros((2, 3, 3))), "one matrix"),
+    (lambda v: v.plot_generators(np.full((1, 3, 3), np.nan)), "NaN or inf"),
+    (lambda v: v.plot_generators(np.zeros((3, 3))), r"matrices \[k, d, d\]"),
+])
+def test_figures_name_bad_coordinates(call, match):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from eqhelpers import viz
+
+    with pytest.raises(ValueError, match=match):
+        call(viz)
+    matplotlib.pyplot.close("all")
+
+
+def test_a_frame_outside_the_sample_is_named(task):
+    from eqhelpers.viz import rotated_prediction
+
+    for bad in (-1, 64, 1.0, True):
+        with pytest.raises(ValueError, match=r"index must be an int in \[0, 64\)"):
+            rotated_prediction(model(task), task["test"].index(slice(0, 64)), index=bad)
+    assert rotated_prediction(model(task), task["test"].index(slice(0, 64)), index=63)["violation"] >= 0
+
+
 def test_a_diverging_md_simulation_names_the_fix():
     pytest.importorskip("rdkit")
     from eqhelpers.molecules import ForceField, langevin
