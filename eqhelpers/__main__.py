@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ._util import atomic_json, atomic_write, check_positive, format_table
+from ._util import atomic_json, atomic_write, check_positive, check_unique, format_table
 
 TRAIN_COLUMNS = [
     ("model", "model", ""), ("objective", "objective", ""), ("alpha", "α", "g"), ("beta", "β", "g"),
@@ -288,9 +288,7 @@ def cmd_discover(a) -> int:
     from .discover import discover, write_discovery
 
     schedule = tuple(a.schedule) if a.schedule else None  # None: the task's own default
-    repeated = sorted({s for s in a.seeds if a.seeds.count(s) > 1})
-    if repeated:
-        raise ValueError(f"--seeds repeats {repeated}: each seed is one run in its own directory")
+    check_unique("seeds", a.seeds)  # each seed is one run in its own directory
     rows = []
     for seed in a.seeds:
         out = Path(a.out) / f"seed_{seed}" if len(a.seeds) > 1 else Path(a.out)

@@ -185,6 +185,16 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_unique(name: str, values) -> list:
+    """``values`` as a list, each given once; a repeat is a ValueError naming it (a seed given
+    twice would count as two seeds in a mean ± std)."""
+    values = list(values)
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise ValueError(f"{name} repeat {seen}: each must be given once")
+    return values
+
+
 def check_positive(name: str, value) -> float:
     """``value`` as a finite float > 0, else a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \

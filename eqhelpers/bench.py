@@ -17,6 +17,7 @@ from . import __version__
 from ._util import (
     check_count,
     check_positive,
+    check_unique,
     device_name,
     format_table,
     make_generator,
@@ -88,6 +89,8 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
         check_count("batch size", bs)
     if not models or not batch_sizes:
         raise ValueError("bench needs at least one model and one batch size")
+    check_unique("models", models)
+    check_unique("batch sizes", batch_sizes)
     dev = resolve_device(device)
     b = get_budget(budget, dev)
     t = load_task(task, b)

@@ -165,6 +165,10 @@ def measurement_group(task: Task) -> Group:
                            translation_std=task.config["ood_translation_std"])
 
 
+def _input_kinds(task: Task) -> str:
+    return ", ".join(f"{k}: {f}" for k, f in task.spec.inputs.items())
+
+
 def objective_group(task: Task, which: str = "task") -> Group:
     """The group an equivariance term (REMUL's L_equi, augmentation) samples from:
     ``"task"`` the data's own symmetry, ``"e3"`` E(3) × S_N with the task's translation scale
@@ -173,7 +177,12 @@ def objective_group(task: Task, which: str = "task") -> Group:
     if which == "task":
         return task.group
     if which == "e3":
-        return measurement_group(task)
+        g = measurement_group(task)
+        if g is task.group:  # not 3D points: E(3) does not act on these inputs
+            raise ValueError(f"group 'e3' acts on 3D points and vectors; the inputs of task "
+                             f"{task.name!r} are {_input_kinds(task)}: use group 'task' "
+                             f"({task.group.name})")
+        return g
     if which == "so3":
         return SO3()
     raise ValueError(f"group must be one of {EQUI_GROUPS}, got {which!r}")

@@ -46,6 +46,7 @@ from ._util import (
     atomic_torch_save,
     atomic_write,
     check_count,
+    check_unique,
     check_weight,
     device_name,
     ensure_output_dir,
@@ -279,9 +280,7 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     if not betas or not seeds or not models:
         raise ValueError("a sweep needs at least one model, one β and one seed")
     for name, values in (("models", models), ("betas", betas), ("seeds", seeds)):
-        seen = [v for i, v in enumerate(values) if v in list(values)[:i]]
-        if seen:  # a repeated seed would count as a second seed in the mean ± std
-            raise ValueError(f"{name} repeat {seen}: each must be given once")
+        check_unique(name, values)
     for m in models:
         if m not in MODELS:
             raise ValueError(f"unknown model {m!r}: choose one of {sorted(MODELS)}")

@@ -176,11 +176,25 @@ def test_an_empty_split_is_refused_by_the_metrics(task):
         equivariance_error(model(task), empty, SO3(), M=2)
 
 
+@pytest.mark.parametrize("name", ["digits_rotated", "hidden_plane"])
+def test_e3_is_refused_where_it_cannot_act_instead_of_silently_replaced(name):
+    # images and 5D vectors: E(3) has no action; before, 'e3' quietly trained with the task's group
+    from eqhelpers.evaluation import objective_group
+    from eqhelpers.train import run
+
+    task = data.load_task(name, "tiny")
+    with pytest.raises(ValueError, match="group 'e3' acts on 3D points and vectors.*use group 'task'"):
+        run(name, "mlp", "remul", "tiny", group="e3", steps=1, progress=False)
+    assert objective_group(task, "task") is task.group
+    assert "E(3)" in objective_group(data.load_task("field", "tiny"), "e3").name
+
+
 def test_bench_settings():
     from eqhelpers.bench import benchmark
 
     for kw, name in (({"min_time": -1}, "min_time"), ({"repeats": 0}, "repeats"),
-                     ({"batch_sizes": (0,)}, "batch size")):
+                     ({"batch_sizes": (0,)}, "batch size"),
+                     ({"batch_sizes": (8, 8)}, r"batch sizes repeat \[8\]")):
         with pytest.raises(ValueError, match=name):
             benchmark("gravity", ("mlp",), budget="tiny", progress=False, **kw)
 
@@ -405,7 +419,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, monkeypatch):
              ["bench", "--budget", "tiny", "--min-time", "-1"],
              ["train", "--budget", "tiny", "--steps", "0"],
              ["train", "--budget", "tiny", "--steps", "2"],  # the cache path is a file
-             ["discover", "--budget", "tiny", "--steps", "2", "--seeds", "0", "1", "0"]]
+             ["discover", "--budget", "tiny", "--steps", "2", "--seeds", "0", "1", "0"],
+             ["bench", "--budget", "tiny", "--models", "mlp", "mlp"]]
     for args in cases:
         res = subprocess.run([sys.executable, "-m", "eqhelpers", *args, "--out",
                               str(tmp_path / "o"), "--no-progress"], env=env,
