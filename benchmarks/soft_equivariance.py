@@ -31,6 +31,10 @@ as ``discover`` trains its "no augmentation" and "true group, REMUL" rows.
 the exact hidden-axis target made invariant about an axis that many degrees off
 (:func:`misalignment_floor`).
 
+``--model-axis`` measures instead how precise discovery can be with a model as accurate as the
+plain one: per seed, where a generator learned from the plain hidden-axis model alone settles
+(:func:`plain_model_axes`; ``soft_equivariance_model_axis_<budget>.{json,md}``, about 10 s a seed).
+
 ``--width W`` trains every row's model W wide instead of the budget's width (the MLP's hidden
 layers are 4·W): does more capacity move the ceiling? Its results go to their own files
 (``soft_equivariance_<budget>_width<W>``).
@@ -103,9 +107,9 @@ def objectives(task, G) -> dict:
     return rows
 
 
-def measure(task, seed: int, row: str, budget: str, width: int | None = None) -> dict:
-    """Train and measure one model: ``task`` (loaded once per task) with the objective ``row``;
-    ``width``: the model's width, if not the budget's."""
+def trained(task, seed: int, row: str, budget: str, width: int | None = None):
+    """One row's model, trained: ``(model, its name, width, E′ under the true group, seconds)``
+    — from discover's initial weights and batches for this seed."""
     b = get_budget(budget)
     G = without_permutations(task.group)
     model, options = default_model(task)
@@ -121,9 +125,16 @@ def measure(task, seed: int, row: str, budget: str, width: int | None = None) ->
     sub = task["test"].index(slice(0, b.eval_samples))
     gen = torch.Generator().manual_seed(seed + 11)
     e = equivariance_error(m, sub, G, M=b.eval_M, generator=gen)
-    return {"task": task.name, "seed": seed, "row": row, "model": model, "width": size["width"],
-            "group": G.name,
-            "test_mse": mse(m, task["test"]), "E_prime_true": e.E_prime,
+    return m, model, size["width"], e.E_prime, wall
+
+
+def measure(task, seed: int, row: str, budget: str, width: int | None = None) -> dict:
+    """Train and measure one model: ``task`` (loaded once per task) with the objective ``row``;
+    ``width``: the model's width, if not the budget's."""
+    m, model, w, e_prime, wall = trained(task, seed, row, budget, width)
+    return {"task": task.name, "seed": seed, "row": row, "model": model, "width": w,
+            "group": without_permutations(task.group).name,
+            "test_mse": mse(m, task["test"]), "E_prime_true": e_prime,
             "train_seconds": round(wall, 2), "version": __version__}
 
 
@@ -186,24 +197,102 @@ class _TiltedTarget(torch.nn.Module):
         return {"y": hidden_axis_target(sample["x"] @ self.rot.to(sample["x"].dtype))}
 
 
+def tilted_target(task, degrees: float) -> _TiltedTarget:
+    """The hidden axis's exact target, exactly invariant about an axis ``degrees`` off the true
+    one (turned about a perpendicular)."""
+    from eqhelpers.data import _axis_frame
+    from eqhelpers.groups import axis_angle_to_matrix
+
+    normal = _axis_frame()[2]  # ⟂ to the axis: turning about it tilts the axis
+    rot = axis_angle_to_matrix(normal[None], torch.tensor([degrees], dtype=torch.float64).deg2rad())
+    return _TiltedTarget(task.spec, rot[0])
+
+
 def misalignment_floor(degrees: float, budget: str = "cpu", seed: int = 0) -> float:
     """E′ under the hidden axis's true group of the *exact* target made invariant about an axis
     ``degrees`` away from the true one — what a model made perfectly invariant along a discovered
     generator that far off would show, however well it fits. Measured as ``discover`` measures E′
     (:func:`~eqhelpers.equivariance.equivariance_error`, the budget's test samples and
     elements), in float64."""
-    from eqhelpers.data import _axis_frame
-    from eqhelpers.groups import axis_angle_to_matrix
-
     b = get_budget(budget)
     task = load_task("hidden_axis", b, seed=0)
-    normal = _axis_frame()[2]  # ⟂ to the axis: turning about it tilts the axis
-    rot = axis_angle_to_matrix(normal[None], torch.tensor([degrees], dtype=torch.float64).deg2rad())
-    model = _TiltedTarget(task.spec, rot[0])
+    model = tilted_target(task, degrees)
     sub = task["test"].index(slice(0, b.eval_samples)).to("cpu", torch.float64)
     gen = torch.Generator().manual_seed(seed + 11)
     return equivariance_error(model, sub, without_permutations(task.group), M=b.eval_M,
                               generator=gen).E_prime
+
+
+def model_axis(model, task, init, steps: int = 600, lr: float = 1e-3, seed: int = 0,
+               z_range: float | None = None):
+    """Where the augmented task loss ℓ(f(e^{zL}x), e^{zL}·y) of a trained ``model``, held fixed,
+    is lowest near ``init``: the generators of a :class:`~eqhelpers.augment.LieAugmenter` started
+    at ``init`` learn from that term alone (the training split, z ~ U(−r, r) with r the task's
+    final range, full batch, Adam with a linearly decaying rate). It is where discovery's
+    generators settle when they learn from this model: the exact target gives back the true axis
+    (from 0.5° off, to 1e-5°); a model's errors move it — a model exactly invariant about an axis
+    δ off puts it about half way (0.46–0.51 δ off), the labels pull it back the rest. Returns
+    normalised generators [k, d, d] (float64)."""
+    from eqhelpers.augment import move
+    from eqhelpers.equivariance import field_mse
+
+    hints = task_defaults(task)
+    r = float(z_range if z_range is not None
+              else tuple(hints.get("schedule", DEFAULT_SCHEDULE))[1])
+    p = next(model.parameters(), None)  # a model without weights (an exact target): float64
+    dev, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float64)
+    aug = LieAugmenter(linear_dim(task.spec), len(init), init=init, schedule=(r, r, 0.0, 0.0))
+    aug.to(device=dev, dtype=dtype)
+    held = [q.requires_grad for q in model.parameters()]
+    for q in model.parameters():
+        q.requires_grad_(False)
+    data = task["train"].to(dev, dtype)
+    opt = torch.optim.Adam(aug.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(1.0 - i / steps, 0.01))
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    was = model.training
+    model.eval()
+    try:
+        for _ in range(steps):
+            _, mats = aug.sample(len(data), gen, device=dev, dtype=dtype)
+            moved = move(data, mats)
+            loss = field_mse(model(moved), moved)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    finally:
+        model.train(was)
+        for q, h in zip(model.parameters(), held):
+            q.requires_grad_(h)
+    return aug.generators().detach().double().cpu()
+
+
+def plain_model_axes(seeds, budget: str = "cpu") -> list[dict]:
+    """Per seed, on the hidden axis: how far from the true axis a generator learned from the
+    *plain* model alone settles (the "no augmentation" row, trained as ``discover`` trains it;
+    :func:`model_axis` started at the true generator) — discovery's precision with a model that
+    accurate — beside the end-to-end run's discovered axis (the shipped
+    ``semola_hidden_axis_<budget>`` run, if there is one), and what an exact model invariant
+    about that axis shows under the true group (:func:`misalignment_floor`)."""
+    from eqhelpers.augment import principal_angles
+    from eqhelpers.discover import load_discovery
+
+    task = load_task("hidden_axis", get_budget(budget), seed=0)
+    true = normalise(linear_generators(task.group))
+    shipped = ROOT / "eqhelpers" / "precomputed" / f"semola_hidden_axis_{budget}"
+    out = []
+    for seed in seeds:
+        m, _, _, plain, _ = trained(task, seed, "plain", budget)
+        angle = float(principal_angles(model_axis(m, task, true, seed=seed), true).max())
+        row = {"seed": seed, "plain_model_axis_deg": angle, "plain_E_prime_true": plain,
+               "floor_at_plain_model_axis": misalignment_floor(angle, budget)}
+        row["plain_over_floor"] = plain / row["floor_at_plain_model_axis"]
+        run = shipped / f"seed_{seed}"
+        if (run / "discovery.json").exists():
+            row["end_to_end_axis_deg"] = float(load_discovery(run).principal_angles.max())
+        out.append(row)
+    return out
 
 
 def main(argv=None) -> int:
@@ -214,12 +303,36 @@ def main(argv=None) -> int:
     p.add_argument("--floor", nargs="+", type=float, metavar="DEGREES", default=None,
                    help="only print misalignment_floor: E′ of the exact hidden-axis target "
                         "invariant about an axis tilted by each of these angles")
+    p.add_argument("--model-axis", action="store_true",
+                   help="only measure, per seed, where a generator learned from a plain "
+                        "hidden-axis model alone settles (plain_model_axes), to "
+                        "soft_equivariance_model_axis_<budget>.{json,md}")
     p.add_argument("--width", type=int, default=None,
                    help="every model this wide instead of the budget's width (own result files)")
     a = p.parse_args(argv)
     if a.floor is not None:
         for deg in a.floor:
             print(f"axis {deg:g}° off: E′ under the true group {misalignment_floor(deg, a.budget):.2e}")
+        return 0
+    if a.model_axis:
+        rows = plain_model_axes(a.seeds, a.budget)
+        stem = ROOT / "benchmarks" / "results" / f"soft_equivariance_model_axis_{a.budget}"
+        atomic_json({"budget": a.budget, "version": __version__, "rows": rows},
+                    stem.with_suffix(".json"))
+        lines = [f"# Discovery's precision with a plain hidden-axis model, budget {a.budget}",
+                 "", "A generator learned from the plain model alone (held fixed, started at the "
+                 "true axis; `model_axis`): how far off it settles, beside the end-to-end run's.",
+                 "", "| seed | learned from the plain model | end-to-end discovered | exact "
+                 "target invariant about the former: E′ under the true group | plain E′ ÷ that |",
+                 "|---|---|---|---|---|"]
+        for r in rows:
+            e2e = r.get("end_to_end_axis_deg")
+            lines.append(f"| {r['seed']} | {r['plain_model_axis_deg']:.3f}° | "
+                         + (f"{e2e:.3f}°" if e2e is not None else "–")
+                         + f" | {r['floor_at_plain_model_axis']:.2e} | {r['plain_over_floor']:.1f}× |")
+        md = "\n".join(lines)
+        atomic_write(stem.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md + "\n"))
+        print(md)
         return 0
     if a.width is not None and a.width < 1:
         p.error(f"--width must be a positive int, got {a.width}")
