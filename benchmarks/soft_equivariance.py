@@ -107,9 +107,11 @@ def objectives(task, G) -> dict:
     return rows
 
 
-def trained(task, seed: int, row: str, budget: str, width: int | None = None):
+def trained(task, seed: int, row: str, budget: str, width: int | None = None,
+            steps: int | None = None):
     """One row's model, trained: ``(model, its name, width, E′ under the true group, seconds)``
-    — from discover's initial weights and batches for this seed."""
+    — from discover's initial weights and batches for this seed; ``steps``: the budget's
+    ``discover_steps`` unless given."""
     b = get_budget(budget)
     G = without_permutations(task.group)
     model, options = default_model(task)
@@ -120,7 +122,8 @@ def trained(task, seed: int, row: str, budget: str, width: int | None = None):
     m = make_model(model, task.spec, **size, **options)
     obj = objectives(task, G)[row]()
     t0 = time.perf_counter()
-    train(m, task, obj, b, seed=seed, steps=b.discover_steps, progress=False)
+    train(m, task, obj, b, seed=seed, steps=b.discover_steps if steps is None else steps,
+          progress=False)
     wall = time.perf_counter() - t0
     sub = task["test"].index(slice(0, b.eval_samples))
     gen = torch.Generator().manual_seed(seed + 11)
@@ -268,13 +271,15 @@ def model_axis(model, task, init, steps: int = 600, lr: float = 1e-3, seed: int 
     return aug.generators().detach().double().cpu()
 
 
-def plain_model_axes(seeds, budget: str = "cpu") -> list[dict]:
+def plain_model_axes(seeds, budget: str = "cpu", width: int | None = None,
+                     steps: int | None = None) -> list[dict]:
     """Per seed, on the hidden axis: how far from the true axis a generator learned from the
     *plain* model alone settles (the "no augmentation" row, trained as ``discover`` trains it;
     :func:`model_axis` started at the true generator) — discovery's precision with a model that
     accurate — beside the end-to-end run's discovered axis (the shipped
     ``semola_hidden_axis_<budget>`` run, if there is one), and what an exact model invariant
-    about that axis shows under the true group (:func:`misalignment_floor`)."""
+    about that axis shows under the true group (:func:`misalignment_floor`). ``width``,
+    ``steps``: the plain model's, if not the budget's (then no end-to-end run to set beside)."""
     from eqhelpers.augment import principal_angles
     from eqhelpers.discover import load_discovery
 
@@ -283,13 +288,14 @@ def plain_model_axes(seeds, budget: str = "cpu") -> list[dict]:
     shipped = ROOT / "eqhelpers" / "precomputed" / f"semola_hidden_axis_{budget}"
     out = []
     for seed in seeds:
-        m, _, _, plain, _ = trained(task, seed, "plain", budget)
+        m, _, w, plain, _ = trained(task, seed, "plain", budget, width, steps)
         angle = float(principal_angles(model_axis(m, task, true, seed=seed), true).max())
-        row = {"seed": seed, "plain_model_axis_deg": angle, "plain_E_prime_true": plain,
+        row = {"seed": seed, "width": w, "steps": steps or get_budget(budget).discover_steps,
+               "plain_model_axis_deg": angle, "plain_E_prime_true": plain,
                "floor_at_plain_model_axis": misalignment_floor(angle, budget)}
         row["plain_over_floor"] = plain / row["floor_at_plain_model_axis"]
         run = shipped / f"seed_{seed}"
-        if (run / "discovery.json").exists():
+        if width is None and steps is None and (run / "discovery.json").exists():
             row["end_to_end_axis_deg"] = float(load_discovery(run).principal_angles.max())
         out.append(row)
     return out
@@ -306,7 +312,10 @@ def main(argv=None) -> int:
     p.add_argument("--model-axis", action="store_true",
                    help="only measure, per seed, where a generator learned from a plain "
                         "hidden-axis model alone settles (plain_model_axes), to "
-                        "soft_equivariance_model_axis_<budget>.{json,md}")
+                        "soft_equivariance_model_axis_<budget>[_width<W>][_steps<S>].{json,md}")
+    p.add_argument("--steps", type=int, default=None,
+                   help="with --model-axis: train the plain model this many steps instead of "
+                        "the budget's")
     p.add_argument("--width", type=int, default=None,
                    help="every model this wide instead of the budget's width (own result files)")
     a = p.parse_args(argv)
@@ -314,12 +323,22 @@ def main(argv=None) -> int:
         for deg in a.floor:
             print(f"axis {deg:g}° off: E′ under the true group {misalignment_floor(deg, a.budget):.2e}")
         return 0
+    for name in ("width", "steps"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
+            p.error(f"--{name} must be a positive int, got {getattr(a, name)}")
+    if a.steps is not None and not a.model_axis:
+        p.error("--steps goes with --model-axis (the table's rows train for discover's steps)")
     if a.model_axis:
-        rows = plain_model_axes(a.seeds, a.budget)
-        stem = ROOT / "benchmarks" / "results" / f"soft_equivariance_model_axis_{a.budget}"
-        atomic_json({"budget": a.budget, "version": __version__, "rows": rows},
-                    stem.with_suffix(".json"))
-        lines = [f"# Discovery's precision with a plain hidden-axis model, budget {a.budget}",
+        rows = plain_model_axes(a.seeds, a.budget, a.width, a.steps)
+        suffix = (f"_width{a.width}" if a.width is not None else "") + (
+            f"_steps{a.steps}" if a.steps is not None else "")
+        stem = (ROOT / "benchmarks" / "results"
+                / f"soft_equivariance_model_axis_{a.budget}{suffix}")
+        atomic_json({"budget": a.budget, "width": a.width, "steps": a.steps,
+                     "version": __version__, "rows": rows}, stem.with_suffix(".json"))
+        size = f"width {rows[0]['width']}, {rows[0]['steps']} steps"
+        lines = [f"# Discovery's precision with a plain hidden-axis model, budget {a.budget} "
+                 f"({size})",
                  "", "A generator learned from the plain model alone (held fixed, started at the "
                  "true axis; `model_axis`): how far off it settles, beside the end-to-end run's.",
                  "", "| seed | learned from the plain model | end-to-end discovered | exact "
@@ -334,8 +353,6 @@ def main(argv=None) -> int:
         atomic_write(stem.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md + "\n"))
         print(md)
         return 0
-    if a.width is not None and a.width < 1:
-        p.error(f"--width must be a positive int, got {a.width}")
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
     stem = f"soft_equivariance_{a.budget}" + (f"_width{a.width}" if a.width is not None else "")

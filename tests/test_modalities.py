@@ -488,12 +488,22 @@ def test_discovery_through_a_plain_model_is_no_more_precise_than_end_to_end():
     assert torch.equal(a, bench.model_axis(tilted, task, true, steps=300))  # by seed
     to_true, to_own = (float(principal_angles(a, g).max()) for g in (true, own))
     assert 0.02 < to_true < 0.08 and 0.02 < to_own < 0.08  # between the two axes
-    shipped = json.loads((root / "benchmarks" / "results"
-                          / "soft_equivariance_model_axis_cpu.json").read_text())
-    rows = shipped["rows"]
+    results = root / "benchmarks" / "results"
+    rows = json.loads((results / "soft_equivariance_model_axis_cpu.json").read_text())["rows"]
     assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
     for r in rows:
         assert 0.5 < r["end_to_end_axis_deg"] / r["plain_model_axis_deg"] < 2.0
-        assert r["plain_over_floor"] < bench.E_PRIME_BELOW
-        assert r["plain_over_floor"] == pytest.approx(
-            r["plain_E_prime_true"] / r["floor_at_plain_model_axis"])
+    # a wider or longer-trained plain model sharpens the axis and is more invariant itself: the
+    # ceiling stays below 10× (width 256; 6000 and 20 000 steps)
+    files = sorted(results.glob("soft_equivariance_model_axis_cpu*.json"))
+    assert len(files) == 4
+    axes = {}
+    for f in files:
+        for r in json.loads(f.read_text())["rows"]:
+            assert r["plain_over_floor"] < bench.E_PRIME_BELOW, (f.name, r)
+            assert r["plain_over_floor"] == pytest.approx(
+                r["plain_E_prime_true"] / r["floor_at_plain_model_axis"])
+            axes.setdefault((r["width"], r["steps"]), []).append(r["plain_model_axis_deg"])
+    mean = {k: sum(v) / len(v) for k, v in axes.items()}
+    assert mean[(256, 2000)] < 0.7 * mean[(64, 2000)]  # more capacity: a sharper axis
+    assert mean[(64, 20000)] < mean[(64, 6000)] < 0.5 * mean[(64, 2000)]  # longer: sharper too
