@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._util import atomic_write, cache_dir, quarantine
+from ._util import atomic_write, cache_dir, check_count, quarantine
 
 # name -> (SMILES, heavy + hydrogen atom count); the counts are checked against RDKit
 MOLECULES: dict[str, tuple[str, int]] = {
@@ -78,6 +78,7 @@ class ForceField:
     """
 
     def __init__(self, molecule: str, seed: int = 0):
+        check_count("seed", seed, 0)
         Chem, AllChem, FH, rdMolTransforms = _rdkit()
         self.name = molecule
         self.smiles = smiles_of(molecule)
@@ -269,11 +270,10 @@ def simulate(molecule: str = "aspirin", n_frames: int = 1000, seed: int = 0,
 
     ``temperature`` K (MD17: 500), ``dt`` fs, ``friction`` and ``eq_friction`` 1/fs.
     """
-    for k, v in (("n_frames", n_frames), ("save_every", save_every)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{k} must be a positive int, got {v!r}")
-    if not isinstance(equilibrate, int) or equilibrate < 0:
-        raise ValueError(f"equilibrate must be a non-negative int, got {equilibrate!r}")
+    check_count("n_frames", n_frames)
+    check_count("save_every", save_every)
+    check_count("equilibrate", equilibrate, 0)
+    check_count("seed", seed, 0)
     for k, v in (("temperature", temperature), ("dt", dt)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ValueError(f"{k} must be a positive number, got {v!r}")

@@ -180,6 +180,13 @@ def test_bad_simulation_settings_and_positions(aspirin):
         aspirin.energy_forces(np.full((21, 3), np.nan))
     with pytest.raises(TypeError, match="unknown simulation settings"):
         molecules.load_trajectory("ethanol", 10, temprature=300.0)
+    for kw, match in (({"seed": -1}, "seed must be an int >= 0, got -1"),
+                      ({"n_frames": True}, "n_frames must be an int >= 1, got True"),
+                      ({"equilibrate": 1.5}, "equilibrate must be an int >= 0")):
+        with pytest.raises(ValueError, match=match):
+            molecules.simulate("ethanol", **{"n_frames": 10, **kw})
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        molecules.ForceField("ethanol", seed=-2)
 
 
 # -- tasks ----------------------------------------------------------------------------------
