@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from ._util import check_count, check_positive
+
 ENV_VAR = "EQHELPERS_BUDGET"
 SCHEDULES = ("onecycle", "exponential")
 
@@ -44,7 +46,13 @@ class Budget:
     lr_schedule: str = "onecycle"
     lr_decay: float = 0.01
 
+    COUNTS = ("n_train", "n_val", "n_test", "steps", "batch_size", "width", "layers",
+              "eval_every", "eval_M", "eval_samples", "discover_steps", "heads")
+
     def __post_init__(self) -> None:
+        for name in self.COUNTS:  # budget.scaled(steps=0) fails here, not deep in a run
+            check_count(name, getattr(self, name))
+        check_positive("lr", self.lr)
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         if not (0 < self.lr_decay <= 1):
