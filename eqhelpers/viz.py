@@ -269,11 +269,10 @@ def _cloud(points, i: int) -> np.ndarray:
 
 def plot_point_clouds(clouds, ax=None, title: str | None = None, connect_first: bool = True):
     """3D scatter of point clouds [N, 3] given as (points, label) pairs, with equal axes."""
-    clouds = _pairs(clouds)
+    clouds = [(_cloud(p, i), label) for i, (p, label) in enumerate(_pairs(clouds))]
     if ax is None:
         fig = plt.figure(figsize=(5, 5))
         ax = fig.add_subplot(projection="3d")
-    clouds = [(_cloud(p, i), label) for i, (p, label) in enumerate(_pairs(clouds))]
     allp = np.concatenate([p for p, _ in clouds])
     for k, (p, label) in enumerate(clouds):
         ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=40, label=label, depthshade=False)
@@ -310,13 +309,13 @@ def plot_rotation_angles(samples: dict, ax=None, bins: int = 40):
 
 def plot_matrix(mat, ax=None, title: str | None = None, labels=None):
     """A representation matrix as an image (zero = white): shows block structure."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
     m = _np(mat)
     if m.ndim != 2 or not m.size:
         raise ValueError(f"plot_matrix draws one matrix [rows, cols], got shape {m.shape}")
     if not np.isfinite(m).all():
         raise ValueError("the matrix contains NaN or inf")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
     lim = max(np.abs(m).max(), 1e-12)
     ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.set_xticks([])
@@ -358,6 +357,8 @@ def plot_generators(gens, true=None, axes=None, fig=None):
     for name, g in (("gens", gens), ("true", true)):
         if g is not None and (g.ndim != 3 or g.shape[-1] != g.shape[-2] or not len(g)):
             raise ValueError(f"{name} must be matrices [k, d, d], got shape {g.shape}")
+        if g is not None and not np.isfinite(g).all():
+            raise ValueError(f"{name} contains NaN or inf")
     mats = [(g, f"learned L{i + 1}") for i, g in enumerate(_aligned(gens, true))]
     if true is not None:
         mats += [(t, f"true T{j + 1}") for j, t in enumerate(true)]
@@ -679,7 +680,7 @@ _ELEMENT = {1: ("H", "#d9d9d9", 0.31), 6: ("C", "#404040", 0.76), 7: ("N", "#305
 
 
 def _draw_molecule(ax, numbers, pos, arrows, scale: float) -> None:
-    numbers, pos, arrows = _molecule(numbers, pos, arrows, scale)
+    """Draw a scene :func:`_molecule` has checked (numbers, positions, arrows as arrays)."""
     radii = np.array([_ELEMENT.get(z, ("?", "#999999", 0.75))[2] for z in numbers])
     d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     bonded = (d < 1.2 * (radii[:, None] + radii[None])) & (d > 0)
@@ -705,9 +706,10 @@ def _draw_molecule(ax, numbers, pos, arrows, scale: float) -> None:
 def molecule_figure(numbers, pos, arrows=(), scale: float = 0.6, title: str | None = None):
     """A static (matplotlib) image of :func:`molecule_view`'s scene: atoms, bonds (by covalent
     radii) and the arrows. Returns the Figure."""
+    scene = _molecule(numbers, pos, arrows, scale)  # bad input: an error, no stray figure
     fig = plt.figure(figsize=(4.6, 4.2))
     ax = fig.add_subplot(projection="3d")
-    _draw_molecule(ax, numbers, pos, arrows, scale)
+    _draw_molecule(ax, *scene, scale)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -720,13 +722,14 @@ def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: st
     left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
     if truth and info["truth"] is not None:
         left.insert(0, (info["truth"], COLORS["truth"]))
+    panels = [(_molecule(info["numbers"], pos, arrows, scale), name) for pos, arrows, name in (
+        (info["pos"], left, "the frame: truth (green), f(x) (blue), g⁻¹·f(g·x) (red)"),
+        (info["pos_rotated"], [(info["f_rotated"], COLORS["rotated back"])],
+         f"rotated {info['angle']:.0f}° about {info['axis']}: f(g·x) (red)"))]
     fig = plt.figure(figsize=(9.2, 4.2))
-    for k, (pos, arrows, name) in enumerate((
-            (info["pos"], left, "the frame: truth (green), f(x) (blue), g⁻¹·f(g·x) (red)"),
-            (info["pos_rotated"], [(info["f_rotated"], COLORS["rotated back"])],
-             f"rotated {info['angle']:.0f}° about {info['axis']}: f(g·x) (red)"))):
+    for k, (scene, name) in enumerate(panels):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
-        _draw_molecule(ax, info["numbers"], pos, arrows, scale)
+        _draw_molecule(ax, *scene, scale)
         ax.set_title(name, fontsize=8)
     fig.suptitle(f"{title}violation (RMS over atoms) {info['violation']:.3g} "
                  f"({100 * info['violation_rel']:.1f}% of |f(x)|)", fontsize=9)

@@ -255,9 +255,10 @@ def test_figures_name_bad_coordinates(call, match):
     matplotlib.use("Agg")
     from eqhelpers import viz
 
+    matplotlib.pyplot.close("all")
     with pytest.raises(ValueError, match=match):
         call(viz)
-    matplotlib.pyplot.close("all")
+    assert not matplotlib.pyplot.get_fignums()  # checked before any figure is made
 
 
 def test_a_frame_outside_the_sample_is_named(task):
