@@ -428,21 +428,28 @@ def test_the_lie_derivative_term_vanishes_exactly_for_an_equivariant_model(task_
         objective(-1.0)
 
 
+def _soft_equivariance_benchmark():
+    """benchmarks/soft_equivariance.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "soft_equivariance.py"
+    spec = importlib.util.spec_from_file_location("soft_equivariance_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
 def test_discovery_precision_limits_what_encoding_the_discovered_group_gives_under_the_true():
     """benchmarks/soft_equivariance.py --floor: the exact hidden-axis target, made invariant about
     an axis tilted by the shipped end-to-end runs' own discovery error, already has an E′ under the
     true group above a tenth of the plain model's: a model that took on the discovered group
     exactly could not meet that criterion; it needs a sharper discovery."""
-    import importlib.util
     from pathlib import Path
 
     from eqhelpers.discover import load_discovery
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "soft_equivariance_benchmark", root / "benchmarks" / "soft_equivariance.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _soft_equivariance_benchmark()
     assert bench.misalignment_floor(0.0) < 1e-12
     f1, f2 = bench.misalignment_floor(0.1), bench.misalignment_floor(0.2)
     assert f2 / f1 == pytest.approx(2.0, rel=0.02)  # linear in the tilt
@@ -460,7 +467,6 @@ def test_discovery_through_a_plain_model_is_no_more_precise_than_end_to_end():
     between the true axis and a tilted target's own; and learned from the shipped plain
     hidden-axis models it settles as far off as the end-to-end runs' discovered axes — too far for
     any model holding that axis to be 10× below the plain model under the true group."""
-    import importlib.util
     import json
     from pathlib import Path
 
@@ -468,10 +474,7 @@ def test_discovery_through_a_plain_model_is_no_more_precise_than_end_to_end():
     from eqhelpers.groups import linear_generators
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "soft_equivariance_benchmark", root / "benchmarks" / "soft_equivariance.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _soft_equivariance_benchmark()
     task = data.load_task("hidden_axis", "tiny", seed=0)
     true = normalise(linear_generators(task.group))
 
