@@ -33,7 +33,7 @@ the exact hidden-axis target made invariant about an axis that many degrees off
 
 ``--model-axis`` measures instead how precise discovery can be with a model as accurate as the
 plain one: per seed, where a generator learned from the plain hidden-axis model alone settles
-(:func:`plain_model_axes`; ``soft_equivariance_model_axis_<budget>.{json,md}``, about 10 s a seed).
+(:func:`plain_model_axis`; ``soft_equivariance_model_axis_<budget>.{json,md}``, resumable).
 
 ``--width W`` trains every row's model W wide instead of the budget's width (the MLP's hidden
 layers are 4·W): does more capacity move the ceiling? Its results go to their own files
@@ -271,34 +271,70 @@ def model_axis(model, task, init, steps: int = 600, lr: float = 1e-3, seed: int 
     return aug.generators().detach().double().cpu()
 
 
-def plain_model_axes(seeds, budget: str = "cpu", width: int | None = None,
-                     steps: int | None = None) -> list[dict]:
-    """Per seed, on the hidden axis: how far from the true axis a generator learned from the
-    *plain* model alone settles (the "no augmentation" row, trained as ``discover`` trains it;
-    :func:`model_axis` started at the true generator) — discovery's precision with a model that
-    accurate — beside the end-to-end run's discovered axis (the shipped
+def plain_model_axis(task, seed: int, budget: str = "cpu", width: int | None = None,
+                     steps: int | None = None) -> dict:
+    """On the hidden axis (``task``), for one seed: how far from the true axis a generator learned
+    from the *plain* model alone settles (the "no augmentation" row, trained as ``discover``
+    trains it; :func:`model_axis` started at the true generator) — discovery's precision with a
+    model that accurate — beside the end-to-end run's discovered axis (the shipped
     ``semola_hidden_axis_<budget>`` run, if there is one), and what an exact model invariant
     about that axis shows under the true group (:func:`misalignment_floor`). ``width``,
     ``steps``: the plain model's, if not the budget's (then no end-to-end run to set beside)."""
     from eqhelpers.augment import principal_angles
     from eqhelpers.discover import load_discovery
 
-    task = load_task("hidden_axis", get_budget(budget), seed=0)
     true = normalise(linear_generators(task.group))
-    shipped = ROOT / "eqhelpers" / "precomputed" / f"semola_hidden_axis_{budget}"
-    out = []
-    for seed in seeds:
-        m, _, w, plain, _ = trained(task, seed, "plain", budget, width, steps)
-        angle = float(principal_angles(model_axis(m, task, true, seed=seed), true).max())
-        row = {"seed": seed, "width": w, "steps": steps or get_budget(budget).discover_steps,
-               "plain_model_axis_deg": angle, "plain_E_prime_true": plain,
-               "floor_at_plain_model_axis": misalignment_floor(angle, budget)}
-        row["plain_over_floor"] = plain / row["floor_at_plain_model_axis"]
-        run = shipped / f"seed_{seed}"
-        if width is None and steps is None and (run / "discovery.json").exists():
-            row["end_to_end_axis_deg"] = float(load_discovery(run).principal_angles.max())
-        out.append(row)
-    return out
+    m, _, w, plain, _ = trained(task, seed, "plain", budget, width, steps)
+    angle = float(principal_angles(model_axis(m, task, true, seed=seed), true).max())
+    row = {"seed": seed, "width": w, "steps": steps or get_budget(budget).discover_steps,
+           "plain_model_axis_deg": angle, "plain_E_prime_true": plain,
+           "floor_at_plain_model_axis": misalignment_floor(angle, budget)}
+    row["plain_over_floor"] = plain / row["floor_at_plain_model_axis"]
+    run = ROOT / "eqhelpers" / "precomputed" / f"semola_hidden_axis_{budget}" / f"seed_{seed}"
+    if width is None and steps is None and (run / "discovery.json").exists():
+        row["end_to_end_axis_deg"] = float(load_discovery(run).principal_angles.max())
+    return row
+
+
+def model_axis_table(a) -> str:
+    """``--model-axis``: :func:`plain_model_axis` for each seed not yet in the result file (it is
+    rewritten after each, atomically: a stopped run resumes), then the table of all of them."""
+    suffix = (f"_width{a.width}" if a.width is not None else "") + (
+        f"_steps{a.steps}" if a.steps is not None else "")
+    stem = ROOT / "benchmarks" / "results" / f"soft_equivariance_model_axis_{a.budget}{suffix}"
+    path = stem.with_suffix(".json")
+    rows = []
+    if path.exists():
+        try:
+            rows = json.loads(path.read_text())["rows"]
+            if not all(isinstance(r, dict) and isinstance(r.get("seed"), int) for r in rows):
+                raise ValueError("a row without its seed")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"{path} is not a readable result ({exc}); move it away to start "
+                             "again") from exc
+    task = load_task("hidden_axis", get_budget(a.budget), seed=0)
+    for seed in a.seeds:
+        if seed in {r["seed"] for r in rows}:
+            continue
+        rows = sorted(rows + [plain_model_axis(task, seed, a.budget, a.width, a.steps)],
+                      key=lambda r: r["seed"])
+        atomic_json({"budget": a.budget, "width": a.width, "steps": a.steps,
+                     "version": __version__, "rows": rows}, path)
+    size = f"width {rows[0]['width']}, {rows[0]['steps']} steps"
+    lines = [f"# Discovery's precision with a plain hidden-axis model, budget {a.budget} ({size})",
+             "", "A generator learned from the plain model alone (held fixed, started at the "
+             "true axis; `model_axis`): how far off it settles, beside the end-to-end run's.",
+             "", "| seed | learned from the plain model | end-to-end discovered | exact "
+             "target invariant about the former: E′ under the true group | plain E′ ÷ that |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        e2e = r.get("end_to_end_axis_deg")
+        lines.append(f"| {r['seed']} | {r['plain_model_axis_deg']:.3f}° | "
+                     + (f"{e2e:.3f}°" if e2e is not None else "–")
+                     + f" | {r['floor_at_plain_model_axis']:.2e} | {r['plain_over_floor']:.1f}× |")
+    md = "\n".join(lines)
+    atomic_write(stem.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md + "\n"))
+    return md
 
 
 def main(argv=None) -> int:
@@ -311,7 +347,7 @@ def main(argv=None) -> int:
                         "invariant about an axis tilted by each of these angles")
     p.add_argument("--model-axis", action="store_true",
                    help="only measure, per seed, where a generator learned from a plain "
-                        "hidden-axis model alone settles (plain_model_axes), to "
+                        "hidden-axis model alone settles (plain_model_axis), to "
                         "soft_equivariance_model_axis_<budget>[_width<W>][_steps<S>].{json,md}")
     p.add_argument("--steps", type=int, default=None,
                    help="with --model-axis: train the plain model this many steps instead of "
@@ -329,29 +365,7 @@ def main(argv=None) -> int:
     if a.steps is not None and not a.model_axis:
         p.error("--steps goes with --model-axis (the table's rows train for discover's steps)")
     if a.model_axis:
-        rows = plain_model_axes(a.seeds, a.budget, a.width, a.steps)
-        suffix = (f"_width{a.width}" if a.width is not None else "") + (
-            f"_steps{a.steps}" if a.steps is not None else "")
-        stem = (ROOT / "benchmarks" / "results"
-                / f"soft_equivariance_model_axis_{a.budget}{suffix}")
-        atomic_json({"budget": a.budget, "width": a.width, "steps": a.steps,
-                     "version": __version__, "rows": rows}, stem.with_suffix(".json"))
-        size = f"width {rows[0]['width']}, {rows[0]['steps']} steps"
-        lines = [f"# Discovery's precision with a plain hidden-axis model, budget {a.budget} "
-                 f"({size})",
-                 "", "A generator learned from the plain model alone (held fixed, started at the "
-                 "true axis; `model_axis`): how far off it settles, beside the end-to-end run's.",
-                 "", "| seed | learned from the plain model | end-to-end discovered | exact "
-                 "target invariant about the former: E′ under the true group | plain E′ ÷ that |",
-                 "|---|---|---|---|---|"]
-        for r in rows:
-            e2e = r.get("end_to_end_axis_deg")
-            lines.append(f"| {r['seed']} | {r['plain_model_axis_deg']:.3f}° | "
-                         + (f"{e2e:.3f}°" if e2e is not None else "–")
-                         + f" | {r['floor_at_plain_model_axis']:.2e} | {r['plain_over_floor']:.1f}× |")
-        md = "\n".join(lines)
-        atomic_write(stem.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md + "\n"))
-        print(md)
+        print(model_axis_table(a))
         return 0
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)

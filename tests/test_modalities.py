@@ -510,3 +510,25 @@ def test_discovery_through_a_plain_model_is_no_more_precise_than_end_to_end():
     mean = {k: sum(v) / len(v) for k, v in axes.items()}
     assert mean[(256, 2000)] < 0.7 * mean[(64, 2000)]  # more capacity: a sharper axis
     assert mean[(64, 20000)] < mean[(64, 6000)] < 0.5 * mean[(64, 2000)]  # longer: sharper too
+
+
+def test_model_axis_results_resume_and_a_damaged_file_is_kept(tmp_path, monkeypatch):
+    """--model-axis adds the seeds its file lacks and keeps the rest; a file it cannot read stops
+    the run with its name, untouched."""
+    import json
+    from argparse import Namespace
+
+    bench = _soft_equivariance_benchmark()
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    path = tmp_path / "benchmarks" / "results" / "soft_equivariance_model_axis_tiny.json"
+    kept = {"seed": 7, "width": 32, "steps": 800, "plain_model_axis_deg": 1.5,
+            "plain_E_prime_true": 0.1, "floor_at_plain_model_axis": 0.05, "plain_over_floor": 2.0}
+    path.write_text(json.dumps({"rows": [kept]}))
+    md = bench.model_axis_table(Namespace(budget="tiny", width=None, steps=None, seeds=[7]))
+    assert "| 7 | 1.500° | – | 5.00e-02 | 2.0× |" in md  # nothing trained: seed 7 was there
+    assert json.loads(path.read_text())["rows"] == [kept]
+    path.write_text("{not json")
+    with pytest.raises(SystemExit, match="not a readable result"):
+        bench.model_axis_table(Namespace(budget="tiny", width=None, steps=None, seeds=[0]))
+    assert path.read_text() == "{not json"
