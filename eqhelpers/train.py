@@ -379,6 +379,8 @@ def train_many(models: Sequence[Model], task: Task,
         raise ValueError(f"these {k} models cannot be trained as one stack: {reason}; "
                          f"train them one at a time")
     dev = resolve_device(device)
+    if amp and dev.type != "cuda":  # else recorded as on while nothing was autocast
+        raise ValueError(f"amp=True (bf16 autocast) needs a CUDA device, got {dev.type}")
     b = get_budget(budget, dev)
     steps = b.steps if steps is None else check_count("steps", steps)
     batch_size = b.batch_size if batch_size is None else check_count("batch_size", batch_size)

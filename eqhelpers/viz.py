@@ -58,12 +58,17 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
     lines; ``"auto"`` (default) draws those the sweep recorded on its own data (constant velocity
     and nothing moves where they exist, else the mean: :func:`eqhelpers.evaluation.baselines`).
     """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4.5))
     from .results import EQUIVARIANCE_LABELS, equivariance_key
 
     rows = result.summary
     e = equivariance_key(rows)
+    have = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and not k.endswith("_std")
+            and k not in ("beta", "n_seeds", "pareto")] if rows else []
+    if not rows or any(r.get(y) is None for r in rows):
+        raise ValueError(f"y={y!r} is not a metric of every row of this sweep: choose one of "
+                         f"{have}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.5))
     if isinstance(baselines, str):
         if baselines != "auto":
             raise ValueError(f"baselines must be a dict, None or 'auto', got {baselines!r}")
@@ -136,6 +141,9 @@ def interpolate(result, beta: float, model: str = "transformer") -> dict:
 
     β = 0 sits one decade left of the smallest positive β; beyond the grid the end value holds.
     """
+    from ._util import check_weight
+
+    check_weight("beta", beta)  # β/α: finite, >= 0
     rows = sorted((r for r in result.summary if r["model"] == model), key=lambda r: r["beta"])
     if not rows:
         raise KeyError(f"no sweep rows for model {model!r}")

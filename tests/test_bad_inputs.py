@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,11 @@ def test_unknown_device_string(device):
 def test_train_settings(task, kw, name):
     with pytest.raises(ValueError, match=name):
         train(model(task), task, None, "tiny", progress=False, **kw)
+
+
+def test_amp_on_a_cpu_is_refused_not_recorded_as_on(task):
+    with pytest.raises(ValueError, match="amp=True .* needs a CUDA device, got cpu"):
+        train(model(task), task, None, "tiny", steps=1, amp=True, device="cpu", progress=False)
 
 
 def test_train_many_counts_must_match(task):
@@ -184,7 +190,7 @@ def test_e3_is_refused_where_it_cannot_act_instead_of_silently_replaced(name):
 
     task = data.load_task(name, "tiny")
     with pytest.raises(ValueError, match="group 'e3' acts on 3D points and vectors.*use group 'task'"):
-        run(name, "mlp", "remul", "tiny", group="e3", steps=1, progress=False)
+        run(name, "mlp", "remul", budget="tiny", group="e3", steps=1, progress=False)
     assert objective_group(task, "task") is task.group
     assert "E(3)" in objective_group(data.load_task("field", "tiny"), "e3").name
 
@@ -259,6 +265,24 @@ def test_figures_name_bad_coordinates(call, match):
     with pytest.raises(ValueError, match=match):
         call(viz)
     assert not matplotlib.pyplot.get_fignums()  # checked before any figure is made
+
+
+def test_trade_off_plots_name_a_metric_or_beta_they_cannot_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from eqhelpers import viz
+
+    shipped = load_sweep(Path(data.__file__).parent / "precomputed" / "sweep_aspirin_forces_cpu")
+    matplotlib.pyplot.close("all")
+    with pytest.raises(ValueError, match=r"y='test_mae' is not a metric .*'ood_forces_mse'"):
+        viz.plot_tradeoff(shipped, y="test_mae")
+    assert not matplotlib.pyplot.get_fignums()
+    for beta in (float("nan"), -1.0):
+        with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+            viz.interpolate(shipped, beta)
+    assert viz.interpolate(shipped, 1.0)["test_mse"] == pytest.approx(
+        next(r["test_mse"] for r in shipped.summary if r["beta"] == 1.0))
 
 
 def test_a_frame_outside_the_sample_is_named(task):
