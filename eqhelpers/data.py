@@ -987,6 +987,24 @@ def task_sizes(name: str, budget: str | Budget | None = None) -> tuple[int, int,
     return b.n_train, b.n_val, b.n_test
 
 
+def _check_settings(tdef: TaskDef, init_kw: dict) -> None:
+    """Generator settings (``load_task(..., **init_kw)``) the task's generator takes, or a
+    TypeError naming the unknown ones and the known (not the generator's internal name)."""
+    import inspect
+
+    fn = tdef.generate or tdef.sample_initial
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    own = {"n", "gen", "dtype", "n_train", "n_val", "n_test", "seed", "ood_translation_std",
+           "device"}
+    known = sorted(k for k in params if k not in own)
+    unknown = sorted(set(init_kw) - set(known))
+    if unknown:
+        raise TypeError(f"task {tdef.name!r} has no generator setting {unknown}: it takes "
+                        f"{known or 'none'}")
+
+
 def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed: int = 0,
               n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
               ood_translation_std: float | None = None, dtype: torch.dtype = torch.float32,
@@ -1001,6 +1019,7 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
     regenerated.
     """
     tdef = _task_def(name)
+    _check_settings(tdef, init_kw)
     b = get_budget(budget)
     sizes = task_sizes(name, b)
     if ood_translation_std is None:

@@ -205,6 +205,15 @@ def test_a_budget_with_an_impossible_size_is_refused_when_made(kw, match):
         get_budget("tiny").scaled(**kw)
 
 
+def test_a_misspelt_generator_setting_names_the_task_and_what_it_takes():
+    with pytest.raises(TypeError, match=r"task 'hidden_axis' has no generator setting "
+                                        r"\['coverge'\]: it takes \['coverage'\]"):
+        data.load_task("hidden_axis", "tiny", coverge=0.5, cache=False)
+    with pytest.raises(TypeError, match=r"'digits_rotated' has no generator setting .* none"):
+        data.load_task("digits_rotated", "tiny", angle=30, cache=False)
+    assert len(data.load_task("hidden_axis", "tiny", coverage=0.5, cache=False)["train"]) == 256
+
+
 def test_bench_settings():
     from eqhelpers.bench import benchmark
 
