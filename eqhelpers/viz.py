@@ -256,6 +256,13 @@ def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_ms
 # --------------------------------------------------------------------------------------------
 
 
+def _finite(a: np.ndarray, what: str) -> None:
+    """A ValueError naming ``what`` if the array holds NaN or inf (figures check their input
+    before drawing anything)."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or inf")
+
+
 def _pairs(clouds) -> list:
     try:
         pairs = [tuple(c) for c in clouds]
@@ -270,8 +277,7 @@ def _cloud(points, i: int) -> np.ndarray:
     p = _np(points)
     if p.ndim != 2 or p.shape[1] != 3 or not len(p):
         raise ValueError(f"cloud {i} must be points [N, 3], got shape {p.shape}")
-    if not np.isfinite(p).all():
-        raise ValueError(f"cloud {i} contains NaN or inf")
+    _finite(p, f"cloud {i}")
     return p
 
 
@@ -320,8 +326,7 @@ def plot_matrix(mat, ax=None, title: str | None = None, labels=None):
     m = _np(mat)
     if m.ndim != 2 or not m.size:
         raise ValueError(f"plot_matrix draws one matrix [rows, cols], got shape {m.shape}")
-    if not np.isfinite(m).all():
-        raise ValueError("the matrix contains NaN or inf")
+    _finite(m, "the matrix")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     lim = max(np.abs(m).max(), 1e-12)
@@ -365,8 +370,8 @@ def plot_generators(gens, true=None, axes=None, fig=None):
     for name, g in (("gens", gens), ("true", true)):
         if g is not None and (g.ndim != 3 or g.shape[-1] != g.shape[-2] or not len(g)):
             raise ValueError(f"{name} must be matrices [k, d, d], got shape {g.shape}")
-        if g is not None and not np.isfinite(g).all():
-            raise ValueError(f"{name} contains NaN or inf")
+        if g is not None:
+            _finite(g, name)
     mats = [(g, f"learned L{i + 1}") for i, g in enumerate(_aligned(gens, true))]
     if true is not None:
         mats += [(t, f"true T{j + 1}") for j, t in enumerate(true)]
@@ -565,8 +570,7 @@ def _molecule(numbers, pos, arrows, scale: float):
         raise ValueError(f"numbers must be atomic numbers (integers 1…118), got {z.tolist()}")
     if pos.shape != (len(z), 3):
         raise ValueError(f"pos must be [N, 3] for {len(z)} atoms, got shape {pos.shape}")
-    if not np.isfinite(pos).all():
-        raise ValueError("pos contains NaN or inf")
+    _finite(pos, "pos")
     if not (np.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     checked = []
@@ -574,8 +578,7 @@ def _molecule(numbers, pos, arrows, scale: float):
         v = _np(vectors)
         if v.shape != pos.shape:
             raise ValueError(f"arrows[{i}] must be [N, 3] like pos {pos.shape}, got {v.shape}")
-        if not np.isfinite(v).all():
-            raise ValueError(f"arrows[{i}] contains NaN or inf")
+        _finite(v, f"arrows[{i}]")
         checked.append((v, color))
     return z.astype(int), pos, checked
 
