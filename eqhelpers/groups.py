@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._util import check_finite
+from ._util import check_count, check_finite, check_positive
 
 Tensor = torch.Tensor
 
@@ -114,8 +114,15 @@ class Transform:
     # -- algebra ---------------------------------------------------------------------------
     def compose(self, other: Transform) -> Transform:
         """``self ∘ other``: apply ``other`` first, then ``self``."""
+        if not isinstance(other, Transform):
+            raise TypeError(f"can only compose with a Transform, got {type(other).__name__}")
         if self.batch_size != other.batch_size:
             raise ValueError(f"cannot compose batches of {self.batch_size} and {other.batch_size}")
+        if None not in (self.dim, other.dim) and self.dim != other.dim:
+            raise ValueError(f"cannot compose transforms of R^{self.dim} and R^{other.dim}")
+        if None not in (self.perm, other.perm) and self.perm.shape[1] != other.perm.shape[1]:
+            raise ValueError(f"cannot compose permutations of {self.perm.shape[1]} and "
+                             f"{other.perm.shape[1]} particles")
         r1, r2, t1, t2 = self.rot, other.rot, self.trans, other.trans
         rot = r2 if r1 is None else (r1 if r2 is None else r1 @ r2)
         if t2 is None:
@@ -165,6 +172,7 @@ class Transform:
         return self._map(lambda t: t[idx])
 
     def repeat_interleave(self, k: int) -> Transform:
+        check_count("k (repeats)", k, minimum=0)
         return self._map(lambda t: t.repeat_interleave(k, dim=0))
 
     def to(self, device=None, dtype=None) -> Transform:
@@ -175,10 +183,17 @@ class Transform:
 
     @staticmethod
     def cat(items: list[Transform]) -> Transform:
+        items = list(items)
+        if not items:
+            raise ValueError("nothing to concatenate: the list of transforms is empty")
         parts = []
         for name in ("rot", "trans", "perm"):
             present = [getattr(t, name) is not None for t in items]
             if all(present):
+                shapes = {tuple(getattr(t, name).shape[1:]) for t in items}
+                if len(shapes) > 1:
+                    raise ValueError(f"cannot concatenate transforms whose {name} shapes differ: "
+                                     f"{sorted(shapes)}")
                 parts.append(torch.cat([getattr(t, name) for t in items]))
             elif not any(present):
                 parts.append(None)
@@ -262,6 +277,14 @@ def _unit_axis(axis, dtype, device) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def _float_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    """``dtype`` (torch's default when None), checked: group elements are floating point."""
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"group elements need a floating-point dtype, got {dtype!r}")
+    return dtype
+
+
 class Group:
     """Base class. Subclasses set the flags and implement ``_sample``."""
 
@@ -277,18 +300,19 @@ class Group:
                dtype: torch.dtype | None = None) -> Transform:
         """``n`` elements; on the generator's device unless ``device`` is given; ``dtype``
         defaults to torch's default dtype."""
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if generator is not None and device is None:
             device = generator.device
-        dtype = torch.get_default_dtype() if dtype is None else dtype
+        dtype = _float_dtype(dtype)
         return self._sample(n, generator, torch.device(device or "cpu"), dtype)
 
     def _sample(self, n, generator, device, dtype) -> Transform:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def identity(self, n: int = 1, device=None, dtype: torch.dtype | None = None) -> Transform:
-        dtype = torch.get_default_dtype() if dtype is None else dtype
+        n = check_count("n", n)
+        dtype = _float_dtype(dtype)
         rot = trans = perm = None
         if self.has_rotation:
             rot = torch.eye(self.dim, dtype=dtype, device=device).repeat(n, 1, 1)
@@ -307,6 +331,8 @@ class Group:
         return None
 
     def __mul__(self, other: Group) -> ProductGroup:
+        if not isinstance(other, Group):
+            return NotImplemented  # Python then raises a TypeError naming both types
         return ProductGroup(self, other)
 
     def __repr__(self) -> str:
@@ -314,15 +340,19 @@ class Group:
 
 
 class SO2(Group):
-    """Rotations about one axis (in 3D), or all rotations of the plane (``dim=2``)."""
+    """Rotations about one axis (in 3D; the z axis unless given), or all rotations of the plane
+    (``dim=2``, which has no axis to give)."""
 
     has_rotation = True
 
-    def __init__(self, axis=(0.0, 0.0, 1.0), dim: int = 3):
-        if dim not in (2, 3):
-            raise ValueError(f"SO2 acts on R^2 or R^3, got dim={dim}")
+    def __init__(self, axis=None, dim: int = 3):
+        if isinstance(dim, bool) or dim not in (2, 3):
+            raise ValueError(f"SO2 acts on R^2 or R^3, got dim={dim!r}")
+        if dim == 2 and axis is not None:
+            raise ValueError(f"SO2 of the plane (dim=2) turns about no axis, got axis={axis!r}")
         self.dim = dim
-        self.axis = None if dim == 2 else _unit_axis(axis, torch.float64, "cpu")
+        self.axis = None if dim == 2 else _unit_axis((0.0, 0.0, 1.0) if axis is None else axis,
+                                                     torch.float64, "cpu")
         self.name = "SO(2)" if dim == 2 else f"SO(2) about {[round(v, 3) for v in self.axis.tolist()]}"
 
     def _matrix(self, theta: Tensor) -> Tensor:
@@ -347,8 +377,8 @@ class SO2(Group):
 class Cyclic(SO2):
     """C_k: rotations by multiples of 2π/k about an axis (a discrete group: no generators)."""
 
-    def __init__(self, k: int, axis=(0.0, 0.0, 1.0), dim: int = 3):
-        if not isinstance(k, int) or k < 1:
+    def __init__(self, k: int, axis=None, dim: int = 3):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         super().__init__(axis, dim)
         self.k = k
@@ -461,6 +491,8 @@ class LieGroup(Group):
     has_rotation = True
 
     def __init__(self, generators, ranges=math.pi, orthogonal: bool = True, name: str | None = None):
+        if not isinstance(orthogonal, bool):
+            raise ValueError(f"orthogonal must be True or False, got {orthogonal!r}")
         g = as_generators(generators).detach().double().cpu()
         if g.shape[0] < 1:
             raise ValueError("a Lie group needs at least one generator")
@@ -558,9 +590,8 @@ class Translations(Group):
     has_translation = True
 
     def __init__(self, std: float = 1.0, dim: int = 3):
-        if not (std > 0 and math.isfinite(std)):
-            raise ValueError(f"translation std must be finite and > 0, got {std!r}")
-        self.std, self.dim = float(std), dim
+        std = check_positive("translation std", std)
+        self.std, self.dim = std, check_count("dim", dim)
         self.name = f"T({dim})"
 
     def _sample(self, n, generator, device, dtype):
@@ -632,6 +663,9 @@ class ProductGroup(Group):
     """Direct product of groups acting on different parts of a Transform (e.g. SE(3) × S_n)."""
 
     def __init__(self, *groups: Group):
+        bad = [g for g in groups if not isinstance(g, Group)]
+        if bad or not groups:
+            raise TypeError(f"a product needs groups, got {bad or 'none'}")
         flat: list[Group] = []
         for g in groups:
             flat.extend(g.factors if isinstance(g, ProductGroup) else [g])

@@ -170,6 +170,41 @@ def test_lie_group_ranges_must_fit_the_generators():
         LieGroup(gens, [0.5, 1.0, 2.0])
 
 
+def _groups_and_elements():
+    from eqhelpers import groups as G
+    rot, rot2 = G.SO3().sample(2), G.SO2(dim=2).sample(2)
+    return [
+        (lambda: G.Cyclic(True), ValueError, "k must be a positive int"),
+        (lambda: G.SO2((1.0, 0.0, 0.0), dim=2), ValueError, "turns about no axis"),
+        (lambda: G.SO2(dim=True), ValueError, "R\\^2 or R\\^3"),
+        (lambda: G.Translations(1.0, dim=0), ValueError, "dim must be an int >= 1"),
+        (lambda: G.Translations(float("nan")), ValueError, "translation std"),
+        (lambda: G.LieGroup(G.so3_generators(), orthogonal="no"), ValueError, "orthogonal"),
+        (lambda: G.SO3() * 3, TypeError, "SO3.*int|int.*SO3|unsupported"),
+        (lambda: G.ProductGroup(G.SO3(), None), TypeError, "a product needs groups"),
+        (lambda: G.SO3().sample(2, dtype=torch.int64), ValueError, "floating-point dtype"),
+        (lambda: G.SO3().sample(True), ValueError, "n must be a positive int"),
+        (lambda: G.SO3().identity(-1), ValueError, "n must be an int >= 1"),
+        (lambda: rot @ rot2, ValueError, "R\\^3 and R\\^2"),
+        (lambda: rot @ "x", TypeError, "compose with a Transform"),
+        (lambda: G.Transform.cat([]), ValueError, "empty"),
+        (lambda: G.Transform.cat([rot, rot2]), ValueError, "rot shapes differ"),
+        (lambda: rot.repeat_interleave(-1), ValueError, "repeats"),
+    ]
+
+
+@pytest.mark.parametrize("i", range(16))
+def test_groups_and_their_elements_name_what_they_cannot_be(i):
+    """Groups and batches of elements made or combined wrongly: a clear error, not a silent
+    default (an axis SO(2) of the plane would ignore, a bool as a count) nor torch's own message
+    from deep inside a matmul or a sampler."""
+    cases = _groups_and_elements()
+    assert len(cases) == 16  # every case has its parameter
+    call, err, match = cases[i]
+    with pytest.raises(err, match=match):
+        call()
+
+
 def test_an_empty_split_is_refused_by_the_metrics(task):
     from eqhelpers.equivariance import equivariance_error
     from eqhelpers.evaluation import mse
