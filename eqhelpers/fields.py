@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-from ._util import check_finite
+from ._util import check_count, check_finite
 from .groups import Group, Transform
 
 Tensor = torch.Tensor
@@ -44,7 +44,11 @@ class Field:
 
     def __init__(self, kind="scalar", channels: int | None = None, per_particle: bool = True,
                  categories: int | None = None, size: tuple[int, int] | None = None):
-        self.per_particle = bool(per_particle)
+        if not isinstance(per_particle, bool):
+            raise ValueError(f"per_particle must be True or False, got {per_particle!r}")
+        if channels is not None:
+            channels = check_count("channels", channels)
+        self.per_particle = per_particle
         self.irreps = None
         self.size = None  # (H, W) of an image field
         if (kind == "image") != (size is not None):
@@ -122,6 +126,10 @@ class Field:
 
     def act(self, g: Transform, x: Tensor) -> Tensor:
         """Apply ``g`` to a tensor of this field: [B, N, c] (per particle) or [B, c]."""
+        if x.dim() != (3 if self.per_particle else 2) or x.shape[-1] != self.channels:
+            shape = "[B, N, c]" if self.per_particle else "[B, c]"
+            raise ValueError(f"a {self} tensor has shape {shape} with c={self.channels}, "
+                             f"got {tuple(x.shape)}")
         if g.rot is not None and self.kind == "image":
             x = resample_image(x, g.rot, self.size)
         elif g.rot is not None and self.rotates:
@@ -239,6 +247,16 @@ class TaskSpec:
     residual: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for what in ("inputs", "outputs"):
+            fields = getattr(self, what)
+            if not isinstance(fields, Mapping) or not fields:
+                raise ValueError(f"a TaskSpec needs {what}: a non-empty dict of name -> Field, "
+                                 f"got {fields!r}")
+            bad = {k: v for k, v in fields.items() if not isinstance(k, str)
+                   or not isinstance(v, Field)}
+            if bad:
+                raise ValueError(f"{what} must map names to Field objects, got {bad!r}")
+        check_count("n_particles", self.n_particles)
         clash = set(self.inputs) & set(self.outputs)
         if clash:
             raise ValueError(f"names used for both inputs and outputs: {sorted(clash)}")
@@ -272,10 +290,16 @@ class Sample:
         if not self.data:
             raise ValueError("a Sample needs at least one field")
         b = n = None
+        floats = {}
         for k, x in self.data.items():
             f = spec[k]
             if not isinstance(x, Tensor):
                 raise TypeError(f"field {k!r} must be a torch.Tensor, got {type(x).__name__}")
+            if x.is_floating_point():
+                floats[k] = x.dtype
+            elif f.rotates or f.translates:
+                raise ValueError(f"field {k!r} ({f}) transforms, so it must be floating point, "
+                                 f"got {x.dtype}")
             want = 3 if f.per_particle else 2
             if x.dim() != want or x.shape[-1] != f.channels:
                 shape = "[B, N, c]" if f.per_particle else "[B, c]"
@@ -295,6 +319,9 @@ class Sample:
                     n = x.shape[1]
                 elif x.shape[1] != n:
                     raise ValueError(f"field {k!r} has {x.shape[1]} particles, others have {n}")
+        if len(set(floats.values())) > 1:
+            raise ValueError(f"the fields' floating-point dtypes differ: {floats} (convert them "
+                             "together, e.g. sample.to(dtype=torch.float32))")
 
     # -- access ---------------------------------------------------------------------
     def __getitem__(self, name: str) -> Tensor:
@@ -354,17 +381,29 @@ class Sample:
         )
 
     def repeat_interleave(self, k: int) -> Sample:
+        check_count("k (repeats)", k, minimum=0)
         return self._new({n: v.repeat_interleave(k, dim=0) for n, v in self.data.items()})
 
     @staticmethod
     def cat(samples: list[Sample]) -> Sample:
+        samples = list(samples)
+        if not samples:
+            raise ValueError("nothing to concatenate: the list of samples is empty")
         keys = list(samples[0].keys())
         for s in samples[1:]:
             if list(s.keys()) != keys:
                 raise ValueError(f"cannot concatenate samples with fields {keys} and {list(s.keys())}")
+            for k in keys:
+                if s.data[k].shape[1:] != samples[0].data[k].shape[1:]:
+                    raise ValueError(f"cannot concatenate samples whose field {k!r} has shapes "
+                                     f"{tuple(samples[0].data[k].shape)} and {tuple(s.data[k].shape)}")
         return samples[0]._new({k: torch.cat([s.data[k] for s in samples]) for k in keys})
 
     def split(self, sizes: list[int]) -> list[Sample]:
+        sizes = [check_count("split size", v, minimum=0) for v in sizes]
+        if sum(sizes) != len(self):
+            raise ValueError(f"split sizes {sizes} add up to {sum(sizes)}, not the sample's "
+                             f"{len(self)}")
         parts = {k: v.split(sizes) for k, v in self.data.items()}
         return [self._new({k: parts[k][i] for k in self.data}) for i in range(len(sizes))]
 
@@ -378,12 +417,16 @@ def act(g: Transform, x: Sample | Mapping[str, Tensor], spec: Mapping[str, Field
 
     ``spec`` is needed for a dict (for a Sample its own spec is used). Returns the same type.
     """
+    if not isinstance(g, Transform):
+        raise TypeError(f"act() needs group elements (a Transform), got {type(g).__name__}")
     if isinstance(x, Sample):
         data, spec = x.data, x.spec
     else:
         if spec is None:
             raise ValueError("act() on a dict of tensors needs the field spec")
         data = dict(x)
+    if not data:
+        raise ValueError("act() got no tensors to move")
     b = next(iter(data.values())).shape[0]
     if g.batch_size != b:
         raise ValueError(f"{g.batch_size} group elements for a batch of {b}")

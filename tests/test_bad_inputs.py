@@ -205,6 +205,47 @@ def test_groups_and_their_elements_name_what_they_cannot_be(i):
         call()
 
 
+def _fields_and_samples():
+    from eqhelpers import groups as G
+    from eqhelpers.fields import Field, Sample, TaskSpec, act
+
+    spec = {"x": Field("point"), "y": Field("scalar", per_particle=False)}
+    s = Sample({"x": torch.randn(4, 2, 3), "y": torch.randn(4, 1)}, spec)
+    other = Sample({"x": torch.randn(4, 3, 3), "y": torch.randn(4, 1)}, spec)
+    ins, outs = {"x": Field("point")}, {"y": Field("scalar")}
+    return [
+        (lambda: Field("scalar", channels=2.5), "channels must be an int"),
+        (lambda: Field("vector", channels=True), "channels must be an int"),
+        (lambda: Field("scalar", per_particle="no"), "per_particle must be True or False"),
+        (lambda: TaskSpec(ins, outs, 0), "n_particles must be an int >= 1"),
+        (lambda: TaskSpec({}, outs, 1), "needs inputs"),
+        (lambda: TaskSpec({"x": "point"}, outs, 1), "must map names to Field"),
+        (lambda: Sample({"x": torch.zeros(2, 2, 3, dtype=torch.long)}, spec),
+         "must be floating point"),
+        (lambda: Sample({"x": torch.zeros(2, 2, 3), "y": torch.zeros(2, 1, dtype=torch.float64)},
+                        spec), "dtypes differ"),
+        (lambda: Sample.cat([]), "empty"),
+        (lambda: Sample.cat([s, other]), "field 'x' has shapes"),
+        (lambda: s.split([1, 1]), "add up to 2, not the sample's 4"),
+        (lambda: s.repeat_interleave(-1), "repeats"),
+        (lambda: act(G.SO3().sample(4), {}, spec), "no tensors"),
+        (lambda: act("g", s), "needs group elements"),
+        (lambda: Field("vector").act(G.SO3().sample(2), torch.randn(2, 3)), "shape \\[B, N, c\\]"),
+    ]
+
+
+@pytest.mark.parametrize("i", range(15))
+def test_fields_and_samples_name_what_they_cannot_hold(i):
+    """A field, task spec or sample made or combined wrongly: a clear error naming it (before, a
+    bool or a fraction passed as a count, an integer point cloud and a float32/float64 mix were
+    taken; an empty concatenation, a bad split or a vector of the wrong rank failed inside torch)."""
+    cases = _fields_and_samples()
+    assert len(cases) == 15  # every case has its parameter
+    call, match = cases[i]
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
 def test_an_empty_split_is_refused_by_the_metrics(task):
     from eqhelpers.equivariance import equivariance_error
     from eqhelpers.evaluation import mse
