@@ -246,6 +246,30 @@ def test_fields_and_samples_name_what_they_cannot_hold(i):
         call()
 
 
+@pytest.mark.parametrize("kw, match", [
+    ({"width": True}, "width must be an int"), ({"layers": 2.0}, "layers must be an int"),
+    ({"name": "transformer", "heads": 0}, "heads must be an int >= 1"),
+    ({"name": "e3nn", "lmax": -1}, "lmax must be an int >= 0"),
+    ({"dtype": "float32"}, "floating-point torch.dtype"), ({"dtype": torch.int64}, "floating-point"),
+    ({"centre": "yes"}, "centre must be True or False"), ({"name": None}, "unknown model"),
+])
+def test_make_model_names_a_setting_it_cannot_build(task, kw, match):
+    """Before: a bool width built a one-unit model, heads=0 was a ZeroDivisionError, lmax=-1 built
+    an e3nn network without spherical harmonics and a dtype string a 'device string' error."""
+    kw = {"name": "mlp", **kw}
+    with pytest.raises(ValueError, match=match):
+        make_model(kw.pop("name"), task.spec, **kw)
+    with pytest.raises(TypeError, match="spec must be a TaskSpec"):
+        make_model("mlp", {"x": 1})
+
+
+def test_a_model_given_a_dict_says_it_takes_a_sample(task):
+    m = make_model("mlp", task.spec, width=16, layers=1, dtype=torch.float64)
+    x = task["test"].select(task.spec.inputs)
+    with pytest.raises(TypeError, match="takes a Sample"):
+        m(dict(x.data))
+
+
 def test_an_empty_split_is_refused_by_the_metrics(task):
     from eqhelpers.equivariance import equivariance_error
     from eqhelpers.evaluation import mse

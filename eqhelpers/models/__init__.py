@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .._util import check_count
 from ..fields import TaskSpec
 from .base import Model, build_edges, other_index
 from .conservative import Conservative
@@ -24,6 +25,11 @@ MODELS: dict[str, type[Model]] = {
 }
 
 
+# integer sizes some models take, and the least each may be: attention heads, the largest
+# spherical-harmonic degree (e3nn), the number of degrees (SE(3)-Transformer), radial basis size
+COUNT_OPTIONS = {"heads": 1, "lmax": 0, "degrees": 1, "n_radial": 1}
+
+
 def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
                dtype: torch.dtype = torch.float32, conservative: bool = False,
                centre: bool = True, head: str = "residual", **kwargs) -> Model:
@@ -35,11 +41,20 @@ def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
     by autograd (:class:`Conservative`). ``centre`` and ``head``: how translations and point
     outputs are handled (:class:`Model`: centring on by default; residual or absolute positions).
     """
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
-    for k, v in (("width", width), ("layers", layers)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{k} must be a positive int, got {v!r}")
+    if not isinstance(spec, TaskSpec):
+        raise TypeError(f"spec must be a TaskSpec (task.spec), got {type(spec).__name__}")
+    check_count("width", width)
+    check_count("layers", layers)
+    for k, least in COUNT_OPTIONS.items():  # the models' own sizes, where given
+        if k in kwargs:
+            check_count(k, kwargs[k], minimum=least)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    for k, v in (("conservative", conservative), ("centre", centre)):
+        if not isinstance(v, bool):
+            raise ValueError(f"{k} must be True or False, got {v!r}")
     kwargs.update(centre=centre, head=head)
     if conservative:
         return Conservative(MODELS[name], spec, width=width, layers=layers, **kwargs).to(dtype)

@@ -79,6 +79,9 @@ class Model(nn.Module):
         return self.embeddings[name](x[..., 0].long()) if name in self.embeddings else x
 
     def check(self, sample: Sample) -> None:
+        if not isinstance(sample, Sample):
+            raise TypeError(f"{type(self).__name__} takes a Sample (task['train'], "
+                            f"Sample(tensors, spec)), got {type(sample).__name__}")
         missing = [k for k in self.spec.inputs if k not in sample]
         if missing:
             raise ValueError(f"{type(self).__name__} needs input fields {missing}; "
