@@ -108,6 +108,8 @@ def principal_angles(learned: Tensor, true: Tensor) -> Tensor:
 
 def random_generators(n: int, dim: int, seed: int = 0, dtype=torch.float64) -> Tensor:
     """``n`` random directions in gl(d) (Gaussian entries), normalised: the 'no symmetry' reference."""
+    check_count("n", n)
+    check_count("dim", dim)
     gen = torch.Generator().manual_seed(seed)
     return normalise(torch.randn(n, dim, dim, generator=gen, dtype=dtype))
 
@@ -411,6 +413,7 @@ class LearnedAugmentation(_AugmenterObjective):
 def gl_basis(dim: int, dtype=torch.float64) -> tuple[Tensor, list[str]]:
     """A basis of gl(d) made of rotations of each coordinate plane, then symmetric matrices
     (scalings of each axis, shears of each plane), with names."""
+    check_count("dim", dim)
     mats, names = [], []
     for i in range(dim):
         for j in range(i + 1, dim):

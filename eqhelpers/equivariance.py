@@ -114,6 +114,8 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
         raise ValueError(f"M must be a positive int (group elements per sample), got {M!r}")
     if len(sample) == 0:
         raise ValueError("the sample is empty: no equivariance error to measure")
+    if not isinstance(group, Group):
+        raise TypeError(f"group must be a Group (e.g. SO3(), task.group), got {group!r}")
     spec = model.spec
     check_group_fits(group, spec.spec, sample.n_particles)
     x_all = sample.select(spec.inputs)
@@ -368,6 +370,8 @@ def make_objective(kind: str = "remul", group: Group | None = None, alpha: float
     an error, not quietly replaced)."""
     check_weight("alpha", alpha)
     check_weight("beta", beta)
+    if group is not None and not isinstance(group, Group):
+        raise TypeError(f"group must be a Group (e.g. SO3(), task.group), got {group!r}")
     if mode not in ("label", "self"):
         raise ValueError(f"mode must be 'label' or 'self', got {mode!r}")
     if weighting not in ("fixed", "gradnorm"):

@@ -27,6 +27,8 @@ EQUI_GROUPS = ("task", "e3", "so3")
 @torch.no_grad()
 def predict(model, sample: Sample, batch_size: int = 256) -> dict[str, Tensor]:
     """Model outputs on a whole split, in batches, in eval mode."""
+    if not isinstance(sample, Sample):
+        raise TypeError(f"predict needs a Sample (e.g. task['test']), got {type(sample).__name__}")
     if len(sample) == 0:
         raise ValueError("the sample is empty: nothing to predict")
     check_count("batch_size", batch_size)
@@ -193,6 +195,9 @@ def violation_by_angle(model, sample: Sample, angles, M: int = 8, seed: int = 0)
     axes (:class:`~eqhelpers.groups.RotationsByAngle`, ``M`` per sample): a model that learned
     the symmetry only near the orientations it saw has a violation that grows with the angle;
     an equivariant one stays at zero. [len(angles)] (float64)."""
+    angles = list(angles)
+    if not angles:
+        raise ValueError("angles is empty: give the rotation angles (degrees) to measure at")
     p = next(model.parameters())
     sample = sample.to(p.device, p.dtype)
     out = []

@@ -270,6 +270,27 @@ def test_a_model_given_a_dict_says_it_takes_a_sample(task):
         m(dict(x.data))
 
 
+def test_metrics_and_objectives_name_a_wrong_kind_of_argument(task):
+    """A dict where a Sample goes, a group given by name, no angles, zero generators: named,
+    not an AttributeError from inside (or, for the group, an objective that fails mid-training)."""
+    from eqhelpers import augment, equivariance, evaluation
+    from eqhelpers.groups import SO3
+
+    m = make_model("mlp", task.spec, width=16, layers=1, dtype=torch.float64)
+    test = task["test"]
+    for call, err, match in [
+        (lambda: evaluation.mse(m, dict(test.data)), TypeError, "needs a Sample"),
+        (lambda: evaluation.violation_by_angle(m, test, []), ValueError, "angles is empty"),
+        (lambda: equivariance.equivariance_error(m, test, None), TypeError, "must be a Group"),
+        (lambda: make_objective("remul", "SO3", 1.0, 1.0), TypeError, "must be a Group"),
+        (lambda: augment.gl_basis(0), ValueError, "dim must be an int >= 1"),
+        (lambda: augment.random_generators(0, 3), ValueError, "n must be an int >= 1"),
+    ]:
+        with pytest.raises(err, match=match):
+            call()
+    assert make_objective("remul", SO3(), 1.0, 1.0).group.name == "SO(3)"  # a Group still goes
+
+
 def test_an_empty_split_is_refused_by_the_metrics(task):
     from eqhelpers.equivariance import equivariance_error
     from eqhelpers.evaluation import mse
