@@ -59,8 +59,7 @@ def device_name(dev: torch.device | str) -> str:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator seeded with ``seed``."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_count("seed", seed, 0)  # one rule for every seed the package takes
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -69,7 +68,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator on ``device`` seeded with ``seed`` (batches are drawn where the data live)."""
-    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+    return torch.Generator(device=torch.device(device)).manual_seed(check_count("seed", seed, 0))
 
 
 def cache_dir() -> Path:

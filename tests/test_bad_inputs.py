@@ -281,6 +281,8 @@ def test_metrics_and_objectives_name_a_wrong_kind_of_argument(task):
     for call, err, match in [
         (lambda: evaluation.mse(m, dict(test.data)), TypeError, "needs a Sample"),
         (lambda: evaluation.violation_by_angle(m, test, []), ValueError, "angles is empty"),
+        (lambda: evaluation.violation_by_angle(m, test, [10.0], seed=-1), ValueError,
+         "seed must be an int >= 0, got -1"),  # every seed by one rule (was taken here)
         (lambda: equivariance.equivariance_error(m, test, None), TypeError, "must be a Group"),
         (lambda: make_objective("remul", "SO3", 1.0, 1.0), TypeError, "must be a Group"),
         (lambda: augment.gl_basis(0), ValueError, "dim must be an int >= 1"),
