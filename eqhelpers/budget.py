@@ -50,6 +50,10 @@ class Budget:
               "eval_every", "eval_M", "eval_samples", "discover_steps", "heads")
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a budget's name is a non-empty string, got {self.name!r}")
+        if not isinstance(self.protocol_sizes, bool):
+            raise ValueError(f"protocol_sizes must be True or False, got {self.protocol_sizes!r}")
         for name in self.COUNTS:  # budget.scaled(steps=0) fails here, not deep in a run
             check_count(name, getattr(self, name))
         check_positive("lr", self.lr)

@@ -322,7 +322,9 @@ def test_e3_is_refused_where_it_cannot_act_instead_of_silently_replaced(name):
                                        ({"n_train": 1.5}, "n_train must be an int"),
                                        ({"batch_size": True}, "batch_size must be an int"),
                                        ({"lr": float("nan")}, "lr must be a finite number > 0"),
-                                       ({"lr": -1e-3}, "lr must be a finite number > 0")])
+                                       ({"lr": -1e-3}, "lr must be a finite number > 0"),
+                                       ({"name": 5}, "name is a non-empty string"),
+                                       ({"protocol_sizes": "no"}, "protocol_sizes must be")])
 def test_a_budget_with_an_impossible_size_is_refused_when_made(kw, match):
     with pytest.raises(ValueError, match=match):
         get_budget("tiny").scaled(**kw)
