@@ -4,6 +4,7 @@ that SEMoLA's end-to-end model (which must first discover the group) is measured
     OMP_NUM_THREADS=1 python benchmarks/soft_equivariance.py --budget cpu   # about 35 min here
     python benchmarks/soft_equivariance.py --tasks hidden_axis --seeds 0     # a quick look
     OMP_NUM_THREADS=1 python benchmarks/soft_equivariance.py --tasks hidden_axis --width 256  # 50 min
+    OMP_NUM_THREADS=1 python benchmarks/soft_equivariance.py --tasks hidden_axis --n-train 48000
 
 For each task the same unconstrained model (the one ``discover`` uses on it) is trained from the
 same initial weights and on the same batches with every objective below, all knowing the true
@@ -33,11 +34,14 @@ the exact hidden-axis target made invariant about an axis that many degrees off
 
 ``--model-axis`` measures instead how precise discovery can be with a model as accurate as the
 plain one: per seed, where a generator learned from the plain hidden-axis model alone settles
-(:func:`plain_model_axis`; ``soft_equivariance_model_axis_<budget>.{json,md}``, resumable).
+(:func:`plain_model_axis`; ``soft_equivariance_model_axis_<budget>.{json,md}``, resumable);
+with ``--steps S`` or ``--n-train N`` that plain model trains longer or on more points (the
+budget's first ones and more), to files of their own: which of the two sets the precision?
 
 ``--width W`` trains every row's model W wide instead of the budget's width (the MLP's hidden
-layers are 4·W): does more capacity move the ceiling? Its results go to their own files
-(``soft_equivariance_<budget>_width<W>``).
+layers are 4·W): does more capacity move the ceiling? ``--n-train N`` trains every row on N
+points (the budget's first ones and more; the steps stay the budget's): do more data? Their
+results go to their own files (``soft_equivariance_<budget>[_width<W>][_ntrain<N>]``).
 
 Each finished model is written at once to ``benchmarks/results/soft_equivariance_<budget>.json``
 (atomically); a run that is stopped resumes where it left off. The table goes to the ``.md``
@@ -64,7 +68,7 @@ from eqhelpers.augment import (
     linear_dim,
     normalise,
 )
-from eqhelpers.budget import get_budget
+from eqhelpers.budget import Budget, get_budget
 from eqhelpers.data import load_task
 from eqhelpers.discover import default_model, task_defaults
 from eqhelpers.equivariance import equivariance_error, make_objective
@@ -107,7 +111,7 @@ def objectives(task, G) -> dict:
     return rows
 
 
-def trained(task, seed: int, row: str, budget: str, width: int | None = None,
+def trained(task, seed: int, row: str, budget: str | Budget, width: int | None = None,
             steps: int | None = None):
     """One row's model, trained: ``(model, its name, width, E′ under the true group, seconds)``
     — from discover's initial weights and batches for this seed; ``steps``: the budget's
@@ -131,11 +135,12 @@ def trained(task, seed: int, row: str, budget: str, width: int | None = None,
     return m, model, size["width"], e.E_prime, wall
 
 
-def measure(task, seed: int, row: str, budget: str, width: int | None = None) -> dict:
-    """Train and measure one model: ``task`` (loaded once per task) with the objective ``row``;
-    ``width``: the model's width, if not the budget's."""
+def measure(task, seed: int, row: str, budget: str | Budget, width: int | None = None) -> dict:
+    """Train and measure one model: ``task`` (loaded once per task, with the budget's training
+    points) with the objective ``row``; ``width``: the model's width, if not the budget's."""
     m, model, w, e_prime, wall = trained(task, seed, row, budget, width)
     return {"task": task.name, "seed": seed, "row": row, "model": model, "width": w,
+            "n_train": len(task["train"]),
             "group": without_permutations(task.group).name,
             "test_mse": mse(m, task["test"]), "E_prime_true": e_prime,
             "train_seconds": round(wall, 2), "version": __version__}
@@ -166,8 +171,10 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
-def markdown(summary: dict, budget: str, width: int | None = None) -> str:
-    title = f"budget {budget}" + (f", every model {width} wide" if width is not None else "")
+def markdown(summary: dict, budget: str, width: int | None = None,
+             n_train: int | None = None) -> str:
+    title = f"budget {budget}" + (f", every model {width} wide" if width is not None else "") + (
+        f", {n_train} training points" if n_train is not None else "")
     lines = [f"# Soft equivariance with the true group, {title}", "",
              "Every row: the same model, initial weights and batches; mean over seeds. "
              f"The claim for SEMoLA's end-to-end model: E′ ≥ {E_PRIME_BELOW:g}× below plain with "
@@ -211,7 +218,7 @@ def tilted_target(task, degrees: float) -> _TiltedTarget:
     return _TiltedTarget(task.spec, rot[0])
 
 
-def misalignment_floor(degrees: float, budget: str = "cpu", seed: int = 0) -> float:
+def misalignment_floor(degrees: float, budget: str | Budget = "cpu", seed: int = 0) -> float:
     """E′ under the hidden axis's true group of the *exact* target made invariant about an axis
     ``degrees`` away from the true one — what a model made perfectly invariant along a discovered
     generator that far off would show, however well it fits. Measured as ``discover`` measures E′
@@ -271,27 +278,36 @@ def model_axis(model, task, init, steps: int = 600, lr: float = 1e-3, seed: int 
     return aug.generators().detach().double().cpu()
 
 
-def plain_model_axis(task, seed: int, budget: str = "cpu", width: int | None = None,
-                     steps: int | None = None) -> dict:
+def plain_model_axis(task, seed: int, budget: str | Budget = "cpu", width: int | None = None,
+                     steps: int | None = None, n_train: int | None = None) -> dict:
     """On the hidden axis (``task``), for one seed: how far from the true axis a generator learned
     from the *plain* model alone settles (the "no augmentation" row, trained as ``discover``
     trains it; :func:`model_axis` started at the true generator) — discovery's precision with a
     model that accurate — beside the end-to-end run's discovered axis (the shipped
     ``semola_hidden_axis_<budget>`` run, if there is one), and what an exact model invariant
     about that axis shows under the true group (:func:`misalignment_floor`). ``width``,
-    ``steps``: the plain model's, if not the budget's (then no end-to-end run to set beside)."""
+    ``steps``, ``n_train``: the plain model's and its training set's, if not the budget's (then
+    no end-to-end run to set beside; ``task`` must then have been loaded with that many training
+    points, and E′ and the floor are measured on its test split)."""
     from eqhelpers.augment import principal_angles
     from eqhelpers.discover import load_discovery
 
+    b = get_budget(budget)
+    if n_train is not None:
+        b = b.scaled(n_train=n_train)
+    if len(task["train"]) != b.n_train:
+        raise ValueError(f"the task has {len(task['train'])} training points, the run "
+                         f"{b.n_train}: load it with the same budget and n_train")
     true = normalise(linear_generators(task.group))
-    m, _, w, plain, _ = trained(task, seed, "plain", budget, width, steps)
+    m, _, w, plain, _ = trained(task, seed, "plain", b, width, steps)
     angle = float(principal_angles(model_axis(m, task, true, seed=seed), true).max())
-    row = {"seed": seed, "width": w, "steps": steps or get_budget(budget).discover_steps,
+    row = {"seed": seed, "width": w, "steps": steps or b.discover_steps, "n_train": b.n_train,
            "plain_model_axis_deg": angle, "plain_E_prime_true": plain,
-           "floor_at_plain_model_axis": misalignment_floor(angle, budget)}
+           "floor_at_plain_model_axis": misalignment_floor(angle, b)}
     row["plain_over_floor"] = plain / row["floor_at_plain_model_axis"]
-    run = ROOT / "eqhelpers" / "precomputed" / f"semola_hidden_axis_{budget}" / f"seed_{seed}"
-    if width is None and steps is None and (run / "discovery.json").exists():
+    run = ROOT / "eqhelpers" / "precomputed" / f"semola_hidden_axis_{b.name}" / f"seed_{seed}"
+    if (width is None and steps is None and n_train is None
+            and (run / "discovery.json").exists()):
         row["end_to_end_axis_deg"] = float(load_discovery(run).principal_angles.max())
     return row
 
@@ -299,8 +315,8 @@ def plain_model_axis(task, seed: int, budget: str = "cpu", width: int | None = N
 def model_axis_table(a) -> str:
     """``--model-axis``: :func:`plain_model_axis` for each seed not yet in the result file (it is
     rewritten after each, atomically: a stopped run resumes), then the table of all of them."""
-    suffix = (f"_width{a.width}" if a.width is not None else "") + (
-        f"_steps{a.steps}" if a.steps is not None else "")
+    suffix = "".join(f"_{k.replace('_', '')}{getattr(a, k)}" for k in ("width", "steps", "n_train")
+                     if getattr(a, k) is not None)
     stem = ROOT / "benchmarks" / "results" / f"soft_equivariance_model_axis_{a.budget}{suffix}"
     path = stem.with_suffix(".json")
     rows = []
@@ -312,15 +328,17 @@ def model_axis_table(a) -> str:
         except (ValueError, KeyError, TypeError) as exc:
             raise SystemExit(f"{path} is not a readable result ({exc}); move it away to start "
                              "again") from exc
-    task = load_task("hidden_axis", get_budget(a.budget), seed=0)
+    b = get_budget(a.budget)
+    task = load_task("hidden_axis", b if a.n_train is None else b.scaled(n_train=a.n_train), seed=0)
     for seed in a.seeds:
         if seed in {r["seed"] for r in rows}:
             continue
-        rows = sorted(rows + [plain_model_axis(task, seed, a.budget, a.width, a.steps)],
+        rows = sorted(rows + [plain_model_axis(task, seed, a.budget, a.width, a.steps, a.n_train)],
                       key=lambda r: r["seed"])
         atomic_json({"budget": a.budget, "width": a.width, "steps": a.steps,
-                     "version": __version__, "rows": rows}, path)
-    size = f"width {rows[0]['width']}, {rows[0]['steps']} steps"
+                     "n_train": a.n_train, "version": __version__, "rows": rows}, path)
+    size = (f"width {rows[0]['width']}, {rows[0]['steps']} steps, "
+            f"{rows[0].get('n_train', b.n_train)} training points")
     lines = [f"# Discovery's precision with a plain hidden-axis model, budget {a.budget} ({size})",
              "", "A generator learned from the plain model alone (held fixed, started at the "
              "true axis; `model_axis`): how far off it settles, beside the end-to-end run's.",
@@ -348,10 +366,13 @@ def main(argv=None) -> int:
     p.add_argument("--model-axis", action="store_true",
                    help="only measure, per seed, where a generator learned from a plain "
                         "hidden-axis model alone settles (plain_model_axis), to "
-                        "soft_equivariance_model_axis_<budget>[_width<W>][_steps<S>].{json,md}")
+                        "soft_equivariance_model_axis_<budget>[_width<W>][_steps<S>][_ntrain<N>].{json,md}")
     p.add_argument("--steps", type=int, default=None,
                    help="with --model-axis: train the plain model this many steps instead of "
                         "the budget's")
+    p.add_argument("--n-train", type=int, default=None,
+                   help="train every model on this many points instead of the budget's (the "
+                        "same first ones, and more; own result files)")
     p.add_argument("--width", type=int, default=None,
                    help="every model this wide instead of the budget's width (own result files)")
     a = p.parse_args(argv)
@@ -359,9 +380,9 @@ def main(argv=None) -> int:
         for deg in a.floor:
             print(f"axis {deg:g}° off: E′ under the true group {misalignment_floor(deg, a.budget):.2e}")
         return 0
-    for name in ("width", "steps"):
+    for name in ("width", "steps", "n_train"):
         if getattr(a, name) is not None and getattr(a, name) < 1:
-            p.error(f"--{name} must be a positive int, got {getattr(a, name)}")
+            p.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(a, name)}")
     if a.steps is not None and not a.model_axis:
         p.error("--steps goes with --model-axis (the table's rows train for discover's steps)")
     if a.model_axis:
@@ -369,7 +390,11 @@ def main(argv=None) -> int:
         return 0
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
-    stem = f"soft_equivariance_{a.budget}" + (f"_width{a.width}" if a.width is not None else "")
+    stem = f"soft_equivariance_{a.budget}" + (f"_width{a.width}" if a.width is not None else "") + (
+        f"_ntrain{a.n_train}" if a.n_train is not None else "")
+    b = get_budget(a.budget)
+    if a.n_train is not None:
+        b = b.scaled(n_train=a.n_train)
     path = res / f"{stem}.json"
     results = []
     if path.exists():
@@ -380,24 +405,28 @@ def main(argv=None) -> int:
                              "again") from exc
         if a.width is not None and any(r.get("width") != a.width for r in results):
             raise SystemExit(f"{path} holds models of another width; move it away to start again")
+        if a.n_train is not None and any(r.get("n_train") != a.n_train for r in results):
+            raise SystemExit(f"{path} holds models trained on another number of points; move it "
+                             "away to start again")
     done = {(r["task"], r["seed"], r["row"]) for r in results}
     for task_name in a.tasks:
-        task = load_task(task_name, get_budget(a.budget), seed=0)
+        task = load_task(task_name, b, seed=0)
         names = list(objectives(task, without_permutations(task.group)))
         for seed in a.seeds:
             for row in names:
                 if (task_name, seed, row) in done:
                     continue
-                r = measure(task, seed, row, a.budget, a.width)
+                r = measure(task, seed, row, b, a.width)
                 results.append(r)
                 print(f"{task_name} seed {seed} {row}: test {r['test_mse']:.3e}, "
                       f"E′ {r['E_prime_true']:.3e} ({r['train_seconds']:.0f} s)", flush=True)
-                atomic_json({"budget": a.budget, "width": a.width, "runs": results,
+                atomic_json({"budget": a.budget, "width": a.width, "n_train": a.n_train,
+                             "runs": results,
                              "summary": summarise(results)}, path)
     summary = summarise(results)
-    atomic_json({"budget": a.budget, "width": a.width, "runs": results, "summary": summary},
-                path)
-    md = markdown(summary, a.budget, a.width)
+    atomic_json({"budget": a.budget, "width": a.width, "n_train": a.n_train, "runs": results,
+                 "summary": summary}, path)
+    md = markdown(summary, a.budget, a.width, a.n_train)
     atomic_write(res / f"{stem}.md",
                  lambda tmp: Path(tmp).write_text(md + "\n"))
     print(md)
