@@ -184,6 +184,14 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False; anything else (1, "no", None) is a TypeError naming
+    ``name`` — a string such as "no" would otherwise read as true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_unique(name: str, values) -> list:
     """``values`` as a list, each given once; a repeat is a ValueError naming it (a seed given
     twice would count as two seeds in a mean ± std)."""

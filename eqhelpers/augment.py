@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._util import check_count, check_weight
+from ._util import check_bool, check_count, check_weight
 from .equivariance import Objective, field_mse
 from .fields import Field, Sample, act
 from .groups import Transform, as_generators, exp_uniform
@@ -309,8 +309,7 @@ class LearnedAugmentation(_AugmenterObjective):
             raise ValueError("a learned range needs a width reward (w_width > 0), "
                              "or it shrinks to nothing")
         self.lr = check_weight("lr", lr)
-        if not isinstance(model_warmup, bool):
-            raise TypeError(f"model_warmup must be True or False, got {model_warmup!r}")
+        check_bool("model_warmup", model_warmup)
         if model_warmup and augmenter.mode == "learned":
             raise ValueError("model_warmup follows the range schedule: it needs range='schedule'")
         self.model_warmup = model_warmup

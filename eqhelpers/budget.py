@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from ._util import check_count, check_positive
+from ._util import check_bool, check_count, check_positive
 
 ENV_VAR = "EQHELPERS_BUDGET"
 SCHEDULES = ("onecycle", "exponential")
@@ -52,8 +52,7 @@ class Budget:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a budget's name is a non-empty string, got {self.name!r}")
-        if not isinstance(self.protocol_sizes, bool):
-            raise ValueError(f"protocol_sizes must be True or False, got {self.protocol_sizes!r}")
+        check_bool("protocol_sizes", self.protocol_sizes)
         for name in self.COUNTS:  # budget.scaled(steps=0) fails here, not deep in a run
             check_count(name, getattr(self, name))
         check_positive("lr", self.lr)

@@ -65,6 +65,7 @@ from . import __version__
 from ._util import (
     atomic_json,
     atomic_write,
+    check_bool,
     check_count,
     device_name,
     resolve_device,
@@ -260,6 +261,14 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     check_count("n_generators", n_generators)
     check_count("seed", seed, 0)
     check_count("snapshots", snapshots)
+    for name, flag in (("learned_range", learned_range), ("end_to_end", end_to_end),
+                       ("compare", compare), ("use", use), ("progress", progress)):
+        check_bool(name, flag)  # learned_range="no" would otherwise switch it on
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (step, generators, record), got {callback!r}")
+    if model_options is not None and not isinstance(model_options, dict):
+        raise TypeError(f"model_options must be a dict of make_model arguments, got "
+                        f"{model_options!r}")
     dev = resolve_device(device)
     b = get_budget(budget, dev)
     t_all = time.perf_counter()

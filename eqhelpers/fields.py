@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-from ._util import check_count, check_finite
+from ._util import check_bool, check_count, check_finite
 from .groups import Group, Transform
 
 Tensor = torch.Tensor
@@ -44,8 +44,7 @@ class Field:
 
     def __init__(self, kind="scalar", channels: int | None = None, per_particle: bool = True,
                  categories: int | None = None, size: tuple[int, int] | None = None):
-        if not isinstance(per_particle, bool):
-            raise ValueError(f"per_particle must be True or False, got {per_particle!r}")
+        check_bool("per_particle", per_particle)
         if channels is not None:
             channels = check_count("channels", channels)
         self.per_particle = per_particle

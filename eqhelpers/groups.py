@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._util import check_count, check_finite, check_positive
+from ._util import check_bool, check_count, check_finite, check_positive
 
 Tensor = torch.Tensor
 
@@ -491,8 +491,7 @@ class LieGroup(Group):
     has_rotation = True
 
     def __init__(self, generators, ranges=math.pi, orthogonal: bool = True, name: str | None = None):
-        if not isinstance(orthogonal, bool):
-            raise ValueError(f"orthogonal must be True or False, got {orthogonal!r}")
+        check_bool("orthogonal", orthogonal)
         g = as_generators(generators).detach().double().cpu()
         if g.shape[0] < 1:
             raise ValueError("a Lie group needs at least one generator")

@@ -45,6 +45,7 @@ from ._util import (
     atomic_json,
     atomic_torch_save,
     atomic_write,
+    check_bool,
     check_count,
     check_unique,
     check_weight,
@@ -301,8 +302,7 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     for name, value in (("group", group), ("mode", mode), ("head", head)):
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r}")
-    if not isinstance(centre, bool):
-        raise ValueError(f"centre must be True or False, got {centre!r}")
+    check_bool("centre", centre)
     if out is None:
         return _sweep(config, b, dev, None, models, betas, seeds, alpha, save_models, stack,
                       max_stack, ray, progress, command)

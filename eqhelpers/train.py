@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from ._util import (
+    check_bool,
     check_count,
     check_positive,
     device_name,
@@ -378,6 +379,10 @@ def train_many(models: Sequence[Model], task: Task,
     if reason is not None:
         raise ValueError(f"these {k} models cannot be trained as one stack: {reason}; "
                          f"train them one at a time")
+    for name, flag in (("compile", compile), ("amp", amp), ("progress", progress)):
+        check_bool(name, flag)
+    if cuda_graph is not None:
+        check_bool("cuda_graph", cuda_graph)
     dev = resolve_device(device)
     if amp and dev.type != "cuda":  # else recorded as on while nothing was autocast
         raise ValueError(f"amp=True (bf16 autocast) needs a CUDA device, got {dev.type}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .._util import check_count
+from .._util import check_bool, check_count
 from ..fields import TaskSpec
 from .base import Model, build_edges, other_index
 from .conservative import Conservative
@@ -52,9 +52,7 @@ def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
             check_count(k, kwargs[k], minimum=least)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    for k, v in (("conservative", conservative), ("centre", centre)):
-        if not isinstance(v, bool):
-            raise ValueError(f"{k} must be True or False, got {v!r}")
+    check_bool("conservative", conservative)  # centre: checked by the model
     kwargs.update(centre=centre, head=head)
     if conservative:
         return Conservative(MODELS[name], spec, width=width, layers=layers, **kwargs).to(dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._util import check_bool
 from ..fields import Sample, TaskSpec
 
 Tensor = torch.Tensor
@@ -51,8 +52,7 @@ class Model(nn.Module):
             raise TypeError(f"a model is built from a TaskSpec, got {type(spec).__name__}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        if not isinstance(centre, bool):
-            raise TypeError(f"centre must be True or False, got {centre!r}")
+        check_bool("centre", centre)
         self.spec = spec
         self.head_kind = head
         points = spec.points()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._util import check_bool
 from ..fields import Sample, TaskSpec
 from .base import Model, mlp
 
@@ -26,8 +27,7 @@ class MLP(Model):
                  **options):
         super().__init__(spec, **options)
         n = spec.n_particles
-        if not isinstance(distances, bool):
-            raise TypeError(f"distances must be True or False, got {distances!r}")
+        check_bool("distances", distances)
         points = spec.points()
         if distances and (not points or n < 2):
             raise ValueError("distances=True needs a point input of at least 2 particles "
