@@ -96,7 +96,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._util import atomic_torch_save, cache_dir, check_count, quarantine
+from ._util import atomic_torch_save, cache_dir, check_bool, check_count, quarantine
 from .budget import Budget, get_budget
 from .fields import Field, Sample, TaskSpec
 from .groups import (
@@ -1020,6 +1020,7 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
     """
     tdef = _task_def(name)
     _check_settings(tdef, init_kw)
+    check_bool("cache", cache)
     b = get_budget(budget)
     sizes = task_sizes(name, b)
     if ood_translation_std is None:

@@ -80,6 +80,8 @@ def log_betas(lo: float = 0.1, hi: float = 100.0, n: int = 7, zero: bool = True)
     """``n`` log-spaced β values from ``lo`` to ``hi`` (rounded to 3 significant digits), and 0."""
     if not (0 < lo < hi) or n < 2:
         raise ValueError(f"need 0 < lo < hi and n >= 2, got lo={lo}, hi={hi}, n={n}")
+    check_count("n", n, 2)
+    check_bool("zero", zero)
     grid = [float(f"{b:.3g}") for b in np.geomspace(lo, hi, n)]
     return ([0.0] if zero else []) + grid
 
@@ -302,7 +304,9 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     for name, value in (("group", group), ("mode", mode), ("head", head)):
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r}")
-    check_bool("centre", centre)
+    for name, flag in (("centre", centre), ("progress", progress), ("save_models", save_models),
+                       ("stack", stack)):
+        check_bool(name, flag)
     if out is None:
         return _sweep(config, b, dev, None, models, betas, seeds, alpha, save_models, stack,
                       max_stack, ray, progress, command)

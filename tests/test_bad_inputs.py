@@ -109,7 +109,9 @@ def test_train_many_counts_must_match(task):
 
 @pytest.mark.parametrize("kw, name", [({"steps": 0}, "steps"), ({"n_train": 0}, "n_train"),
                                       ({"max_stack": 0}, "max_stack"), ({"ray": ""}, "ray"),
-                                      ({"centre": "yes"}, "centre"), ({"alpha": -1}, "alpha")])
+                                      ({"centre": "yes"}, "centre"), ({"alpha": -1}, "alpha"),
+                                      ({"save_models": "no"}, "save_models"),
+                                      ({"stack": None}, "stack")])
 def test_sweep_settings(tmp_path, kw, name):
     with pytest.raises((ValueError, TypeError), match=name):
         sweep(**{**TINY, **kw}, out=tmp_path / "sw")
@@ -263,7 +265,8 @@ def test_make_model_names_a_setting_it_cannot_build(task, kw, match):
         make_model("mlp", {"x": 1})
 
 
-@pytest.mark.parametrize("call", ["make_model", "train", "discover", "field", "budget"])
+@pytest.mark.parametrize("call", ["make_model", "train", "discover", "field", "budget",
+                                  "load_task"])
 def test_a_flag_that_is_not_a_bool_is_named_not_read_as_true(task, call):
     """"no" is truthy: a flag given as a string, a number or None would silently be on (before,
     discover(learned_range="no") learned the range). Every flag goes through one check (sweep's
@@ -279,6 +282,7 @@ def test_a_flag_that_is_not_a_bool_is_named_not_read_as_true(task, call):
                                       learned_range="no"), "learned_range"),
         "field": (lambda: Field("vector", per_particle=0), "per_particle"),
         "budget": (lambda: get_budget("tiny").scaled(protocol_sizes="no"), "protocol_sizes"),
+        "load_task": (lambda: data.load_task("gravity", "tiny", cache="no"), "cache"),
     }
     fn, name = calls[call]
     with pytest.raises(TypeError, match=f"{name} must be True or False"):
