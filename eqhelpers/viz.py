@@ -283,6 +283,9 @@ def _cloud(points, i: int) -> np.ndarray:
 
 def plot_point_clouds(clouds, ax=None, title: str | None = None, connect_first: bool = True):
     """3D scatter of point clouds [N, 3] given as (points, label) pairs, with equal axes."""
+    from ._util import check_bool
+
+    check_bool("connect_first", connect_first)
     clouds = [(_cloud(p, i), label) for i, (p, label) in enumerate(_pairs(clouds))]
     if ax is None:
         fig = plt.figure(figsize=(5, 5))
@@ -500,8 +503,9 @@ def fetch_3dmol(force: bool = False, registry: str = "https://registry.npmjs.org
     import tarfile
     import urllib.request
 
-    from ._util import atomic_write
+    from ._util import atomic_write, check_bool
 
+    check_bool("force", force)
     path = threedmol_js()
     if path.exists() and not force:
         return path
@@ -530,6 +534,9 @@ def load_3dmol(force: bool = False) -> bool:
     """
     from IPython.display import HTML, display
 
+    from ._util import check_bool
+
+    check_bool("force", force)
     path = threedmol_js()
     if not path.exists():
         return False
@@ -673,6 +680,9 @@ def rotated_view(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0, index
     An equivariant model draws the red arrows on top of the blue ones. Returns (view, info) with
     ``info`` from :func:`rotated_prediction`.
     """
+    from ._util import check_bool
+
+    check_bool("truth", truth)
     info = rotated_prediction(model, sample, axis, angle, index, key)
     left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
     if truth and info["truth"] is not None:
@@ -730,6 +740,9 @@ def molecule_figure(numbers, pos, arrows=(), scale: float = 0.6, title: str | No
 def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: str = ""):
     """A static image of a :func:`rotated_view` (``info`` from :func:`rotated_prediction`): left
     the frame with the truth, f(x) and g⁻¹·f(g·x); right the rotated copy with f(g·x)."""
+    from ._util import check_bool
+
+    check_bool("truth", truth)
     left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
     if truth and info["truth"] is not None:
         left.insert(0, (info["truth"], COLORS["truth"]))

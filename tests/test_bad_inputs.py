@@ -426,6 +426,26 @@ def test_figures_name_bad_coordinates(call, match):
     assert not matplotlib.pyplot.get_fignums()  # checked before any figure is made
 
 
+def test_figure_and_view_flags_are_bools():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from eqhelpers import viz
+
+    matplotlib.pyplot.close("all")
+    info = {"f": np.zeros((2, 3)), "f_back": np.zeros((2, 3)), "truth": None,
+            "numbers": [6, 1], "pos": np.eye(2, 3)}
+    for call, name in [
+        (lambda: viz.plot_point_clouds([(np.zeros((4, 3)), "a")], connect_first="no"),
+         "connect_first"),
+        (lambda: viz.rotated_figure(info, truth="no"), "truth"),
+        (lambda: viz.fetch_3dmol(force=1), "force"),
+    ]:
+        with pytest.raises(TypeError, match=f"{name} must be True or False"):
+            call()
+    assert not matplotlib.pyplot.get_fignums()
+
+
 def test_trade_off_plots_name_a_metric_or_beta_they_cannot_draw():
     import matplotlib
 
