@@ -14,12 +14,26 @@ from typing import Callable
 
 import torch
 
+from ._util import check_count
 from .augment import move
 from .equivariance import REMUL, equivariance_error
 from .fields import Field, Sample
 from .groups import Group, exp_uniform
 
 Tensor = torch.Tensor
+
+
+def _check_inputs(fn, sample=None, group=None) -> None:
+    """The checker's own arguments: the learner's function itself (not its result), a Sample and
+    a Group — named, before anything runs."""
+    if not callable(fn):
+        raise TypeError(f"pass your function itself (e.g. check(my_function, ...), no "
+                        f"parentheses after its name), got a {type(fn).__name__}")
+    if sample is not None and not isinstance(sample, Sample):
+        raise TypeError(f"the batch must be a Sample (e.g. task['train'].index(slice(0, 32))), "
+                        f"got {type(sample).__name__}")
+    if group is not None and not isinstance(group, Group):
+        raise TypeError(f"group must be a Group (e.g. SO3(), task.group), got {group!r}")
 
 
 def _attempt(fn: Callable, *args, where: str):
@@ -47,6 +61,7 @@ def check_l_equi(fn: Callable, model, batch: Sample, group: Group, seed: int = 0
     label-anchored L_equi = mean squared error of f(g·x) against g·y, the mean over output
     fields of each field's mean over entries. Compared with :class:`~eqhelpers.REMUL`'s own
     equivariance term for the same elements."""
+    _check_inputs(fn, batch, group)
     gen = torch.Generator(device=batch.device).manual_seed(seed)
     g = group.sample(len(batch), generator=gen, device=batch.device, dtype=batch.dtype)
     got = _attempt(fn, model, batch, g, where=where)
@@ -66,6 +81,7 @@ def check_e_prime(fn: Callable, model, sample: Sample, group: Group, M: int = 4,
     sample: E′ = mean over samples of (1/M) Σ_m ‖f(g_m·x) − g_m·f(x)‖, the plain (not squared)
     norm over all of a sample's output entries. Compared with
     :func:`~eqhelpers.equivariance.equivariance_error` on the same draws."""
+    _check_inputs(fn, sample, group)
     n = len(sample)
     gen = torch.Generator(device=sample.device).manual_seed(seed)
     # equivariance_error's draw: sample i gets rows i·M … i·M+M−1
@@ -96,6 +112,9 @@ def check_expm_step(fn: Callable, n: int = 16, n_points: int = 5, k: int = 2, di
     augmentation step of a LieAugmenter, z = r·(2u − 1), g = expm(Σ_k z_k L_k), x ↦ g x for
     every point. Compared with :func:`~eqhelpers.groups.exp_uniform` and
     :func:`~eqhelpers.augment.move`; the result must be differentiable in the generators."""
+    _check_inputs(fn)
+    for name, v in (("n", n), ("n_points", n_points), ("k", k), ("dim", dim)):
+        check_count(name, v)
     torch.manual_seed(seed)
     pts = torch.randn(n, n_points, dim, dtype=torch.float64)
     gens = torch.randn(k, dim, dim, dtype=torch.float64, requires_grad=True)

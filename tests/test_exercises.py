@@ -151,3 +151,18 @@ def test_the_notebooks_leave_the_hands_on_cells_to_the_learner():
                  if c.cell_type == "code" and c.source.startswith(f"def {fn}(")]
         assert len(cells) == 1, (name, fn)
         assert "raise NotImplementedError" in cells[0] and f"{check}({fn}" in cells[0], (name, fn)
+
+
+def test_a_result_passed_instead_of_the_function_is_named(setting):
+    """A learner's likely slip: check_l_equi(l_equi(model, batch, g), ...) — the result, not the
+    function — or the whole task where a batch goes. Named before anything runs."""
+    model, batch, group = setting
+    with pytest.raises(TypeError, match="pass your function itself"):
+        check_l_equi(torch.tensor(0.5), model, batch, group)
+    with pytest.raises(TypeError, match="the batch must be a Sample"):
+        check_e_prime(e_prime, model, dict(batch.data), group)
+    with pytest.raises(TypeError, match="group must be a Group"):
+        check_l_equi(l_equi, model, batch, "SO(2)")
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        check_expm_step(expm_step, n=0)
+    assert check_l_equi(l_equi, model, batch, group)  # the right call still passes
