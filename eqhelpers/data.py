@@ -270,8 +270,7 @@ def _gravity_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_planet
     ``orientation="plane"``, ``permute=False``, ``shift_std=0``: the canonical frame."""
     if orientation not in ("plane", "haar"):
         raise ValueError(f"orientation must be 'plane' or 'haar', got {orientation!r}")
-    if not isinstance(n_planets, int) or n_planets < 1:
-        raise ValueError(f"n_planets must be a positive int, got {n_planets!r}")
+    check_count("n_planets", n_planets)
     if not (shift_std >= 0 and math.isfinite(shift_std)):
         raise ValueError(f"shift_std must be finite and >= 0, got {shift_std!r}")
     dev = gen.device
@@ -950,8 +949,7 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
     if ood_translation_std is None:
         ood_translation_std = tdef.translation_std
     for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{k} must be a positive int, got {v!r}")
+        check_count(k, v)
     if tdef.generate is not None:  # cut from a trajectory (simulated on the CPU by RDKit)
         return tdef.generate(n_train, n_val, n_test, seed, ood_translation_std, **init_kw)
     gen = torch.Generator(device=torch.device(device)).manual_seed(int(seed))

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._util import check_weight, chunk_sizes
+from ._util import check_count, check_weight, chunk_sizes
 from .fields import Field, Sample, act, check_group_fits
-from .groups import Group
+from .groups import Group, check_group
 
 Tensor = torch.Tensor
 
@@ -110,12 +110,10 @@ def equivariance_error(model: nn.Module, sample: Sample, group: Group, M: int = 
     ``model.spec`` (a TaskSpec) says which fields are inputs and how outputs transform.
     ``max_forward`` bounds the systems in one forward pass (samples × M): memory, not results.
     """
-    if not isinstance(M, int) or M < 1:
-        raise ValueError(f"M must be a positive int (group elements per sample), got {M!r}")
+    check_count("M", M)  # group elements per sample
     if len(sample) == 0:
         raise ValueError("the sample is empty: no equivariance error to measure")
-    if not isinstance(group, Group):
-        raise TypeError(f"group must be a Group (e.g. SO3(), task.group), got {group!r}")
+    check_group(group)
     spec = model.spec
     check_group_fits(group, spec.spec, sample.n_particles)
     x_all = sample.select(spec.inputs)
@@ -370,8 +368,8 @@ def make_objective(kind: str = "remul", group: Group | None = None, alpha: float
     an error, not quietly replaced)."""
     check_weight("alpha", alpha)
     check_weight("beta", beta)
-    if group is not None and not isinstance(group, Group):
-        raise TypeError(f"group must be a Group (e.g. SO3(), task.group), got {group!r}")
+    if group is not None:
+        check_group(group)
     if mode not in ("label", "self"):
         raise ValueError(f"mode must be 'label' or 'self', got {mode!r}")
     if weighting not in ("fixed", "gradnorm"):

@@ -18,7 +18,7 @@ from ._util import check_count
 from .augment import move
 from .equivariance import REMUL, equivariance_error
 from .fields import Field, Sample
-from .groups import Group, exp_uniform
+from .groups import Group, check_group, exp_uniform
 
 Tensor = torch.Tensor
 
@@ -32,8 +32,8 @@ def _check_inputs(fn, sample=None, group=None) -> None:
     if sample is not None and not isinstance(sample, Sample):
         raise TypeError(f"the batch must be a Sample (e.g. task['train'].index(slice(0, 32))), "
                         f"got {type(sample).__name__}")
-    if group is not None and not isinstance(group, Group):
-        raise TypeError(f"group must be a Group (e.g. SO3(), task.group), got {group!r}")
+    if group is not None:
+        check_group(group)
 
 
 def _attempt(fn: Callable, *args, where: str):

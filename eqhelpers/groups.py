@@ -300,8 +300,7 @@ class Group:
                dtype: torch.dtype | None = None) -> Transform:
         """``n`` elements; on the generator's device unless ``device`` is given; ``dtype``
         defaults to torch's default dtype."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        check_count("n", n)
         if generator is not None and device is None:
             device = generator.device
         dtype = _float_dtype(dtype)
@@ -378,8 +377,7 @@ class Cyclic(SO2):
     """C_k: rotations by multiples of 2π/k about an axis (a discrete group: no generators)."""
 
     def __init__(self, k: int, axis=None, dim: int = 3):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        check_count("k", k)
         super().__init__(axis, dim)
         self.k = k
         self.name = f"C_{k}" + self.name[len("SO(2)"):]
@@ -434,9 +432,7 @@ class Trivial(Group):
     has_rotation = True
 
     def __init__(self, dim: int = 3):
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
-        self.dim = dim
+        self.dim = check_count("dim", dim)
         self.name = "{e}"
 
     def _sample(self, n, generator, device, dtype):
@@ -648,9 +644,7 @@ class Permutations(Group):
     dim = None
 
     def __init__(self, n: int):
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        self.n_particles = n
+        self.n_particles = n = check_count("n", n)
         self.name = f"S_{n}"
 
     def _sample(self, n, generator, device, dtype):
@@ -709,6 +703,14 @@ class ProductGroup(Group):
                 g = h
             out.append(g)
         return torch.cat(out)
+
+
+def check_group(group, name: str = "group") -> Group:
+    """``group`` if it is a :class:`Group`; anything else (a name, None) is a TypeError naming
+    ``name`` — before it fails deep inside a step or a metric."""
+    if not isinstance(group, Group):
+        raise TypeError(f"{name} must be a Group (e.g. SO3(), task.group), got {group!r}")
+    return group
 
 
 def without_permutations(group: Group) -> Group | None:

@@ -78,10 +78,10 @@ POINT_KEYS = ("model", "beta", "seed", *METRICS)
 
 def log_betas(lo: float = 0.1, hi: float = 100.0, n: int = 7, zero: bool = True) -> list[float]:
     """``n`` log-spaced β values from ``lo`` to ``hi`` (rounded to 3 significant digits), and 0."""
-    if not (0 < lo < hi) or n < 2:
-        raise ValueError(f"need 0 < lo < hi and n >= 2, got lo={lo}, hi={hi}, n={n}")
     check_count("n", n, 2)
     check_bool("zero", zero)
+    if not (0 < lo < hi):
+        raise ValueError(f"need 0 < lo < hi, got lo={lo}, hi={hi}")
     grid = [float(f"{b:.3g}") for b in np.geomspace(lo, hi, n)]
     return ([0.0] if zero else []) + grid
 

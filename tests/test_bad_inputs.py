@@ -176,7 +176,7 @@ def _groups_and_elements():
     from eqhelpers import groups as G
     rot, rot2 = G.SO3().sample(2), G.SO2(dim=2).sample(2)
     return [
-        (lambda: G.Cyclic(True), ValueError, "k must be a positive int"),
+        (lambda: G.Cyclic(True), ValueError, "k must be an int >= 1"),
         (lambda: G.SO2((1.0, 0.0, 0.0), dim=2), ValueError, "turns about no axis"),
         (lambda: G.SO2(dim=True), ValueError, "R\\^2 or R\\^3"),
         (lambda: G.Translations(1.0, dim=0), ValueError, "dim must be an int >= 1"),
@@ -185,7 +185,7 @@ def _groups_and_elements():
         (lambda: G.SO3() * 3, TypeError, "SO3.*int|int.*SO3|unsupported"),
         (lambda: G.ProductGroup(G.SO3(), None), TypeError, "a product needs groups"),
         (lambda: G.SO3().sample(2, dtype=torch.int64), ValueError, "floating-point dtype"),
-        (lambda: G.SO3().sample(True), ValueError, "n must be a positive int"),
+        (lambda: G.SO3().sample(True), ValueError, "n must be an int >= 1"),
         (lambda: G.SO3().identity(-1), ValueError, "n must be an int >= 1"),
         (lambda: rot @ rot2, ValueError, "R\\^3 and R\\^2"),
         (lambda: rot @ "x", TypeError, "compose with a Transform"),

@@ -192,7 +192,7 @@ def test_bad_group_arguments():
         SO2(axis=(0.0, 0.0, 0.0))
     with pytest.raises(ValueError, match="std"):
         Translations(-1.0)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
         SO3().sample(0)
     with pytest.raises(ValueError, match="more than one factor"):
         SO3() * SE3()
