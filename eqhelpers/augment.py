@@ -176,10 +176,8 @@ class LieAugmenter(nn.Module):
     def __init__(self, dim: int, n_generators: int = 1, schedule=DEFAULT_SCHEDULE,
                  range: str = "schedule", init: Tensor | None = None, seed: int = 0):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim must be an int >= 2, got {dim!r}")
-        if isinstance(n_generators, bool) or not isinstance(n_generators, int) \
-                or not 1 <= n_generators <= dim * dim:
+        check_count("dim", dim, 2)
+        if check_count("n_generators", n_generators) > dim * dim:
             raise ValueError(f"n_generators must be an int in [1, {dim * dim}], got {n_generators!r}")
         if range not in ("schedule", "learned"):
             raise ValueError(f"range must be 'schedule' or 'learned', got {range!r}")

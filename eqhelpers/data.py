@@ -322,8 +322,7 @@ def _egnn_charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_p
     box [−5, 5]³ once, as its simulator does), velocities of norm ``speed`` in random
     directions, charges ±1; then (frame + 1)·frame_steps steps of :func:`simulate_egnn_charged`
     (EGNN stores its first frame at step 100; ``frame=-1`` is the initial state itself)."""
-    if not isinstance(frame, int) or frame < -1:
-        raise ValueError(f"frame must be an int >= -1, got {frame!r}")
+    check_count("frame", frame, -1)
     dev = gen.device
     pos = pos_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=dev)
     pos = torch.where(pos > box, 2 * box - pos, torch.where(pos < -box, -2 * box - pos, pos))
@@ -681,7 +680,7 @@ def md_frames(n_train: int, n_val: int, n_test: int, lag: int) -> int:
 
 
 def _md_lag(delta_t: int, save_every: int) -> int:
-    if not isinstance(delta_t, int) or delta_t < 1 or delta_t % save_every:
+    if check_count("delta_t", delta_t) % save_every:
         raise ValueError(f"delta_t must be a positive multiple of save_every={save_every} steps, "
                          f"got {delta_t!r}")
     return delta_t // save_every

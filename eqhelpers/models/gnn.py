@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
+from .._util import check_count
 from ..fields import Sample, TaskSpec
 from .base import Model, build_edges, mlp
 
@@ -43,8 +44,7 @@ class GNN(Model):
         points = spec.points()
         self.pos_key = points[0] if points else None
         self.radius = radius
-        if not isinstance(rbf, int) or rbf < 0:
-            raise ValueError(f"rbf must be an int >= 0 (Gaussians per edge length), got {rbf!r}")
+        check_count("rbf (Gaussians per edge length)", rbf, 0)
         if not (rbf_cutoff > 0 and math.isfinite(rbf_cutoff)):
             raise ValueError(f"rbf_cutoff must be finite and > 0, got {rbf_cutoff!r}")
         self.rbf, self.rbf_cutoff = rbf, float(rbf_cutoff)
