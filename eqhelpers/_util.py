@@ -211,10 +211,12 @@ def check_positive(name: str, value) -> float:
 
 
 def check_weight(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value) or value < 0:
+    """``value`` as a finite float >= 0 (a weight, a rate that may be off), else a ValueError
+    naming ``name`` (a bool or a string too, not converted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
+    return float(value)
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._util import atomic_write, cache_dir, check_count, quarantine
+from ._util import atomic_write, cache_dir, check_count, check_positive, check_weight, quarantine
 
 # name -> (SMILES, heavy + hydrogen atom count); the counts are checked against RDKit
 MOLECULES: dict[str, tuple[str, int]] = {
@@ -274,12 +274,10 @@ def simulate(molecule: str = "aspirin", n_frames: int = 1000, seed: int = 0,
     check_count("save_every", save_every)
     check_count("equilibrate", equilibrate, 0)
     check_count("seed", seed, 0)
-    for k, v in (("temperature", temperature), ("dt", dt)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{k} must be a positive number, got {v!r}")
-    for k, v in (("friction", friction), ("eq_friction", eq_friction)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"{k} must be a number >= 0, got {v!r}")
+    check_positive("temperature", temperature)
+    check_positive("dt", dt)
+    check_weight("friction", friction)
+    check_weight("eq_friction", eq_friction)
     config = trajectory_config(molecule, n_frames, seed, temperature=temperature, dt=dt,
                                save_every=save_every, friction=friction, equilibrate=equilibrate,
                                eq_friction=eq_friction)

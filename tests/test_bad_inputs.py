@@ -296,6 +296,17 @@ def test_a_model_given_a_dict_says_it_takes_a_sample(task):
         m(dict(x.data))
 
 
+def test_a_weight_given_as_a_string_or_a_bool_is_named_not_converted():
+    """check_weight took anything float() takes: "1" became 1.0 and True became 1.0; a string
+    that float() cannot read failed with float()'s own words."""
+    from eqhelpers.groups import SO3
+
+    for value in ("1", True, "abc", None):
+        with pytest.raises(ValueError, match="beta must be a finite number >= 0"):
+            make_objective("remul", SO3(), 1.0, value)
+    assert make_objective("remul", SO3(), 1.0, np.float64(2.0)).beta == 2.0  # numpy still goes
+
+
 def test_metrics_and_objectives_name_a_wrong_kind_of_argument(task):
     """A dict where a Sample goes, a group given by name, no angles, zero generators: named,
     not an AttributeError from inside (or, for the group, an objective that fails mid-training)."""
