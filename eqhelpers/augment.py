@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._util import check_bool, check_count, check_weight
+from ._util import check_bool, check_count, check_positive, check_weight
 from .equivariance import Objective, field_mse
 from .fields import Field, Sample, act
 from .groups import Transform, as_generators, exp_uniform
@@ -623,8 +623,7 @@ def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = 
 
     gens = normalise(generators)
     _check_linear_fields(model.spec.spec, gens.shape[-1])
-    if not (z_range > 0 and math.isfinite(z_range)):
-        raise ValueError(f"z_range must be finite and > 0, got {z_range!r}")
+    check_positive("z_range", z_range)
     check_count("n_random", n_random)
     check_count("repeats", repeats)
     check_count("seed", seed, 0)

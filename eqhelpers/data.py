@@ -96,7 +96,14 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._util import atomic_torch_save, cache_dir, check_bool, check_count, quarantine
+from ._util import (
+    atomic_torch_save,
+    cache_dir,
+    check_bool,
+    check_count,
+    check_weight,
+    quarantine,
+)
 from .budget import Budget, get_budget
 from .fields import Field, Sample, TaskSpec
 from .groups import (
@@ -271,8 +278,7 @@ def _gravity_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_planet
     if orientation not in ("plane", "haar"):
         raise ValueError(f"orientation must be 'plane' or 'haar', got {orientation!r}")
     check_count("n_planets", n_planets)
-    if not (shift_std >= 0 and math.isfinite(shift_std)):
-        raise ValueError(f"shift_std must be finite and >= 0, got {shift_std!r}")
+    check_weight("shift_std", shift_std)
     dev = gen.device
     star_m = _log_uniform(1.0, 10.0, (n, 1), gen, dtype)
     planet_m = _log_uniform(0.01, 0.1, (n, n_planets), gen, dtype)

@@ -67,6 +67,7 @@ from ._util import (
     atomic_write,
     check_bool,
     check_count,
+    check_positive,
     device_name,
     resolve_device,
     seed_everything,
@@ -275,9 +276,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     task_obj = task if isinstance(task, Task) else load_task(task, b, seed=0)
     hints = task_defaults(task_obj)
     schedule = tuple(hints.get("schedule", DEFAULT_SCHEDULE) if schedule is None else schedule)
-    score_range = float(hints.get("score_range", math.pi) if score_range is None else score_range)
-    if not (score_range > 0 and math.isfinite(score_range)):
-        raise ValueError(f"score_range must be finite and > 0, got {score_range!r}")
+    score_range = check_positive("score_range", hints.get("score_range", math.pi)
+                                 if score_range is None else score_range)
     if w_consistency is None:
         w_consistency = hints.get("w_consistency", 1.0)
     if lr_generators is None:

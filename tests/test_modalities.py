@@ -259,7 +259,7 @@ def test_cli_end_to_end_records_its_weights_and_rows(tmp_path, capsys):
     assert "E′ true group" in capsys.readouterr().out
     assert main(["discover", "--task", "boost", "--budget", "tiny", "--steps", "20",
                  "--score-range", "-1", "--no-progress", "--out", str(tmp_path / "bad")]) == 2
-    assert "score_range must be finite and > 0" in capsys.readouterr().err
+    assert "score_range must be a finite number > 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # argparse's own error exit
         main(["discover", "--task", "boost", "--budget", "tiny", "--lr-generators", "0",
               "--no-progress", "--out", str(tmp_path / "bad")])

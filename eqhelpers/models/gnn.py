@@ -11,13 +11,11 @@ in the edge features, so the model is still not rotation-equivariant by design.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from .._util import check_count
+from .._util import check_count, check_positive
 from ..fields import Sample, TaskSpec
 from .base import Model, build_edges, mlp
 
@@ -45,9 +43,7 @@ class GNN(Model):
         self.pos_key = points[0] if points else None
         self.radius = radius
         check_count("rbf (Gaussians per edge length)", rbf, 0)
-        if not (rbf_cutoff > 0 and math.isfinite(rbf_cutoff)):
-            raise ValueError(f"rbf_cutoff must be finite and > 0, got {rbf_cutoff!r}")
-        self.rbf, self.rbf_cutoff = rbf, float(rbf_cutoff)
+        self.rbf, self.rbf_cutoff = rbf, check_positive("rbf_cutoff", rbf_cutoff)
         self.register_buffer("rbf_centres", torch.linspace(0.0, rbf_cutoff, rbf) if rbf
                              else torch.zeros(0), persistent=False)
         edge_dim = 4 + rbf if self.pos_key else 0
