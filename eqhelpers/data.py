@@ -101,6 +101,7 @@ from ._util import (
     cache_dir,
     check_bool,
     check_count,
+    check_positive,
     check_weight,
     quarantine,
 )
@@ -279,6 +280,7 @@ def _gravity_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_planet
         raise ValueError(f"orientation must be 'plane' or 'haar', got {orientation!r}")
     check_count("n_planets", n_planets)
     check_weight("shift_std", shift_std)
+    check_bool("permute", permute)
     dev = gen.device
     star_m = _log_uniform(1.0, 10.0, (n, 1), gen, dtype)
     planet_m = _log_uniform(0.01, 0.1, (n, n_planets), gen, dtype)
@@ -329,6 +331,11 @@ def _egnn_charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_p
     directions, charges ±1; then (frame + 1)·frame_steps steps of :func:`simulate_egnn_charged`
     (EGNN stores its first frame at step 100; ``frame=-1`` is the initial state itself)."""
     check_count("frame", frame, -1)
+    check_count("frame_steps", frame_steps)
+    check_count("n_particles", n_particles)
+    check_positive("pos_std", pos_std)
+    check_weight("speed", speed)
+    check_positive("box", box)
     dev = gen.device
     pos = pos_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=dev)
     pos = torch.where(pos > box, 2 * box - pos, torch.where(pos < -box, -2 * box - pos, pos))
@@ -341,6 +348,9 @@ def _egnn_charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_p
 
 def _charged_initial(n: int, gen: torch.Generator, dtype=torch.float64, n_particles: int = 5,
                      pos_std: float = 1.0, vel_std: float = 0.5) -> dict[str, Tensor]:
+    check_count("n_particles", n_particles)
+    check_positive("pos_std", pos_std)
+    check_weight("vel_std", vel_std)
     pos = pos_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=gen.device)
     vel = vel_std * torch.randn(n, n_particles, 3, generator=gen, dtype=dtype, device=gen.device)
     charge = torch.randint(2, (n, n_particles, 1), generator=gen, device=gen.device).to(dtype) * 2 - 1
@@ -1008,6 +1018,19 @@ def _check_settings(tdef: TaskDef, init_kw: dict) -> None:
                         f"{known or 'none'}")
 
 
+def _check_particles(tdef: TaskDef, split: dict[str, Tensor], init_kw: dict) -> None:
+    """A generator setting that changes how many particles a system has (``n_planets``,
+    ``n_particles``) would give data that disagree with the task's spec and group (which count
+    its particles): a ValueError naming the setting, not a mismatch found later."""
+    n = tdef.spec.n_particles
+    got = {v.shape[1] for k, v in split.items() if k in tdef.spec.spec
+           and tdef.spec.spec[k].per_particle}
+    if got and got != {n}:
+        raise ValueError(f"task {tdef.name!r} is defined for {n} particles (its spec and its "
+                         f"group count them), but the settings {init_kw} give {sorted(got)}: keep "
+                         "the task's own count")
+
+
 def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed: int = 0,
               n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
               ood_translation_std: float | None = None, dtype: torch.dtype = torch.float32,
@@ -1045,6 +1068,7 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
         splits = generate_task(name, config["n_train"], config["n_val"], config["n_test"],
                                seed=seed, ood_translation_std=ood_translation_std,
                                device=simulate_on, **init_kw)
+        _check_particles(tdef, splits["train"], init_kw)  # before anything is cached
         provenance = {"generated_s": round(time.perf_counter() - t0, 3), "version": __version__,
                       "date": time.strftime("%Y-%m-%d"), "cache": str(path) if cache else None}
         if cache:

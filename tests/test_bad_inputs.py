@@ -366,6 +366,25 @@ def test_a_budget_with_an_impossible_size_is_refused_when_made(kw, match):
         get_budget("tiny").scaled(**kw)
 
 
+@pytest.mark.parametrize("name, kw, match", [
+    ("gravity", {"n_planets": 5}, "defined for 4 particles .* give \\[6\\]"),
+    ("charged", {"n_particles": 6}, "defined for 5 particles .* give \\[6\\]"),
+    ("charged", {"n_particles": -1}, "n_particles must be an int >= 1"),
+    ("charged", {"pos_std": -1.0}, "pos_std must be a finite number > 0"),
+    ("charged_egnn", {"box": float("nan")}, "box must be a finite number > 0"),
+    ("charged_egnn", {"frame_steps": True}, "frame_steps must be an int"),
+    ("gravity", {"permute": "no"}, "permute must be True or False"),
+])
+def test_generator_settings_are_checked_and_keep_the_tasks_particle_count(tmp_path, name, kw,
+                                                                           match):
+    """Before: n_planets=5 gave 6-body data under a 4-body spec and group (found only when a
+    model or a metric met them), a negative particle count a torch error, a negative spread, a
+    NaN box or "no" for permute were taken. Nothing is cached for a refused setting."""
+    with pytest.raises((ValueError, TypeError), match=match):
+        data.load_task(name, "tiny", n_train=8, n_val=4, n_test=4, **kw)
+    assert not list((tmp_path / "cache").glob(f"{name}-*.pt"))
+
+
 def test_a_misspelt_generator_setting_names_the_task_and_what_it_takes():
     with pytest.raises(TypeError, match=r"task 'hidden_axis' has no generator setting "
                                         r"\['coverge'\]: it takes \['coverage'\]"):
