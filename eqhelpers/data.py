@@ -418,7 +418,7 @@ def _plane_frame(dtype=torch.float64, device=None) -> Tensor:
 def _gaussian_point(d: int):
     def sample(n: int, gen: torch.Generator, dtype=torch.float64, coverage: float = 1.0):
         x = torch.randn(n, 1, d, generator=gen, dtype=dtype, device=gen.device)
-        if coverage != 1.0:  # only a sector of each orbit about the hidden axis
+        if check_positive("coverage", coverage) != 1.0:  # a sector of each orbit about the axis
             if d != 3 or not 0 < coverage < 1:
                 raise ValueError(f"coverage must be in (0, 1] (hidden axis only), got {coverage}")
             f = _axis_frame(dtype, gen.device)

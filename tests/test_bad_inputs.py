@@ -374,6 +374,7 @@ def test_a_budget_with_an_impossible_size_is_refused_when_made(kw, match):
     ("charged_egnn", {"box": float("nan")}, "box must be a finite number > 0"),
     ("charged_egnn", {"frame_steps": True}, "frame_steps must be an int"),
     ("gravity", {"permute": "no"}, "permute must be True or False"),
+    ("hidden_axis", {"coverage": "x"}, "coverage must be a finite number > 0"),
 ])
 def test_generator_settings_are_checked_and_keep_the_tasks_particle_count(tmp_path, name, kw,
                                                                            match):
