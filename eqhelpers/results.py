@@ -157,12 +157,32 @@ class SweepResult:
         raise KeyError(f"no sweep point for {model} at β/α = {beta:g}")
 
 
+def _check_sweep_blob(blob) -> None:
+    """The shape every reader of a sweep relies on: a config object, and points and summary rows
+    that are objects naming their model (a string) and β/α (a number). A ValueError says which
+    part is not."""
+    if not isinstance(blob, dict):
+        raise ValueError(f"the file holds a {type(blob).__name__}, not a sweep object")
+    if not isinstance(blob["config"], dict):
+        raise ValueError("its config is not an object")
+    for part in ("points", "summary"):
+        rows = blob[part]
+        if not isinstance(rows, list):
+            raise ValueError(f"its {part} is not a list")
+        for i, r in enumerate(rows):
+            if not (isinstance(r, dict) and isinstance(r.get("model"), str)
+                    and isinstance(r.get("beta"), (int, float))
+                    and not isinstance(r.get("beta"), bool)):
+                raise ValueError(f"{part}[{i}] does not name its model and β/α: {str(r)[:80]}")
+
+
 def load_sweep(path: str | Path) -> SweepResult:
     """Read a finished sweep (a directory with sweep.json, or the file itself)."""
     path = Path(path)
     file = path / "sweep.json" if path.is_dir() else path
     try:
         blob = json.loads(file.read_text(encoding="utf-8"))
+        _check_sweep_blob(blob)
         result = SweepResult(blob["config"], blob["points"], blob["summary"], file.parent,
                              provenance=blob.get("provenance", {}),
                              baselines=blob.get("baselines", {}))

@@ -583,6 +583,28 @@ def test_non_utf8_sweep_files_are_named(tmp_path):
         sweep(**TINY, out=out)
 
 
+@pytest.mark.parametrize("damage, match", [
+    (lambda b: [b], "the file holds a list, not a sweep object"),
+    (lambda b: {**b, "summary": "x"}, "its summary is not a list"),
+    (lambda b: {**b, "points": None}, "its points is not a list"),
+    (lambda b: {**b, "summary": [{"model": "transformer"}]}, "summary\\[0\\] does not name"),
+    (lambda b: {**b, "points": [{**b["points"][0], "beta": "one"}]}, "points\\[0\\] does not"),
+])
+def test_a_sweep_file_of_the_wrong_shape_is_named_when_read(tmp_path, damage, match):
+    """Valid JSON in the wrong shape: before, a summary given as a string read as rows of
+    characters and points of None loaded; every reader failed later, somewhere else."""
+    import shutil
+
+    src = Path(data.__file__).parent / "precomputed" / "sweep_charged_cpu"
+    shutil.copytree(src, tmp_path / "sw")
+    path = tmp_path / "sw" / "sweep.json"
+    good = json.loads(path.read_text())
+    assert load_sweep(tmp_path / "sw").summary  # the shipped file reads
+    path.write_text(json.dumps(damage(good)))
+    with pytest.raises(ValueError, match=f"cannot read sweep results from .*: {match}"):
+        load_sweep(tmp_path / "sw")
+
+
 # --- caches are validated against their own configuration --------------------------------------
 
 
