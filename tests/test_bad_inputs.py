@@ -123,6 +123,9 @@ def test_sweep_flags(tmp_path, kw, name):
         sweep(**{**TINY, **kw}, out=tmp_path / "sw")
 
 
+@pytest.mark.parametrize("kw, repeated", [({"seeds": (0, 1, 0)}, "seeds repeat \\[0\\]"),
+                                          ({"betas": [1, 1.0]}, "betas repeat \\[1.0\\]"),
+                                          ({"models": ("mlp", "mlp")}, "models repeat")])
 def test_a_sweep_with_a_value_twice_is_refused(tmp_path, kw, repeated):
     # a repeated seed would count twice in the mean ± std ("2 seeds", std 0)
     with pytest.raises(ValueError, match=repeated):
