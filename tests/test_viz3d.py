@@ -144,7 +144,7 @@ def _fake_registry(tmp_path, js: bytes, corrupt: bool = False):
 
 
 def test_fetch_3dmol_checks_the_tarball_and_never_clobbers(tmp_path, monkeypatch):
-    monkeypatch.setattr(viz, "STATIC", tmp_path / "static")
+    monkeypatch.setattr(viz.views3d, "STATIC", tmp_path / "static")
     assert viz.threedmol_version().count(".") == 2
     js = b"/*! 3Dmol.js */ var $3Dmol = {};"
     bad = _fake_registry(tmp_path, js, corrupt=True)

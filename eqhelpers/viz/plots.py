@@ -1,5 +1,5 @@
-"""Plots (matplotlib), the ipywidgets explorers (the α/β trade-off, rotated molecules) and
-py3Dmol views of molecules with predicted vectors."""
+"""Static figures (matplotlib): training curves, the trade-off, groups and fields, symmetry
+discovery, and still images of the 3D molecule views."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
+
+from ._common import COLORS, ELEMENTS, _finite, _molecule, _np
 
 
 def plot_history(history, ax=None, title: str | None = None):
@@ -58,7 +60,7 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
     lines; ``"auto"`` (default) draws those the sweep recorded on its own data (constant velocity
     and nothing moves where they exist, else the mean: :func:`eqhelpers.evaluation.baselines`).
     """
-    from .results import EQUIVARIANCE_LABELS, equivariance_key
+    from ..results import EQUIVARIANCE_LABELS, equivariance_key
 
     rows = result.summary
     e = equivariance_key(rows)
@@ -141,7 +143,7 @@ def interpolate(result, beta: float, model: str = "transformer") -> dict:
 
     β = 0 sits one decade left of the smallest positive β; beyond the grid the end value holds.
     """
-    from ._util import check_weight
+    from .._util import check_weight
 
     check_weight("beta", beta)  # β/α: finite, >= 0
     rows = sorted((r for r in result.summary if r["model"] == model), key=lambda r: r["beta"])
@@ -165,7 +167,7 @@ def interpolate(result, beta: float, model: str = "transformer") -> dict:
 def save_tradeoff(result, path: str | Path | None = None) -> Path:
     """:func:`plot_tradeoff` of a sweep written (atomically) as a PNG, by default to
     ``<sweep dir>/tradeoff.png``."""
-    from ._util import atomic_write
+    from .._util import atomic_write
 
     path = Path(path) if path is not None else Path(result.out) / "tradeoff.png"
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -178,89 +180,9 @@ def save_tradeoff(result, path: str | Path | None = None) -> Path:
     return path
 
 
-def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_mse"):
-    """An ipywidgets explorer: α and β sliders (log scale) place a setting on the sweep's
-    trade-off; the button trains that setting live with ``train(α, β) -> metrics`` (e.g.
-    :func:`eqhelpers.train.trainer`) and adds it to the plot.
-
-    Returns the widget (a VBox) with ``.sliders`` (α, β), ``.button``, ``.info`` (the read-out),
-    ``.output`` and ``.live`` (the settings trained so far) for scripting and tests, and
-    ``.snapshot()``: the current view as a static figure, which stays in a saved notebook.
-    """
-    import ipywidgets as w
-    from IPython.display import display
-
-    alpha = w.FloatLogSlider(value=1.0, base=10, min=-2, max=1, step=0.1, description="α",
-                             continuous_update=False, readout_format=".3g")
-    beta = w.FloatLogSlider(value=10.0, base=10, min=-2, max=3, step=0.1, description="β",
-                            continuous_update=False, readout_format=".3g")
-    button = w.Button(description="train this setting", icon="play", button_style="primary")
-    info = w.HTML()
-    out = w.Output(layout=w.Layout(min_height="380px"))
-    live: list[dict] = []
-    from .results import EQUIVARIANCE_SHORT, equivariance_key
-
-    e = equivariance_key(result.summary)  # the same quantity for the sweep and the live runs
-    e_name = EQUIVARIANCE_SHORT[e]
-
-    def draw(*_):
-        ratio = beta.value / alpha.value
-        pt = interpolate(result, ratio, model)
-        info.value = (f"<b>β/α = {ratio:.3g}</b>: expected {y.replace('_', ' ')} ≈ {pt[y]:.3g}, "
-                      f"{e_name} ≈ {pt[e]:.3g} (interpolated from the sweep)")
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6.5, 4.2))
-            plot_tradeoff(result, ax=ax, y=y, highlight=ratio)
-            for p in live:
-                ax.plot(p[e], p[y], "P", ms=12, color="orange", mec="k", zorder=5)
-                ax.annotate(f" live β/α={p['beta']:.3g}", (p[e], p[y]), fontsize=8)
-            display(fig)
-            plt.close(fig)
-
-    def train_now(_):
-        if train is None:
-            info.value += "<br><i>no trainer given to the explorer: cannot train live</i>"
-            return
-        button.disabled = True
-        try:
-            with out:
-                m = train(alpha.value, beta.value)
-            live.append({**m, "beta": beta.value / alpha.value})
-        finally:
-            button.disabled = False
-        draw()
-
-    alpha.observe(draw, "value")
-    beta.observe(draw, "value")
-    button.on_click(train_now)
-    box = w.VBox([w.HBox([alpha, beta]), w.HBox([button, info]), out])
-    box.sliders, box.button, box.output, box.info, box.live = (alpha, beta), button, out, info, live
-    box.redraw = draw
-
-    def snapshot():
-        """The current view as a static figure (it stays in a saved notebook)."""
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        plot_tradeoff(result, ax=ax, y=y, highlight=beta.value / alpha.value)
-        for p in live:
-            ax.plot(p[e], p[y], "P", ms=12, color="orange", mec="k", zorder=5)
-        return fig
-
-    box.snapshot = snapshot
-    draw()
-    return box
-
-
 # --------------------------------------------------------------------------------------------
 # groups and fields
 # --------------------------------------------------------------------------------------------
-
-
-def _finite(a: np.ndarray, what: str) -> None:
-    """A ValueError naming ``what`` if the array holds NaN or inf (figures check their input
-    before drawing anything)."""
-    if not np.isfinite(a).all():
-        raise ValueError(f"{what} contains NaN or inf")
 
 
 def _pairs(clouds) -> list:
@@ -283,7 +205,7 @@ def _cloud(points, i: int) -> np.ndarray:
 
 def plot_point_clouds(clouds, ax=None, title: str | None = None, connect_first: bool = True):
     """3D scatter of point clouds [N, 3] given as (points, label) pairs, with equal axes."""
-    from ._util import check_bool
+    from .._util import check_bool
 
     check_bool("connect_first", connect_first)
     clouds = [(_cloud(p, i), label) for i, (p, label) in enumerate(_pairs(clouds))]
@@ -462,253 +384,23 @@ class LiveDiscoveryPlot:
 
 
 # --------------------------------------------------------------------------------------------
-# 3D molecule views (py3Dmol)
+# molecules: still images of the 3D views, for pages read without a kernel
 # --------------------------------------------------------------------------------------------
-
-STATIC = Path(__file__).parent / "static"
-COLORS = {"prediction": "#1f77b4", "rotated back": "#d62728", "truth": "#2ca02c"}
-_JS_SHOWN = {"done": False}
-
-
-def threedmol_version() -> str:
-    """The 3Dmol.js version the installed py3Dmol loads by default (from its CDN URL)."""
-    import inspect
-    import re
-
-    import py3Dmol
-
-    default = inspect.signature(py3Dmol.view.__init__).parameters["js"].default
-    found = re.search(r"3dmol@([0-9][^/]*)/", default)
-    if not found:
-        raise RuntimeError(f"cannot read the 3Dmol.js version from py3Dmol's default {default!r}")
-    return found.group(1)
-
-
-def threedmol_js() -> Path:
-    """Where set-up keeps the local copy of 3Dmol.js (``eqhelpers/static/3Dmol-min.js``)."""
-    return STATIC / "3Dmol-min.js"
-
-
-def fetch_3dmol(force: bool = False, registry: str = "https://registry.npmjs.org",
-                timeout: float = 60.0) -> Path:
-    """Set-up step: fetch 3Dmol.js from the npm package ``3dmol`` (the version py3Dmol expects),
-    check the tarball against the registry's sha512, keep ``build/3Dmol-min.js`` locally.
-
-    Views then work offline (the file is never committed; it is in ``.gitignore``).
-    """
-    import base64
-    import hashlib
-    import io
-    import json
-    import tarfile
-    import urllib.request
-
-    from ._util import atomic_write, check_bool
-
-    check_bool("force", force)
-    path = threedmol_js()
-    if path.exists() and not force:
-        return path
-    version = threedmol_version()
-    with urllib.request.urlopen(f"{registry}/3dmol/{version}", timeout=timeout) as r:
-        dist = json.load(r)["dist"]
-    with urllib.request.urlopen(dist["tarball"], timeout=timeout) as r:
-        blob = r.read()
-    algo, _, want = dist["integrity"].partition("-")
-    got = base64.b64encode(hashlib.new(algo, blob).digest()).decode()
-    if got != want:
-        raise RuntimeError(f"3dmol {version}: the tarball's {algo} does not match the registry's")
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        js = tar.extractfile("package/build/3Dmol-min.js").read()
-    if b"3Dmol" not in js[:100000]:
-        raise RuntimeError("the 3dmol package's build/3Dmol-min.js does not look like 3Dmol.js")
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(js))
-
-
-def load_3dmol(force: bool = False) -> bool:
-    """Make 3Dmol.js available to the views in this notebook page, offline if set-up fetched it.
-
-    With the local copy, the library is put into the page once (inline), so no CDN is needed;
-    without it, py3Dmol loads it from its CDN (needs network). Returns True if the local copy is
-    used. Call again with ``force=True`` after reloading the browser page.
-    """
-    from IPython.display import HTML, display
-
-    from ._util import check_bool
-
-    check_bool("force", force)
-    path = threedmol_js()
-    if not path.exists():
-        return False
-    if force or not _JS_SHOWN["done"]:
-        js = path.read_text(encoding="utf-8")
-        # hide module/exports like py3Dmol's loader does, so the bundle sets window.$3Dmol;
-        # py3Dmol's views then find $3Dmolpromise and skip their CDN download
-        display(HTML("<script>\n(function(){var exports=undefined, module=undefined, "
-                     "define=undefined;\n" + js.replace("</script", "<\\/script")
-                     + "\n}).call(window);\nwindow.$3Dmolpromise = Promise.resolve();\n</script>"
-                     "<small>3Dmol.js " + threedmol_version() + " (local copy)</small>"))
-        _JS_SHOWN["done"] = True
-    return True
-
-
-def _view(width: int, height: int, grid=None):
-    import py3Dmol
-
-    kw = {"viewergrid": grid} if grid else {}
-    load_3dmol()  # the local copy, if set-up fetched one
-    return py3Dmol.view(width=width, height=height, **kw)
-
-
-def _np(x) -> np.ndarray:
-    import torch
-
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
-
-
-def _molecule(numbers, pos, arrows, scale: float):
-    """Checked scene: atomic numbers [N] (ints 1…118), positions [N, 3] and each arrow's vectors
-    [N, 3], all finite; ``scale`` finite and ≥ 0. A ValueError names what is wrong."""
-    z, pos = _np(numbers), _np(pos)
-    if z.ndim != 1 or not len(z):
-        raise ValueError(f"numbers must be atomic numbers [N], got shape {z.shape}")
-    if not (np.isfinite(z).all() and (z == np.round(z)).all() and (z >= 1).all()
-            and (z <= 118).all()):
-        raise ValueError(f"numbers must be atomic numbers (integers 1…118), got {z.tolist()}")
-    if pos.shape != (len(z), 3):
-        raise ValueError(f"pos must be [N, 3] for {len(z)} atoms, got shape {pos.shape}")
-    _finite(pos, "pos")
-    if not (np.isfinite(scale) and scale >= 0):
-        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
-    checked = []
-    for i, (vectors, color) in enumerate(arrows):
-        v = _np(vectors)
-        if v.shape != pos.shape:
-            raise ValueError(f"arrows[{i}] must be [N, 3] like pos {pos.shape}, got {v.shape}")
-        _finite(v, f"arrows[{i}]")
-        checked.append((v, color))
-    return z.astype(int), pos, checked
-
-
-def _add_molecule(view, numbers, pos, arrows, scale: float, viewer=None) -> None:
-    from .molecules import xyz_block
-
-    kw = {"viewer": viewer} if viewer is not None else {}
-    numbers, pos, arrows = _molecule(numbers, pos, arrows, scale)
-    view.addModel(xyz_block(numbers, pos), "xyz", **kw)
-    view.setStyle({}, {"stick": {"radius": 0.1}, "sphere": {"scale": 0.2}}, **kw)
-    for vectors, color in arrows:
-        for p, v in zip(pos, vectors):
-            if float(np.linalg.norm(v)) * scale < 1e-3:
-                continue
-            e = p + scale * v
-            view.addArrow({"start": dict(zip("xyz", map(float, p))),
-                           "end": dict(zip("xyz", map(float, e))), "radius": 0.05,
-                           "radiusRatio": 2.0, "mid": 0.75, "color": color}, **kw)
-    view.zoomTo(**kw)
-
-
-def molecule_view(numbers, pos, arrows=(), scale: float = 0.6, width: int = 420,
-                  height: int = 360):
-    """A py3Dmol view of one molecule (atomic numbers [N], positions [N, 3] in Å) with arrows:
-    ``arrows`` is a list of (vectors [N, 3], colour), drawn from each atom, ``scale`` Å per unit."""
-    view = _view(width, height)
-    _add_molecule(view, numbers, pos, arrows, scale)
-    return view
-
-
-def _vector_output(spec, out, x, key: str | None):
-    """The vector field to draw: a vector output, or a point output's displacement."""
-    keys = [k for k, f in spec.outputs.items() if f.per_particle and f.kind in ("vector", "point")]
-    if not keys:
-        raise ValueError("the model has no per-atom vector or point output to draw")
-    key = keys[0] if key is None else key
-    if key not in keys:
-        raise ValueError(f"cannot draw {key!r}: choose one of {keys}")
-    v = out[key]
-    return key, (v - x[spec.residual.get(key, "pos")] if spec.outputs[key].kind == "point" else v)
-
-
-def rotated_prediction(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0,
-                       index: int = 0, key: str | None = None) -> dict:
-    """Predictions of ``model`` on frame ``index`` and on its copy rotated by ``angle`` degrees
-    about ``axis`` (through the centroid); the rotated prediction rotated back.
-
-    Returns arrays (numpy, float64): ``numbers``, ``pos``, ``pos_rotated``, ``f`` (f(x)),
-    ``f_rotated`` (f(g·x)), ``f_back`` (g⁻¹·f(g·x)), ``truth`` and ``violation`` = RMS over atoms
-    of |g⁻¹·f(g·x) − f(x)| with ``violation_rel`` (over the RMS of |f(x)|).
-    """
-    import torch
-
-    from .evaluation import predict
-    from .fields import Sample, act
-    from .groups import rotation_about
-
-    spec = model.spec
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) \
-            or not 0 <= index < len(sample):
-        raise ValueError(f"index must be an int in [0, {len(sample)}): a frame of the sample, "
-                         f"got {index!r}")
-    p = next(iter(model.parameters()))
-    frame = sample.index(slice(index, index + 1)).to(p.device, p.dtype)
-    x = frame.select(spec.inputs)
-    g = rotation_about(axis, angle, _np(x["pos"][0]).mean(0)).to(p.device, p.dtype)
-    gx = act(g, x)
-    with torch.no_grad():
-        both = predict(model, Sample.cat([x, gx]))  # f(x) and f(g·x) in one forward pass
-    f, fg = ({k: v[i:i + 1] for k, v in both.items()} for i in (0, 1))
-    key, v = _vector_output(spec, f, x, key)
-    _, vg = _vector_output(spec, fg, gx, key)
-    _, back = _vector_output(spec, act(g.inverse(), fg, spec.outputs), x, key)
-    t = _np(_vector_output(spec, frame, x, key)[1][0]) if key in frame else None
-    v, vg, back = v[0], vg[0], back[0]
-    rms = float((back - v).norm(dim=-1).pow(2).mean().sqrt())
-    ref = float(v.norm(dim=-1).pow(2).mean().sqrt())
-    return {"key": key, "numbers": _np(x["atom"][0, :, 0]).astype(int) if "atom" in x else None,
-            "pos": _np(x["pos"][0]), "pos_rotated": _np(gx["pos"][0]), "f": _np(v),
-            "f_rotated": _np(vg), "f_back": _np(back), "truth": t, "violation": rms,
-            "violation_rel": rms / max(ref, 1e-30), "axis": tuple(map(float, axis)),
-            "angle": float(angle)}
-
-
-def rotated_view(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0, index: int = 0,
-                 key: str | None = None, scale: float = 0.6, width: int = 820, height: int = 380,
-                 truth: bool = True):
-    """Side by side: left, the molecule with f(x) (blue), g⁻¹·f(g·x) (red) and the truth
-    (green); right, the rotated copy g·x with f(g·x) (red). Linked cameras.
-
-    An equivariant model draws the red arrows on top of the blue ones. Returns (view, info) with
-    ``info`` from :func:`rotated_prediction`.
-    """
-    from ._util import check_bool
-
-    check_bool("truth", truth)
-    info = rotated_prediction(model, sample, axis, angle, index, key)
-    left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
-    if truth and info["truth"] is not None:
-        left.insert(0, (info["truth"], COLORS["truth"]))
-    view = _view(width, height, grid=(1, 2))
-    _add_molecule(view, info["numbers"], info["pos"], left, scale, viewer=(0, 0))
-    _add_molecule(view, info["numbers"], info["pos_rotated"],
-                  [(info["f_rotated"], COLORS["rotated back"])], scale, viewer=(0, 1))
-    return view, info
 
 
 # static images of the 3D views: what a committed notebook shows where the live widget cannot
 # run (a code host, nbviewer, a PDF)
-_ELEMENT = {1: ("H", "#d9d9d9", 0.31), 6: ("C", "#404040", 0.76), 7: ("N", "#3050f8", 0.71),
-            8: ("O", "#ff0d0d", 0.66)}
 
 
 def _draw_molecule(ax, numbers, pos, arrows, scale: float) -> None:
     """Draw a scene :func:`_molecule` has checked (numbers, positions, arrows as arrays)."""
-    radii = np.array([_ELEMENT.get(z, ("?", "#999999", 0.75))[2] for z in numbers])
+    radii = np.array([ELEMENTS.get(z, ("?", "#999999", 0.75))[2] for z in numbers])
     d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     bonded = (d < 1.2 * (radii[:, None] + radii[None])) & (d > 0)
     for i, j in zip(*np.nonzero(np.triu(bonded))):
         ax.plot(*pos[[i, j]].T, color="0.55", lw=1.5, zorder=1)
     ax.scatter(*pos.T, s=[60 if z == 1 else 140 for z in numbers], depthshade=False,
-               c=[_ELEMENT.get(z, ("?", "#999999", 0.75))[1] for z in numbers],
+               c=[ELEMENTS.get(z, ("?", "#999999", 0.75))[1] for z in numbers],
                edgecolors="k", linewidths=0.4, zorder=2)
     for vectors, color in arrows:
         v = scale * vectors
@@ -740,7 +432,7 @@ def molecule_figure(numbers, pos, arrows=(), scale: float = 0.6, title: str | No
 def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: str = ""):
     """A static image of a :func:`rotated_view` (``info`` from :func:`rotated_prediction`): left
     the frame with the truth, f(x) and g⁻¹·f(g·x); right the rotated copy with f(g·x)."""
-    from ._util import check_bool
+    from .._util import check_bool
 
     check_bool("truth", truth)
     left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
@@ -759,73 +451,3 @@ def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: st
                  f"({100 * info['violation_rel']:.1f}% of |f(x)|)", fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def legend_html(info: dict, extra: str = "") -> str:
-    """The colour key and violation of a :func:`rotated_view` (HTML)."""
-    c = COLORS
-    return (f"<div style='font-size:13px'>{extra}<b>left</b>: the frame, "
-            f"<span style='color:{c['truth']}'>■ truth</span>, "
-            f"<span style='color:{c['prediction']}'>■ f(x)</span>, "
-            f"<span style='color:{c['rotated back']}'>■ g⁻¹·f(g·x)</span> &nbsp; "
-            f"<b>right</b>: g·x rotated {info['angle']:.0f}° about {info['axis']}, "
-            f"<span style='color:{c['rotated back']}'>■ f(g·x)</span><br>"
-            f"violation |g⁻¹·f(g·x) − f(x)| (RMS over atoms): <b>{info['violation']:.3g}</b> "
-            f"({100 * info['violation_rel']:.1f}% of |f(x)|)</div>")
-
-
-AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0),
-        "(1, 1, 1)": (1.0, 1.0, 1.0)}
-
-
-def molecule_explorer(result, task=None, model: str = "transformer", key: str | None = None,
-                      scale: float = 0.6, width: int = 820, height: int = 380):
-    """ipywidgets: rotate a test molecule (angle, axis), pick β from a sweep with saved models
-    (``sweep(..., save_models=True)``) and the frame; the side-by-side view and the violation
-    update. Returns the widget (a VBox) with ``.controls`` (angle, axis, β, frame), ``.info``,
-    ``.output``, ``.last`` (the latest :func:`rotated_prediction`) for scripting and tests, and
-    ``.snapshot()``: the current view as a static figure (:func:`rotated_figure`).
-    """
-    import ipywidgets as w
-
-    from .data import load_task
-    from .results import EQUIVARIANCE_SHORT, equivariance_key, load_sweep_model
-
-    task = load_task(result.config["task"], result.config["budget"]) if task is None else task
-    e = equivariance_key(result.summary)
-    e_name = EQUIVARIANCE_SHORT[e]
-    betas = sorted({p["beta"] for p in result.points if p["model"] == model})
-    if not betas:
-        raise ValueError(f"the sweep has no {model!r} points")
-    angle = w.IntSlider(value=90, min=0, max=360, step=15, description="angle °",
-                        continuous_update=False)
-    axis = w.Dropdown(options=list(AXES), value="z", description="axis")
-    beta = w.SelectionSlider(options=[(f"{b:g}", b) for b in betas], value=betas[-1],
-                             description="β", continuous_update=False)
-    frame = w.IntSlider(value=0, min=0, max=len(task["test"]) - 1, description="test frame",
-                        continuous_update=False)
-    info = w.HTML()
-    out = w.Output(layout=w.Layout(min_height=f"{height + 10}px"))
-    models: dict = {}
-    box = w.VBox([w.HBox([angle, axis]), w.HBox([beta, frame]), info, out])
-
-    def draw(*_):
-        b = beta.value
-        if b not in models:
-            models[b] = load_sweep_model(result, model, b, task=task)
-        view, last = rotated_view(models[b], task["test"], AXES[axis.value], angle.value,
-                                  frame.value, key, scale, width, height)
-        box.last = last
-        row = result.at(model, b)
-        info.value = legend_html(last, f"<b>{model}, β = {b:g}</b> (sweep: test MSE "
-                                   f"{row['test_mse']:.3g}, {e_name} {row[e]:.3g}) &nbsp; ")
-        with out:
-            out.clear_output(wait=True)
-            view.show()
-
-    for c in (angle, axis, beta, frame):
-        c.observe(draw, "value")
-    box.controls, box.info, box.output, box.redraw = (angle, axis, beta, frame), info, out, draw
-    box.snapshot = lambda: rotated_figure(box.last, scale, title=f"{model}, β = {beta.value:g} · ")
-    draw()
-    return box

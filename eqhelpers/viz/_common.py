@@ -1,0 +1,48 @@
+"""What every figure and view checks before it draws (private to :mod:`eqhelpers.viz`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# the arrow colours of every molecule figure and 3D view
+COLORS = {"prediction": "#1f77b4", "rotated back": "#d62728", "truth": "#2ca02c"}
+# element: (symbol, CPK colour, covalent radius in Å)
+ELEMENTS = {1: ("H", "#d9d9d9", 0.31), 6: ("C", "#404040", 0.76), 7: ("N", "#3050f8", 0.71),
+            8: ("O", "#ff0d0d", 0.66)}
+
+
+def _np(x) -> np.ndarray:
+    import torch
+
+    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
+
+
+def _finite(a: np.ndarray, what: str) -> None:
+    """A ValueError naming ``what`` if the array holds NaN or inf (figures check their input
+    before drawing anything)."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or inf")
+
+
+def _molecule(numbers, pos, arrows, scale: float):
+    """Checked scene: atomic numbers [N] (ints 1…118), positions [N, 3] and each arrow's vectors
+    [N, 3], all finite; ``scale`` finite and ≥ 0. A ValueError names what is wrong."""
+    z, pos = _np(numbers), _np(pos)
+    if z.ndim != 1 or not len(z):
+        raise ValueError(f"numbers must be atomic numbers [N], got shape {z.shape}")
+    if not (np.isfinite(z).all() and (z == np.round(z)).all() and (z >= 1).all()
+            and (z <= 118).all()):
+        raise ValueError(f"numbers must be atomic numbers (integers 1…118), got {z.tolist()}")
+    if pos.shape != (len(z), 3):
+        raise ValueError(f"pos must be [N, 3] for {len(z)} atoms, got shape {pos.shape}")
+    _finite(pos, "pos")
+    if not (np.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    checked = []
+    for i, (vectors, color) in enumerate(arrows):
+        v = _np(vectors)
+        if v.shape != pos.shape:
+            raise ValueError(f"arrows[{i}] must be [N, 3] like pos {pos.shape}, got {v.shape}")
+        _finite(v, f"arrows[{i}]")
+        checked.append((v, color))
+    return z.astype(int), pos, checked
