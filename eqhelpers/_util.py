@@ -35,6 +35,19 @@ def source_fingerprint(root: str | os.PathLike | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def cells_fingerprint(cells) -> str:
+    """A sha256 over a notebook's cells (type and source, in order; not outputs or metadata):
+    ``notebooks/execute_notebooks.py`` stamps it beside :func:`source_fingerprint`, so a cell
+    edited after the notebook ran is seen by the test that checks the stamp."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for c in cells:
+        h.update(json.dumps([c["cell_type"], c["source"]], ensure_ascii=False).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or None) picks CUDA when present, else the CPU; anything else is passed to torch."""
     if device is None or device == "auto":

@@ -6,14 +6,18 @@ import io
 import json
 import tarfile
 
-import numpy as np
-import pytest
-import torch
+import matplotlib
 
-from eqhelpers import data, viz
-from eqhelpers.groups import rotation_about
-from eqhelpers.models import make_model
-from eqhelpers.sweep import load_sweep_model, sweep
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from eqhelpers import data, viz  # noqa: E402
+from eqhelpers.groups import rotation_about  # noqa: E402
+from eqhelpers.models import make_model  # noqa: E402
+from eqhelpers.sweep import load_sweep_model, sweep  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,6 @@ def test_static_images_show_the_same_scene(task):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     info = viz.rotated_prediction(_model("transformer", task), task["test"], angle=90, index=1)
     fig = viz.rotated_figure(info)
@@ -110,12 +113,14 @@ def test_molecule_explorer_follows_its_controls(task, tmp_path, monkeypatch):
     box = viz.molecule_explorer(res, task)
     angle, axis, beta, frame = box.controls
     first = box.info.value
-    assert "β = 10" in first and box.last["angle"] == 90
+    # it starts where a plain model's violation shows: the smallest β, 90° about z
+    assert "β = 0" in first and box.last["angle"] == 90 and box.last["axis"] == (0.0, 0.0, 1.0)
     angle.value = 180
     assert box.last["angle"] == 180 and box.info.value != first and "180°" in box.info.value
-    v10 = box.last["violation"]
+    v0 = box.last["violation"]
+    beta.value = 10.0
+    assert "β = 10" in box.info.value and box.last["violation"] != v0
     beta.value = 0.0
-    assert "β = 0" in box.info.value and box.last["violation"] != v10
     axis.value = "x"
     assert box.last["axis"] == (1.0, 0.0, 0.0)
     frame.value = 3
@@ -158,3 +163,41 @@ def test_fetch_3dmol_checks_the_tarball_and_never_clobbers(tmp_path, monkeypatch
     with pytest.raises(RuntimeError):
         viz.fetch_3dmol(force=True, registry=_fake_registry(tmp_path, js, corrupt=True))
     assert path.read_bytes() == js
+
+
+def _png_size(b64: str) -> tuple[int, int]:
+    import base64
+    import struct
+
+    raw = base64.b64decode(b64)
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", raw[16:24])
+
+
+def test_3d_views_and_explorers_carry_a_still_image_for_pages_without_a_kernel(task, tmp_path,
+                                                                                monkeypatch):
+    """Displayed, a 3D view's bundle holds the live view (3Dmol HTML), a PNG of the same scene
+    and a one-line note; an explorer's holds the widget, the PNG of its current view and a note.
+    A page read without a kernel shows the PNG (execute_notebooks keeps it), never the 3Dmol
+    "failed to load" box or the widget's VBox(...) text."""
+    from IPython.core.formatters import DisplayFormatter
+
+    plt.close("all")
+    fmt = DisplayFormatter()
+    view, info = viz.rotated_view(_model("transformer", task), task["test"], angle=90, title="t · ")
+    data, _ = fmt.format(view)
+    assert {"text/html", "image/png", "text/plain"} <= set(data)
+    assert "3dmolviewer" in data["text/html"] and "3D view" in data["text/plain"]
+    w, h = _png_size(data["image/png"])
+    assert w > 600 and h > 200  # both panels, at the course's resolution
+    assert not plt.get_fignums()  # the still figure was closed, not left for the inline backend
+    single = viz.molecule_view(info["numbers"], info["pos"], [(info["f"], viz.COLORS["prediction"])])
+    assert "image/png" in fmt.format(single)[0]
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
+    res = sweep("ethanol_future", betas=[0.0], seeds=[0], budget="tiny", device="cpu",
+                out=tmp_path / "sw", progress=False, save_models=True)
+    box = viz.molecule_explorer(res, task)
+    data, _ = fmt.format(box)
+    assert "application/vnd.jupyter.widget-view+json" in data and "image/png" in data
+    assert "VBox" not in data["text/plain"] and "explorer" in data["text/plain"]
+    plt.close("all")

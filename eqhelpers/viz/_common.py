@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# the arrow colours of every molecule figure and 3D view
-COLORS = {"prediction": "#1f77b4", "rotated back": "#d62728", "truth": "#2ca02c"}
+# the arrow colours of every molecule figure and 3D view: none near an element's CPK colour
+# (oxygen is red, nitrogen blue, carbon dark grey, hydrogen light grey)
+COLORS = {"prediction": "#1f77b4", "rotated back": "#ff8c00", "truth": "#2ca02c"}
 # element: (symbol, CPK colour, covalent radius in Å)
 ELEMENTS = {1: ("H", "#d9d9d9", 0.31), 6: ("C", "#404040", 0.76), 7: ("N", "#3050f8", 0.71),
             8: ("O", "#ff0d0d", 0.66)}
@@ -46,3 +47,22 @@ def _molecule(numbers, pos, arrows, scale: float):
         _finite(v, f"arrows[{i}]")
         checked.append((v, color))
     return z.astype(int), pos, checked
+
+
+STILL_DPI = 110  # still images in display bundles, as sharp as the course's inline figures
+
+
+def figure_png(fig) -> str:
+    """A matplotlib Figure as a base64 PNG (what a notebook's ``image/png`` output holds); the
+    figure is closed, so it is not drawn a second time by the inline backend."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=STILL_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

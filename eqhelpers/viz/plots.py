@@ -439,9 +439,9 @@ def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: st
     if truth and info["truth"] is not None:
         left.insert(0, (info["truth"], COLORS["truth"]))
     panels = [(_molecule(info["numbers"], pos, arrows, scale), name) for pos, arrows, name in (
-        (info["pos"], left, "the frame: truth (green), f(x) (blue), g⁻¹·f(g·x) (red)"),
+        (info["pos"], left, "the frame: truth (green), f(x) (blue), g⁻¹·f(g·x) (orange)"),
         (info["pos_rotated"], [(info["f_rotated"], COLORS["rotated back"])],
-         f"rotated {info['angle']:.0f}° about {info['axis']}: f(g·x) (red)"))]
+         f"rotated {info['angle']:.0f}° about {info['axis']}: f(g·x) (orange)"))]
     fig = plt.figure(figsize=(9.2, 4.2))
     for k, (scene, name) in enumerate(panels):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")

@@ -4,11 +4,12 @@ offline."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
-from ._common import COLORS, _molecule, _np
+from ._common import COLORS, _molecule, _np, figure_png
 
 STATIC = Path(__file__).resolve().parents[1] / "static"  # eqhelpers/static (fetched, never committed)
 _JS_SHOWN = {"done": False}
@@ -96,12 +97,45 @@ def load_3dmol(force: bool = False) -> bool:
     return True
 
 
-def _view(width: int, height: int, grid=None):
+STILL_NOTE = ("[a 3D view (3Dmol.js): in a running notebook it turns and zooms; where no "
+              "JavaScript runs, its still image is shown]")
+
+
+@functools.cache
+def _view_class():
+    """py3Dmol's view, carrying a still image of its scene (made only when it is shown)."""
     import py3Dmol
 
+    class View3D(py3Dmol.view):
+        """A py3Dmol view whose display bundle also holds a still image (``image/png``) and a
+        one-line note (``text/plain``): a running notebook shows the 3D view; a page read
+        without a kernel (a code host, the course site) shows the image, never 3Dmol.js's
+        "failed to load" box (``notebooks/execute_notebooks.py`` keeps only those two)."""
+
+        still = None  # a callable returning the matplotlib Figure of the same scene
+
+        def _repr_mimebundle_(self, include=None, exclude=None):
+            html = self._make_html()
+            bundle = {"application/3dmoljs_load.v0": html, "text/html": html,
+                      "text/plain": STILL_NOTE}
+            if self.still is not None:
+                bundle["image/png"] = figure_png(self.still())
+            return bundle
+
+        def show(self):
+            from IPython.display import display
+
+            display(self)
+
+    return View3D
+
+
+def _view(width: int, height: int, grid=None, still=None):
     kw = {"viewergrid": grid} if grid else {}
     load_3dmol()  # the local copy, if set-up fetched one
-    return py3Dmol.view(width=width, height=height, **kw)
+    view = _view_class()(width=width, height=height, **kw)
+    view.still = still
+    return view
 
 
 def _add_molecule(view, numbers, pos, arrows, scale: float, viewer=None) -> None:
@@ -123,10 +157,16 @@ def _add_molecule(view, numbers, pos, arrows, scale: float, viewer=None) -> None
 
 
 def molecule_view(numbers, pos, arrows=(), scale: float = 0.6, width: int = 420,
-                  height: int = 360):
+                  height: int = 360, title: str | None = None):
     """A py3Dmol view of one molecule (atomic numbers [N], positions [N, 3] in Å) with arrows:
-    ``arrows`` is a list of (vectors [N, 3], colour), drawn from each atom, ``scale`` Å per unit."""
-    view = _view(width, height)
+    ``arrows`` is a list of (vectors [N, 3], colour), drawn from each atom, ``scale`` Å per unit.
+
+    Shown, it is the live view in a running notebook and its still image
+    (:func:`~eqhelpers.viz.plots.molecule_figure`, with ``title``) on a page read without one."""
+    from .plots import molecule_figure
+
+    arrows = list(arrows)
+    view = _view(width, height, still=lambda: molecule_figure(numbers, pos, arrows, scale, title))
     _add_molecule(view, numbers, pos, arrows, scale)
     return view
 
@@ -187,12 +227,13 @@ def rotated_prediction(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0,
 
 def rotated_view(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0, index: int = 0,
                  key: str | None = None, scale: float = 0.6, width: int = 820, height: int = 380,
-                 truth: bool = True):
-    """Side by side: left, the molecule with f(x) (blue), g⁻¹·f(g·x) (red) and the truth
-    (green); right, the rotated copy g·x with f(g·x) (red). Linked cameras.
+                 truth: bool = True, title: str = ""):
+    """Side by side: left, the molecule with f(x) (blue), g⁻¹·f(g·x) (orange) and the truth
+    (green); right, the rotated copy g·x with f(g·x) (orange). Linked cameras.
 
-    An equivariant model draws the red arrows on top of the blue ones. Returns (view, info) with
-    ``info`` from :func:`rotated_prediction`.
+    An equivariant model draws the orange arrows on top of the blue ones. Returns (view, info) with
+    ``info`` from :func:`rotated_prediction`; shown, the view carries its still image
+    (:func:`~eqhelpers.viz.plots.rotated_figure`, with ``title``) for pages read without a kernel.
     """
     from .._util import check_bool
 
@@ -201,7 +242,10 @@ def rotated_view(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0, index
     left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
     if truth and info["truth"] is not None:
         left.insert(0, (info["truth"], COLORS["truth"]))
-    view = _view(width, height, grid=(1, 2))
+    from .plots import rotated_figure
+
+    view = _view(width, height, grid=(1, 2),
+                 still=lambda: rotated_figure(info, scale, truth, title))
     _add_molecule(view, info["numbers"], info["pos"], left, scale, viewer=(0, 0))
     _add_molecule(view, info["numbers"], info["pos_rotated"],
                   [(info["f_rotated"], COLORS["rotated back"])], scale, viewer=(0, 1))

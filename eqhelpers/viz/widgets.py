@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
+import functools
+
 import matplotlib.pyplot as plt
 
+from ._common import figure_png
 from .plots import interpolate, plot_tradeoff, rotated_figure
 from .views3d import legend_html, rotated_view
+
+EXPLORER_NOTE = ("[an interactive explorer (ipywidgets): in a running notebook its controls move; "
+                 "where no kernel runs, the image of its current view is shown]")
+
+
+@functools.cache
+def _explorer_class():
+    """An ipywidgets VBox whose display bundle also holds the image of its current view."""
+    import ipywidgets as w
+
+    class Explorer(w.VBox):
+        """A running notebook shows the widget; a page read without a kernel (a code host, the
+        course site) shows ``snapshot()`` as an image beside a one-line note, never the widget's
+        ``VBox(children=…)`` text (``notebooks/execute_notebooks.py`` keeps only those two)."""
+
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            if isinstance(bundle, tuple):  # (data, metadata)
+                bundle = bundle[0]
+            bundle = dict(bundle or {})
+            bundle["text/plain"] = EXPLORER_NOTE
+            bundle["image/png"] = figure_png(self.snapshot())
+            return bundle
+
+    return Explorer
+
 
 
 def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_mse"):
@@ -15,7 +44,8 @@ def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_ms
 
     Returns the widget (a VBox) with ``.sliders`` (α, β), ``.button``, ``.info`` (the read-out),
     ``.output`` and ``.live`` (the settings trained so far) for scripting and tests, and
-    ``.snapshot()``: the current view as a static figure, which stays in a saved notebook.
+    ``.snapshot()``: the current view as a static figure. Displayed, the widget carries that
+    image, which is what a page read without a kernel shows.
     """
     import ipywidgets as w
     from IPython.display import display
@@ -64,7 +94,7 @@ def tradeoff_explorer(result, train=None, model: str = "transformer", y="test_ms
     alpha.observe(draw, "value")
     beta.observe(draw, "value")
     button.on_click(train_now)
-    box = w.VBox([w.HBox([alpha, beta]), w.HBox([button, info]), out])
+    box = _explorer_class()([w.HBox([alpha, beta]), w.HBox([button, info]), out])
     box.sliders, box.button, box.output, box.info, box.live = (alpha, beta), button, out, info, live
     box.redraw = draw
 
@@ -91,7 +121,9 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     (``sweep(..., save_models=True)``) and the frame; the side-by-side view and the violation
     update. Returns the widget (a VBox) with ``.controls`` (angle, axis, β, frame), ``.info``,
     ``.output``, ``.last`` (the latest :func:`rotated_prediction`) for scripting and tests, and
-    ``.snapshot()``: the current view as a static figure (:func:`rotated_figure`).
+    ``.snapshot()``: the current view as a static figure (:func:`rotated_figure`), which a
+    displayed explorer carries for pages read without a kernel. It starts at the smallest β
+    (where a plain model's violation shows) and 90° about z.
     """
     import ipywidgets as w
 
@@ -107,14 +139,14 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
     angle = w.IntSlider(value=90, min=0, max=360, step=15, description="angle °",
                         continuous_update=False)
     axis = w.Dropdown(options=list(AXES), value="z", description="axis")
-    beta = w.SelectionSlider(options=[(f"{b:g}", b) for b in betas], value=betas[-1],
+    beta = w.SelectionSlider(options=[(f"{b:g}", b) for b in betas], value=betas[0],
                              description="β", continuous_update=False)
     frame = w.IntSlider(value=0, min=0, max=len(task["test"]) - 1, description="test frame",
                         continuous_update=False)
     info = w.HTML()
     out = w.Output(layout=w.Layout(min_height=f"{height + 10}px"))
     models: dict = {}
-    box = w.VBox([w.HBox([angle, axis]), w.HBox([beta, frame]), info, out])
+    box = _explorer_class()([w.HBox([angle, axis]), w.HBox([beta, frame]), info, out])
 
     def draw(*_):
         b = beta.value
@@ -122,6 +154,7 @@ def molecule_explorer(result, task=None, model: str = "transformer", key: str | 
             models[b] = load_sweep_model(result, model, b, task=task)
         view, last = rotated_view(models[b], task["test"], AXES[axis.value], angle.value,
                                   frame.value, key, scale, width, height)
+        view.still = None  # the explorer carries its own image (snapshot)
         box.last = last
         row = result.at(model, b)
         info.value = legend_html(last, f"<b>{model}, β = {b:g}</b> (sweep: test MSE "
