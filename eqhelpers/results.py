@@ -41,6 +41,17 @@ def equivariance_key(rows: list[dict]) -> str:
     return "E_prime" if rows and all("E_prime" in r for r in rows) else "E_prime_mse"
 
 
+def pareto_mask(points) -> list[bool]:
+    """Which of ``points`` (pairs of errors, both minimised: e.g. (E′, test MSE)) are on the
+    Pareto front: no other point is at least as good on both and better on one. Equal points
+    are both on it (neither beats the other)."""
+    pts = [tuple(map(float, p)) for p in points]
+    if any(len(p) != 2 for p in pts):
+        raise ValueError("pareto_mask takes pairs (x, y) of errors, both minimised")
+    return [not any(o[0] <= p[0] and o[1] <= p[1] and (o[0] < p[0] or o[1] < p[1]) for o in pts)
+            for p in pts]
+
+
 def point_key(model: str, beta: float, seed: int) -> str:
     return f"{model}-beta{beta:g}-seed{seed}"
 

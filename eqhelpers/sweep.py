@@ -66,6 +66,7 @@ from .results import (
     load_sweep,
     load_sweep_model,
     metric_keys,
+    pareto_mask,
     point_key,
 )
 
@@ -108,11 +109,10 @@ def summarise(points: list[dict]) -> list[dict]:
                 row[f"n_{m}"] = len(vals)
         rows.append(row)
     e = equivariance_key(rows)
-    for r in rows:  # the front within each model: which β/α settings are worth having
-        r["pareto"] = not any(
-            o is not r and o["model"] == r["model"]
-            and o["test_mse"] <= r["test_mse"] and o[e] <= r[e]
-            and (o["test_mse"] < r["test_mse"] or o[e] < r[e]) for o in rows)
+    for model in {r["model"] for r in rows}:  # the front within each model: the β/α worth having
+        mine = [r for r in rows if r["model"] == model]
+        for r, front in zip(mine, pareto_mask([(r[e], r["test_mse"]) for r in mine])):
+            r["pareto"] = front
     return rows
 
 

@@ -6,7 +6,16 @@ import torch
 
 from eqhelpers.data import load_task
 from eqhelpers.equivariance import field_mse
-from eqhelpers.exercises import check_e_prime, check_expm_step, check_l_equi
+from eqhelpers.exercises import (
+    check_boost,
+    check_e_prime,
+    check_expm_step,
+    check_forces,
+    check_haar_rotations,
+    check_l_equi,
+    check_pareto,
+    check_symmetry_score,
+)
 from eqhelpers.fields import act
 from eqhelpers.models import make_model
 
@@ -69,19 +78,286 @@ def todo(*args):
 def test_l_equi_right_and_wrong(setting):
     model, batch, group = setting
     assert check_l_equi(l_equi, model, batch, group) is True
-    for wrong in (l_equi_unmoved_targets, l_equi_self):
-        with pytest.raises(AssertionError, match="moved targets"):
+
+    def inverse_targets(model, batch, g):
+        return field_mse(model(act(g, batch)), act(g.inverse(), batch))
+
+    def task_loss(model, batch, g):
+        return field_mse(model(batch), batch)
+
+    for wrong, named in ((l_equi_unmoved_targets, "targets are not moved"),
+                         (l_equi_self, "self-consistency"), (inverse_targets, "g⁻¹"),
+                         (task_loss, "task loss")):
+        with pytest.raises(AssertionError, match=named):
             check_l_equi(wrong, model, batch, group)
     with pytest.raises(AssertionError, match="one number"):
         check_l_equi(lambda m, b, g: torch.zeros(3), model, batch, group)
 
 
+def test_l_equi_that_cannot_be_back_propagated_fails(setting):
+    """The right value, but a number the optimiser cannot use, is not a loss."""
+    model, batch, group = setting
+
+    def as_float(model, batch, g):
+        return l_equi(model, batch, g).item()
+
+    def under_no_grad(model, batch, g):
+        with torch.no_grad():
+            return l_equi(model, batch, g)
+
+    def detached(model, batch, g):
+        return l_equi(model, batch, g).detach()
+
+    for wrong in (as_float, under_no_grad, detached):
+        with pytest.raises(AssertionError, match="cannot be back-propagated"):
+            check_l_equi(wrong, model, batch, group)
+
+
 def test_e_prime_right_and_wrong(setting):
     model, batch, group = setting
     assert check_e_prime(e_prime, model, batch, group, M=3) is True
-    for wrong in (e_prime_squared, e_prime_per_particle):
-        with pytest.raises(AssertionError, match="E′ gives"):
+
+    def summed_over_m(model, x, gs):
+        return e_prime(model, x, gs) * len(gs)
+
+    def invariance(model, x, gs):
+        f = model(x)
+        flat = lambda d: torch.cat([v.flatten(1) for v in d.values()], 1)  # noqa: E731
+        return torch.stack([(flat(model(act(g, x))) - flat(f)).norm(dim=1) for g in gs]).mean()
+
+    def inverse(model, x, gs):
+        return e_prime(model, x, [g.inverse() for g in gs]) if False else torch.stack([
+            torch.cat([(model(act(g, x))[k] - act(g.inverse(), model(x), model.spec.outputs)[k])
+                       .flatten(1) for k in model.spec.outputs], 1).norm(dim=1)
+            for g in gs]).mean()
+
+    def orbit_means(model, x, gs):  # E, not E′
+        f = model(x)
+        flat = lambda d: torch.cat([v.flatten(1) for v in d.values()], 1)  # noqa: E731
+        f_g = torch.stack([flat(model(act(g, x))) for g in gs]).mean(0)
+        g_f = torch.stack([flat(act(g, f, model.spec.outputs)) for g in gs]).mean(0)
+        return (g_f - f_g).norm(dim=1).mean()
+
+    for wrong, named in ((e_prime_squared, "squared norm"), (summed_over_m, "sum over the M"),
+                         (invariance, "invariance error"), (inverse, "g⁻¹"),
+                         (orbit_means, "that is E,"), (e_prime_per_particle, "per particle")):
+        with pytest.raises(AssertionError, match=named):
             check_e_prime(wrong, model, batch, group, M=3)
+
+
+def haar(n, generator):
+    q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+    return torch.stack([
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], 1)
+
+
+def test_haar_rotations_right_and_the_usual_wrong_samplers():
+    from eqhelpers.groups import axis_angle_to_matrix
+
+    assert check_haar_rotations(haar) is True
+
+    def euler(n, generator):
+        a, b, c = (2 * torch.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+                   for _ in range(3))
+        z = torch.tensor([0.0, 0, 1], dtype=torch.float64).expand(n, 3)
+        y = torch.tensor([0.0, 1, 0], dtype=torch.float64).expand(n, 3)
+        return axis_angle_to_matrix(z, a) @ axis_angle_to_matrix(y, b / 2) @ axis_angle_to_matrix(z, c)
+
+    def uniform_angle(n, generator):
+        axis = torch.randn(n, 3, generator=generator, dtype=torch.float64)
+        theta = torch.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+        return axis_angle_to_matrix(axis / axis.norm(dim=1, keepdim=True), theta)
+
+    def qr_unsigned(n, generator):
+        q, _ = torch.linalg.qr(torch.randn(n, 3, 3, generator=generator, dtype=torch.float64))
+        return q
+
+    def not_orthogonal(n, generator):
+        return torch.randn(n, 3, 3, generator=generator, dtype=torch.float64)
+
+    def ignores_generator(n, generator):
+        return haar(n, None)
+
+    def box_quaternion(n, generator):
+        q = 2 * torch.rand(n, 4, generator=generator, dtype=torch.float64) - 1
+        w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+        return haar_from(w, x, y, z)
+
+    def with_reflections(n, generator):
+        r = haar(n, generator)
+        flip = torch.rand(n, generator=generator, dtype=torch.float64) < 0.5
+        r[flip, :, 0] *= -1
+        return r
+
+    for wrong, named in ((euler, "Euler"), (uniform_angle, "uniform on \\[0, π\\]"),
+                         (qr_unsigned, "positive diagonal"), (with_reflections, "det −1"),
+                         (not_orthogonal, "not orthogonal"), (ignores_generator, "same seed"),
+                         (box_quaternion, "Gaussian")):
+        with pytest.raises(AssertionError, match=named):
+            check_haar_rotations(wrong)
+    with pytest.raises(AssertionError, match="shape"):
+        check_haar_rotations(lambda n, generator: haar(n, generator)[:10])
+
+
+def haar_from(w, x, y, z):
+    return torch.stack([
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], 1)
+
+
+def pareto(points):
+    x, y = points[:, 0], points[:, 1]
+    beaten = ((x[None] <= x[:, None]) & (y[None] <= y[:, None])
+              & ((x[None] < x[:, None]) | (y[None] < y[:, None])))
+    return ~beaten.any(1)
+
+
+def test_pareto_right_and_wrong():
+    from importlib.resources import files
+
+    from eqhelpers.sweep import load_sweep
+
+    shipped = load_sweep(files("eqhelpers") / "precomputed" / "sweep_gravity_planar_cpu")
+    assert check_pareto(pareto, shipped) is True
+
+    def largest(points):
+        return pareto(-points)
+
+    def argmin_only(points):
+        mask = torch.zeros(len(points), dtype=torch.bool)
+        mask[points[:, 1].argmin()] = True
+        return mask
+
+    def strict(points):
+        x, y = points[:, 0], points[:, 1]
+        return ~((x[None] < x[:, None]) & (y[None] < y[:, None])).any(1)
+
+    def indices(points):
+        return pareto(points).nonzero().flatten()
+
+    for wrong, named in ((largest, "largest"), (argmin_only, "only one point"),
+                         (strict, "ties on the other"), (indices, "boolean mask")):
+        with pytest.raises(AssertionError, match=named):
+            check_pareto(wrong, shipped)
+
+
+@pytest.fixture(scope="module")
+def axis_setting():
+    task = load_task("hidden_axis", "tiny")
+    torch.manual_seed(0)
+    model = make_model("mlp", task.spec, width=16, layers=2)
+    L = torch.randn(3, 3, generator=torch.Generator().manual_seed(3))
+    return model, task["test"], L
+
+
+def symmetry_score(model, sample, L, z):
+    from eqhelpers.augment import move, normalise
+    from eqhelpers.evaluation import mse
+
+    g = torch.linalg.matrix_exp(z[:, None, None] * normalise(L[None])[0])
+    d = mse(model, move(sample, g)) / mse(model, sample)
+    return d, min(1.0, 1.0 / d)
+
+
+def test_symmetry_score_right_and_wrong(axis_setting):
+    from eqhelpers.augment import move, normalise
+    from eqhelpers.evaluation import mse
+
+    model, sample, L = axis_setting
+    assert check_symmetry_score(symmetry_score, model, sample, L) is True
+
+    def inverted(model, sample, L, z):
+        d, _ = symmetry_score(model, sample, L, z)
+        return 1 / d, min(1.0, d)
+
+    def unnormalised(model, sample, L, z):
+        g = torch.linalg.matrix_exp(z[:, None, None] * L)
+        d = mse(model, move(sample, g)) / mse(model, sample)
+        return d, min(1.0, 1 / d)
+
+    def elementwise(model, sample, L, z):
+        g = torch.exp(z[:, None, None] * normalise(L[None])[0])
+        d = mse(model, move(sample, g)) / mse(model, sample)
+        return d, min(1.0, 1 / d)
+
+    def unclipped(model, sample, L, z):
+        d, _ = symmetry_score(model, sample, L, z)
+        return d, 1 / d
+
+    def score_is_d(model, sample, L, z):
+        d, _ = symmetry_score(model, sample, L, z)
+        return d, min(1.0, d)
+
+    for wrong, named in ((inverted, "inverted"), (unnormalised, "not normalised"),
+                         (elementwise, "element by element")):
+        with pytest.raises(AssertionError, match=named):
+            check_symmetry_score(wrong, model, sample, L)
+    # along a direction that breaks the task D > 1: the score is 1/D, not D clipped at 1
+    with pytest.raises(AssertionError, match="not min\\(1, D\\)"):
+        check_symmetry_score(score_is_d, model, sample, L)
+    assert check_symmetry_score(unclipped, model, sample, L)  # 1/D < 1 here: nothing to clip
+
+
+def boost(z):
+    K = torch.zeros(3, 3, dtype=torch.float64)
+    K[0, 1] = K[1, 0] = 1.0
+    return torch.linalg.matrix_exp(z[:, None, None] * K)
+
+
+def test_boost_right_and_wrong():
+    assert check_boost(boost) is True
+
+    def rotation(z):
+        A = torch.zeros(3, 3, dtype=torch.float64)
+        A[0, 1], A[1, 0] = -1.0, 1.0
+        return torch.linalg.matrix_exp(z[:, None, None] * A)
+
+    def elementwise(z):
+        K = torch.zeros(3, 3, dtype=torch.float64)
+        K[0, 1] = K[1, 0] = 1.0
+        return torch.exp(z[:, None, None] * K)
+
+    def wrong_axes(z):
+        K = torch.zeros(3, 3, dtype=torch.float64)
+        K[0, 2] = K[2, 0] = 1.0
+        return torch.linalg.matrix_exp(z[:, None, None] * K)
+
+    for wrong, named in ((rotation, "rotations of the"), (lambda z: boost(-z), "by −z"),
+                         (elementwise, "element by element"), (wrong_axes, "interval")):
+        with pytest.raises(AssertionError, match=named):
+            check_boost(wrong)
+
+
+def forces(energy, pos):
+    pos = pos.requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy(pos).sum(), pos, create_graph=True)
+    return -grad
+
+
+def test_forces_right_and_wrong():
+    assert check_forces(forces) is True
+
+    def uphill(energy, pos):
+        return -forces(energy, pos)
+
+    def mean_energy(energy, pos):
+        pos = pos.requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy(pos).mean(), pos, create_graph=True)
+        return -grad
+
+    def no_graph(energy, pos):
+        pos = pos.requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy(pos).sum(), pos)
+        return -grad
+
+    for wrong, named in ((uphill, "downhill"), (mean_energy, "batch size"),
+                         (no_graph, "create_graph=True")):
+        with pytest.raises(AssertionError, match=named):
+            check_forces(wrong)
 
 
 def test_expm_step_right_and_wrong():
