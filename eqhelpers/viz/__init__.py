@@ -13,6 +13,7 @@ from ._common import COLORS
 from .plots import (
     LiveDiscoveryPlot,
     beta_norm,
+    course_style,
     interpolate,
     molecule_figure,
     plot_discovery,
@@ -38,9 +39,10 @@ from .views3d import (
 from .widgets import AXES, molecule_explorer, tradeoff_explorer
 
 __all__ = [
-    "AXES", "COLORS", "LiveDiscoveryPlot", "beta_norm", "fetch_3dmol", "interpolate", "legend_html",
-    "load_3dmol", "molecule_explorer", "molecule_figure", "molecule_view", "plot_discovery",
-    "plot_generators", "plot_history", "plot_matrix", "plot_point_clouds", "plot_rotation_angles",
-    "plot_tradeoff", "rotated_figure", "rotated_prediction", "rotated_view", "save_tradeoff",
-    "threedmol_js", "threedmol_version", "tradeoff_explorer",
+    "AXES", "COLORS", "LiveDiscoveryPlot", "beta_norm", "course_style", "fetch_3dmol",
+    "interpolate", "legend_html", "load_3dmol", "molecule_explorer", "molecule_figure",
+    "molecule_view", "plot_discovery", "plot_generators", "plot_history", "plot_matrix",
+    "plot_point_clouds", "plot_rotation_angles", "plot_tradeoff", "rotated_figure",
+    "rotated_prediction", "rotated_view", "save_tradeoff", "threedmol_js", "threedmol_version",
+    "tradeoff_explorer",
 ]

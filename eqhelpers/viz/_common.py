@@ -49,7 +49,7 @@ def _molecule(numbers, pos, arrows, scale: float):
     return z.astype(int), pos, checked
 
 
-STILL_DPI = 110  # still images in display bundles, as sharp as the course's inline figures
+STILL_DPI = 110  # still images in display bundles: plots.FIGURE_DPI, the inline figures'
 
 
 def figure_png(fig) -> str:
