@@ -4,10 +4,11 @@
 dimension the data live in: 3 for point clouds, more for embedded tasks), each kept at the fixed
 Frobenius norm √2 — the norm of a unit-speed rotation, so coefficients are angles in radians and a
 generator cannot shrink to zero and make the augmentation the identity. A step draws
-``z ~ U(−r, r)^k`` (reparameterised: ``z = r·(2u − 1)``, so gradients reach the generators
-through ``expm(Σ z_k L_k)``) and moves inputs *and* equivariant targets by ``g = expm(Σ z_k L_k)``
-through the field types of :mod:`eqhelpers.fields` (scalars stay, vectors and points map by g,
-images are resampled: ``(g·I)(p) = I(g⁻¹p)``, with d = 2 for the picture's domain).
+``z ~ U(−r, r)^k`` (gradients reach the generators through ``expm(Σ z_k L_k)`` for any draw;
+reparameterised as ``z = r·(2u − 1)``, they reach a learned range too) and moves inputs *and*
+equivariant targets by ``g = expm(Σ z_k L_k)`` through the field types of :mod:`eqhelpers.fields`
+(scalars stay, vectors and points map by g, images are resampled: ``(g·I)(p) = I(g⁻¹p)``, with
+d = 2 for the picture's domain).
 
 **Joint training** (:class:`LearnedAugmentation`, an objective for :func:`eqhelpers.train.train`)::
 
@@ -34,11 +35,13 @@ learned span and a known algebra; and a per-generator **symmetry score**
 range) of a model trained *without* augmentation: the share of
 its accuracy that survives moving the data along L. ≈ 1 for a symmetry; below ½ (the move more than
 doubles the error) it is not one. A task with no symmetry still has a *least-broken* direction,
-which the augmenter finds — it scores far below ½ (D in the tens), while a real symmetry keeps
-D ≈ 1. Random directions give the scale (``reference_degradation``); if even they barely hurt,
-the reference model is too inaccurate to judge and no score is trusted. Moving data along a true
+which the augmenter finds — it scores far below ½ (D from tens to hundreds), while a real
+symmetry keeps D ≈ 1. Random directions of the same norm are a gate (``reference_degradation``,
+``reliable``): if even they do not double the error, the reference model is too inaccurate to
+judge and no verdict is given. Moving data along a true
 symmetry keeps them in distribution only if the data distribution is itself symmetric (true for
-every discovery task but the partial-orbit one), so the score is meaningful there.
+the hidden-axis, hidden-plane and N-body tasks; not for the partial orbit, the boost — a Gaussian
+is not boost-invariant — or the scaled digits), so the score is most meaningful there.
 
 **Comparators.** :class:`Augerino` — a fixed basis of gl(d) with learnable widths and a width
 reward (it can only widen basis directions, so it cannot express a rotation about an unknown

@@ -116,8 +116,8 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
 
 COLUMNS = [("model", "model", ""), ("batch", "batch", "d"), ("params", "params", ",d"),
            ("infer_samples_s", "inference samples/s", ",.0f"),
-           ("train_steps_s", "train steps/s", ",.1f"), ("train_samples_s", "train samples/s", ",.0f"),
-           ("remul_steps_s", "REMUL steps/s", ",.1f"), ("remul_cost", "REMUL step cost ×", ".2f")]
+           ("train_steps_s", "train steps/s", ",.3g"), ("train_samples_s", "train samples/s", ",.0f"),
+           ("remul_steps_s", "REMUL steps/s", ",.3g"), ("remul_cost", "REMUL step cost ×", ".2f")]
 
 
 def to_markdown(result: dict) -> str:

@@ -1,6 +1,7 @@
 """The one knob that decides how big a run is.
 
-``tiny`` (tests, nbval: seconds), ``cpu`` (a laptop or Binder: about a minute per model),
+``tiny`` (tests, nbval: seconds), ``cpu`` (a laptop or Binder: tens of seconds for a Transformer
+or EGNN, far longer for e3nn),
 ``gpu`` (a GPU in minutes) and ``paper`` (GATr's N-body training protocol, which REMUL follows:
 100k training systems, 5k validation and test, the Transformer 384 wide × 10 blocks × 8 heads,
 50k steps of batch 64, Adam 3e-4 decayed exponentially to 0.01× (stepped every 1000 steps),

@@ -803,8 +803,9 @@ def _md_tasks() -> dict[str, TaskDef]:
                 (lambda s, n=n_atoms: euclidean_group(n, reflections=True, translation_std=s))
             # discovery on conformers: an MLP on raw coordinates *and* standardised pair
             # distances (raw coordinates alone fit no more than the mean energy at the cpu
-            # budget; a GNN with a radial basis a third of its variance). Energies move by eV
-            # when a non-symmetry stretches bonds by 1%: the model first learns from the task
+            # budget; a GNN with a radial basis a third of its variance). Moves along a wrong
+            # generator at the usual starting range (0.3) change the energy by many times its
+            # spread, so the model first learns from the task
             # alone while narrow moves (0.02) teach the generators, for half the run
             # (model_warmup), then the range widens and the model learns from the moves too.
             hints = {"model": "mlp", "model_options": {"distances": True},

@@ -42,13 +42,13 @@ learned span sorted by the reference model's Jacobian constraints); the **symmet
 (D: how much moving the test data along a generator multiplies a non-augmented model's MSE) and
 its verdict; the **model warm-up** (``model_warmup``: while the range is narrow the generators
 learn from the moves of the model as it is, the model only from the task, so that a target that
-changes by far more than its spread under a wrong move — a molecule's energy when a bond
-stretches by 1% — does not flatten the model before the generators have found the symmetry);
-per-task defaults (``TaskDef.discovery``: e.g. a boost's moves are rapidities up to 0.6, not
-half-turns; digits are scored within their training rotations; molecular energies: an MLP that
-also sees standardised pair distances, a long narrow warm-up and the model warm-up); images moved by
-resampling their domain (``affine_grid``/``grid_sample``); classes fitted as one-hot targets by
-squared error.
+changes by far more than its spread under a wrong move — a molecule's energy under a wrong
+generator at the usual starting range — does not flatten the model before the generators have
+found the symmetry); per-task defaults (``TaskDef.discovery``: e.g. a boost's moves are rapidities
+up to 0.6, not half-turns; digits are scored over ±15°, well inside their training rotations;
+molecular energies: an MLP that also sees standardised pair distances, a long narrow warm-up
+and the model warm-up); images moved by resampling their domain
+(``affine_grid``/``grid_sample``); classes fitted as one-hot targets by squared error.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     (:func:`task_defaults`), else :data:`~eqhelpers.augment.DEFAULT_SCHEDULE`, π, 0.02 and off.
     ``callback(step, generators, record)`` is called at every snapshot (a live plot).
     ``model`` and ``model_options`` (extra arguments of :func:`~eqhelpers.models.make_model`):
-    default the task's own (e.g. molecular energies: a GNN with a radial basis of edge lengths),
+    default the task's own (e.g. molecular energies: an MLP that also reads standardised pair distances),
     else an MLP for one point or image per sample and the Transformer for point clouds.
     ``end_to_end``: evaluate the jointly trained model against the reference and a REMUL model
     trained with the true group (module docstring). ``compare``: also run Augerino and the

@@ -360,7 +360,7 @@ def check_pareto(fn: Callable, shipped=None, seed: int = 0,
 
 def check_symmetry_score(fn: Callable, model, sample: Sample, generator: Tensor,
                          z_range: float = math.pi, seed: int = 0,
-                         where: str = "04_learned_augmentation_solutions.md") -> bool:
+                         where: str = "04_discovering_symmetry_solutions.md") -> bool:
     """``fn(model, sample, L, z) -> (D, score)``: move each sample along the generator ``L``
     (normalised to Frobenius norm √2, so z is an angle) by e^{z_i L}, one z_i per sample, and
     return the degradation D = MSE(moved) / MSE(original) of the model's task error and the
@@ -541,7 +541,7 @@ def check_forces(fn: Callable, n: int = 8, n_atoms: int = 6, seed: int = 0,
 
 
 def check_expm_step(fn: Callable, n: int = 16, n_points: int = 5, k: int = 2, dim: int = 3,
-                    seed: int = 0, where: str = "04_learned_augmentation_solutions.md") -> bool:
+                    seed: int = 0, where: str = "04_discovering_symmetry_solutions.md") -> bool:
     """``fn(points [B, N, d], generators [k, d, d], r [k], u [B, k]) -> moved points``: one
     augmentation step of a LieAugmenter, z = r·(2u − 1), g = expm(Σ_k z_k L_k), x ↦ g x for
     every point. Compared with :func:`~eqhelpers.groups.exp_uniform` and

@@ -61,7 +61,7 @@ def lab(tmp_path_factory):
         pytest.skip(why)
     root = tmp_path_factory.mktemp("lab")  # copies: JupyterLab's autosave never touches the repo
     for name in ("02_equivariance_loss.ipynb", "03_tradeoff_sweep.ipynb",
-                 "04_learned_augmentation.ipynb", "05_molecules_3d.ipynb"):
+                 "04_discovering_symmetry.ipynb", "06_molecules_3d.ipynb"):
         shutil.copy(ROOT / "notebooks" / name, root / name)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,9 +209,10 @@ def test_notebook_02_runs_and_a_learners_answer_passes_its_check(browser, lab):
 
 
 def test_notebook_04_discovery_plots_render(browser, lab):
-    page = _open_and_run(browser, lab, "04_learned_augmentation.ipynb")
-    assert page.locator(".jp-OutputArea-output", has_text="not written yet").count() == 1
-    # orbits, the live discovery plot, the read-outs, the digits moved by the learned generator
+    page = _open_and_run(browser, lab, "04_discovering_symmetry.ipynb")
+    # two hands-on cells, left to the learner
+    assert page.locator(".jp-OutputArea-output", has_text="not written yet").count() == 2
+    # orbits, the live discovery plot, the read-outs
     assert _images(page) >= 6
     assert page.locator(".jp-OutputArea-output", has_text="learned generator(s)").count() >= 2
     _shot(page, "04_end")
@@ -245,11 +246,11 @@ def _canvas_ink(canvas) -> float:
     return float((img.min(axis=-1) < 230).mean()) if img.size else 0.0
 
 
-def test_notebook_05_3d_views_render_and_the_explorer_responds(browser, lab):
+def test_notebook_06_3d_views_render_and_the_explorer_responds(browser, lab):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     msgs: list[str] = []
     page.on("console", lambda m: msgs.append(f"{m.type}: {m.text}"))
-    _run_all(page, lab, "05_molecules_3d.ipynb", timeout_s=600)
+    _run_all(page, lab, "06_molecules_3d.ipynb", timeout_s=600)
     assert _errors(page) == []
     # every 3Dmol viewer drew a molecule: its canvas has ink
     canvases = page.locator("div[id^='3dmolviewer_'] canvas")

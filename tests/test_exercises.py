@@ -390,44 +390,78 @@ def test_an_unwritten_exercise_lets_the_notebook_go_on(setting, capsys):
     assert capsys.readouterr().out.count("not written yet") == 3
 
 
-def _solution(notebook: str, heading: str) -> str:
+HANDS_ON = (  # notebook, the learner's function, its check
+    ("01_group_actions", "my_random_rotations", "check_haar_rotations"),
+    ("02_equivariance_loss", "my_e_prime", "check_e_prime"),
+    ("02_equivariance_loss", "my_l_equi", "check_l_equi"),
+    ("03_tradeoff_sweep", "my_pareto", "check_pareto"),
+    ("04_discovering_symmetry", "my_augment", "check_expm_step"),
+    ("04_discovering_symmetry", "my_symmetry_score", "check_symmetry_score"),
+    ("05_end_to_end", "my_boost", "check_boost"),
+    ("06_molecules_3d", "my_forces", "check_forces"),
+)
+
+
+def _solution_of(notebook: str, fn: str) -> str:
+    """The code block of the solutions file that defines ``fn``."""
     import re
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
             / f"{notebook}_solutions.md").read_text()
-    section = text.split(f"## {heading}\n", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if f"def {fn}(" in b]
+    assert len(blocks) == 1, (notebook, fn)
+    return blocks[0]
 
 
-def test_the_instructors_solutions_pass_the_notebooks_checks(setting):
-    """The code in notebooks/solutions/ is what the hands-on cells' checks accept."""
+def test_the_instructors_solutions_pass_the_notebooks_checks(setting, axis_setting):
+    """The code in notebooks/solutions/ is what every hands-on cell's check accepts."""
+    from importlib.resources import files
+
+    from eqhelpers.augment import move, normalise
     from eqhelpers.equivariance import field_mse as fm
+    from eqhelpers.evaluation import mse
+    from eqhelpers.sweep import load_sweep
 
     model, batch, group = setting
-    scope = {"torch": torch, "act": act, "field_mse": fm}
-    exec(_solution("02_equivariance_loss", "Your turn: E′"), scope)
-    exec(_solution("02_equivariance_loss", "Your turn: L_equi"), scope)
-    exec(_solution("04_learned_augmentation", "Your turn: one augmentation step"), scope)
-    assert check_e_prime(scope["my_e_prime"], model, batch, group, M=3)
-    assert check_l_equi(scope["my_l_equi"], model, batch, group)
-    assert check_expm_step(scope["my_augment"])
+    axis_model, axis_sample, L = axis_setting
+    shipped = load_sweep(files("eqhelpers") / "precomputed" / "sweep_gravity_planar_cpu")
+    calls = {
+        "check_haar_rotations": lambda f: check_haar_rotations(f),
+        "check_e_prime": lambda f: check_e_prime(f, model, batch, group, M=3),
+        "check_l_equi": lambda f: check_l_equi(f, model, batch, group),
+        "check_pareto": lambda f: check_pareto(f, shipped),
+        "check_expm_step": lambda f: check_expm_step(f),
+        "check_symmetry_score": lambda f: check_symmetry_score(f, axis_model, axis_sample, L),
+        "check_boost": lambda f: check_boost(f),
+        "check_forces": lambda f: check_forces(f),
+    }
+    for notebook, fn, check in HANDS_ON:
+        scope = {"torch": torch, "act": act, "field_mse": fm, "move": move, "normalise": normalise,
+                 "mse": mse}
+        exec(_solution_of(notebook, fn), scope)
+        assert calls[check](scope[fn]) is True, (notebook, fn)
 
 
 def test_the_notebooks_leave_the_hands_on_cells_to_the_learner():
-    """Each hands-on cell is a stub the learner fills in, checked in the same cell."""
+    """Each hands-on cell is a stub the learner fills in, checked in the same cell; the course
+    has at least 8 of them, in at least 5 notebooks."""
     from pathlib import Path
 
     import nbformat
 
     nbs = Path(__file__).resolve().parents[1] / "notebooks"
-    for name, fn, check in (("02_equivariance_loss", "my_e_prime", "check_e_prime"),
-                            ("02_equivariance_loss", "my_l_equi", "check_l_equi"),
-                            ("04_learned_augmentation", "my_augment", "check_expm_step")):
+    for name, fn, check in HANDS_ON:
         cells = [c.source for c in nbformat.read(nbs / f"{name}.ipynb", 4).cells
-                 if c.cell_type == "code" and c.source.startswith(f"def {fn}(")]
+                 if c.cell_type == "code" and f"def {fn}(" in c.source]
         assert len(cells) == 1, (name, fn)
         assert "raise NotImplementedError" in cells[0] and f"{check}({fn}" in cells[0], (name, fn)
+    assert len(HANDS_ON) >= 8 and len({n for n, _, _ in HANDS_ON}) >= 5
+    # and no notebook holds a hands-on cell this list does not know
+    for path in sorted(nbs.glob("[0-9][0-9]_*.ipynb")):
+        checks = [c.source for c in nbformat.read(path, 4).cells
+                  if c.cell_type == "code" and "raise NotImplementedError" in c.source]
+        assert len(checks) == sum(n == path.stem for n, _, _ in HANDS_ON), path.name
 
 
 def test_a_result_passed_instead_of_the_function_is_named(setting):

@@ -18,7 +18,7 @@ ABSOLUTE = re.compile(r"(/work/|/root/|/home/|/tmp/|/Users/|[A-Z]:\\\\)")
 
 def test_the_course_notebooks_exist():
     names = [p.name for p in NOTEBOOKS]
-    for prefix in ("00_", "01_", "02_", "03_", "04_", "05_"):
+    for prefix in ("00_", "01_", "02_", "03_", "04_", "05_", "06_"):
         assert any(n.startswith(prefix) for n in names), prefix
 
 
@@ -68,6 +68,21 @@ def test_goals_first_exercises_last_and_checked_facts(nb):
         printed = "".join(o.get("text", "") for o in c.outputs)
         claims = re.findall(r": (True|False)\s*$", printed, re.M)
         assert claims and "False" not in claims, (path.name, printed)
+
+
+def test_claims_of_the_prose_hold_in_the_committed_run(nb):
+    """A "# CLAIMS" cell states what the text beside it says of *this* run (a model beats a
+    baseline, a curve rises): nbval does not compare it (at the tiny budget a live run may differ),
+    but the committed cpu-budget outputs must print True for every claim — so re-executing
+    notebooks whose results changed cannot leave a sentence that says otherwise."""
+    path, book = nb
+    for c in book.cells:
+        if c.cell_type != "code" or not c.source.startswith("# CLAIMS"):
+            continue
+        assert c.metadata.get("jupyter", {}).get("source_hidden") is True, (path.name, c.source[:60])
+        printed = "".join(o.get("text", "") for o in c.outputs)
+        claims = re.findall(r": (True|False)\s*$", printed, re.M)
+        assert claims and "False" not in claims, (path.name, c.source[:200], printed)
 
 
 def test_outputs_come_from_the_current_code(nb):
@@ -210,3 +225,23 @@ def test_committed_pages_read_well_without_a_kernel(nb):
             assert not WIDGET_TEXT.search(text), f"{where}: widget text: {text[:80]}"
             assert "failed to load" not in html + text and "<script" not in html, where
             assert "application/3dmoljs_load.v0" not in o.get("data", {}), where
+
+
+# a measured-looking number in Markdown: a ratio (5×, 1.5×), a percentage, a number in e-notation,
+# or a hedged quantity; dimensions (8×8) and quotations ("up to 10×", a paper's claim) are not
+RESULT_IN_PROSE = re.compile(
+    r"\d(?:\.\d+)?\s?×(?!\s?\d)|\d+(?:\.\d+)?\s?%|\d\.?\d*e[-−+]?\d+|orders? of magnitude|"
+    r"several-fold|\d+(?:\.\d+)?-fold|widest margin|\btwice\b|\bhalf as\b", re.I)
+
+
+def test_markdown_states_no_result_that_the_code_beside_it_does_not_print(nb):
+    """Prose cannot drift from the data: a measured number (a ratio, a percentage, an error in
+    e-notation, "orders of magnitude") belongs in a code cell's output, computed from the data,
+    not in Markdown. A quotation ("…") of a paper's claim is allowed."""
+    path, book = nb
+    for i, cell in enumerate(book.cells):
+        if cell.cell_type != "markdown":
+            continue
+        text = re.sub(r'"[^"\n]*"|“[^”]*”', "", cell.source)
+        hits = [text[max(0, m.start() - 40):m.end() + 10] for m in RESULT_IN_PROSE.finditer(text)]
+        assert not hits, f"{path.name} cell {i}: print it from the data instead: {hits}"

@@ -66,3 +66,20 @@ def figure_png(fig) -> str:
     finally:
         plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+ARROW_LONGEST = 1.5  # Å: with scale="auto", the longest arrow of a scene is drawn this long
+
+
+def arrow_scale(scale, vectors) -> float:
+    """The Å-per-unit scale of a scene's arrows: ``scale`` itself (a number ≥ 0), or with
+    ``"auto"`` the one that draws the longest of ``vectors`` (arrays [N, 3]) ``ARROW_LONGEST`` Å
+    long — so that a small prediction (a nearly equivariant model's small displacement) is still
+    visible beside the atoms."""
+    if isinstance(scale, str):
+        if scale != "auto":
+            raise ValueError(f"scale must be a number >= 0 or 'auto', got {scale!r}")
+        longest = max((float(np.linalg.norm(_np(v), axis=-1).max()) for v in vectors
+                       if v is not None and np.size(v)), default=0.0)
+        return ARROW_LONGEST / longest if np.isfinite(longest) and longest > 0 else 1.0
+    return scale

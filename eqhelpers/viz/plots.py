@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors as mcolors
 
-from ._common import COLORS, ELEMENTS, _finite, _molecule, _np
+from ._common import COLORS, ELEMENTS, _finite, _molecule, _np, arrow_scale
 
 FIGURE_DPI = 110  # inline figures: sharp when a code host or the course site scales them
 
@@ -245,7 +245,7 @@ def plot_point_clouds(clouds, ax=None, title: str | None = None, connect_first: 
 def plot_rotation_angles(samples: dict, ax=None, bins: int = 40):
     """Histograms of rotation angles θ for several samplers against the Haar density (1−cos θ)/π."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = plt.subplots(figsize=(7, 3.8))
     for label, theta in samples.items():
         ax.hist(np.asarray(theta), bins=bins, range=(0, np.pi), density=True, histtype="step",
                 lw=1.5, label=label)
@@ -257,16 +257,24 @@ def plot_rotation_angles(samples: dict, ax=None, bins: int = 40):
     return ax
 
 
-def plot_matrix(mat, ax=None, title: str | None = None, labels=None):
-    """A representation matrix as an image (zero = white): shows block structure."""
+def plot_matrix(mat, ax=None, title: str | None = None, labels=None, vlim: float | None = None,
+                colorbar: bool = True):
+    """A representation matrix as an image (zero = white, red positive, blue negative, on a
+    symmetric scale ±``vlim``, by default the largest |entry|) with its colour bar: shows block
+    structure. ``labels``: (name, size) of each diagonal block, drawn as lines."""
+    from .._util import check_bool
+
+    check_bool("colorbar", colorbar)
     m = _np(mat)
     if m.ndim != 2 or not m.size:
         raise ValueError(f"plot_matrix draws one matrix [rows, cols], got shape {m.shape}")
     _finite(m, "the matrix")
+    if vlim is not None and not (np.isfinite(vlim) and vlim > 0):
+        raise ValueError(f"vlim must be a finite number > 0, got {vlim!r}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
-    lim = max(np.abs(m).max(), 1e-12)
-    ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        _, ax = plt.subplots(figsize=(4.6, 4))
+    lim = vlim if vlim is not None else max(np.abs(m).max(), 1e-12)
+    im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.set_xticks([])
     ax.set_yticks([])
     if labels:
@@ -276,6 +284,8 @@ def plot_matrix(mat, ax=None, title: str | None = None, labels=None):
             ax.axvline(p - 0.5, color="k", lw=0.5)
         ax.set_yticks(pos[:-1] + np.array([n for _, n in labels]) / 2 - 0.5)
         ax.set_yticklabels([name for name, _ in labels], fontsize=8)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
     if title:
         ax.set_title(title, fontsize=10)
     return ax
@@ -300,7 +310,8 @@ def _aligned(gens, true):
 
 
 def plot_generators(gens, true=None, axes=None, fig=None):
-    """Learned generators (sign-aligned to the truth) next to the true ones, as matrices."""
+    """Learned generators $L_k$ (normalised, sign-aligned to the truth) next to the true ones
+    $T_k$ (a basis of the task's true Lie algebra), as matrices on one colour scale."""
     gens = _np(gens)
     true = None if true is None else _np(true)
     for name, g in (("gens", gens), ("true", true)):
@@ -308,15 +319,21 @@ def plot_generators(gens, true=None, axes=None, fig=None):
             raise ValueError(f"{name} must be matrices [k, d, d], got shape {g.shape}")
         if g is not None:
             _finite(g, name)
-    mats = [(g, f"learned L{i + 1}") for i, g in enumerate(_aligned(gens, true))]
+    mats = [(g, f"learned $L_{i + 1}$") for i, g in enumerate(_aligned(gens, true))]
     if true is not None:
-        mats += [(t, f"true T{j + 1}") for j, t in enumerate(true)]
+        mats += [(t, f"true $T_{j + 1}$") for j, t in enumerate(true)]
     if axes is None:
-        fig, axes = plt.subplots(1, len(mats), figsize=(1.9 * len(mats), 2.1), squeeze=False)
+        fig, axes = plt.subplots(1, len(mats), figsize=(2.3 * len(mats), 2.4), squeeze=False)
         axes = axes[0]
+    lim = max(float(np.abs(m).max()) for m, _ in mats) or 1.0  # one scale for every panel
     for ax, (m, title) in zip(axes, mats):
         ax.clear()
-        plot_matrix(m, ax=ax, title=title)
+        plot_matrix(m, ax=ax, title=title, vlim=lim, colorbar=False)
+    fig = axes[-1].figure
+    if not getattr(fig, "_generator_colorbar", None):  # one shared colour bar, drawn once
+        sm = plt.cm.ScalarMappable(norm=mcolors.Normalize(-lim, lim), cmap="RdBu_r")
+        fig._generator_colorbar = fig.colorbar(sm, ax=list(axes), fraction=0.02, pad=0.02,
+                                               label="entry")
     return axes
 
 
@@ -356,14 +373,14 @@ def plot_discovery(result):
     gens = result.generators.numpy()
     true = None if result.true_generators is None else result.true_generators.numpy()
     n = len(gens) + (0 if true is None else len(true))
-    fig = plt.figure(figsize=(max(7.0, 1.9 * n), 5.2))
+    fig = plt.figure(figsize=(max(8.0, 2.3 * n), 5.6), layout="constrained")
     gs = fig.add_gridspec(2, max(n, 2), height_ratios=[1, 1.4])
     plot_generators(gens, true, axes=[fig.add_subplot(gs[0, i]) for i in range(n)])
     half = max(n, 2) // 2
     _convergence(fig.add_subplot(gs[1, :half]), result.snapshots, true is not None)
     _scores(fig.add_subplot(gs[1, half:]), result.scores.score.numpy(), result.scores.threshold)
-    fig.suptitle(f"{result.task}: {result.verdict()}", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{result.task}: {result.verdict()}  ·  $L_k$ learned, $T_k$ the true algebra's basis",
+                 fontsize=10)
     return fig
 
 
@@ -376,7 +393,7 @@ class LiveDiscoveryPlot:
 
         self.true = None if true is None else np.asarray(true, dtype=float)
         n = n_generators + (0 if self.true is None else len(self.true))
-        self.fig = plt.figure(figsize=(max(7.0, 1.9 * n), 4.6))
+        self.fig = plt.figure(figsize=(max(8.0, 2.3 * n), 5.0), layout="constrained")
         gs = self.fig.add_gridspec(2, n, height_ratios=[1, 1.3])
         self.mat_axes = [self.fig.add_subplot(gs[0, i]) for i in range(n)]
         self.curve_ax = self.fig.add_subplot(gs[1, :])
@@ -388,8 +405,8 @@ class LiveDiscoveryPlot:
         self.snaps.append(snap)
         plot_generators(np.asarray(generators), self.true, axes=self.mat_axes)
         _convergence(self.curve_ax, self.snaps, self.true is not None)
-        self.curve_ax.set_title(f"step {step}", fontsize=9)
-        self.fig.tight_layout()
+        self.curve_ax.set_title(f"step {step}  ·  $L_k$ learned, $T_k$ the true generators",
+                                fontsize=9)
         if self.handle is not None:
             self.handle.update(self.fig)
 
@@ -425,13 +442,22 @@ def _draw_molecule(ax, numbers, pos, arrows, scale: float) -> None:
     ax.set_ylabel("y (Å)", fontsize=7)
     ax.set_zlabel("z (Å)", fontsize=7)
     ax.tick_params(labelsize=6)
+    from matplotlib.lines import Line2D
+
+    key = [Line2D([], [], marker="o", ls="", mfc=ELEMENTS.get(z, ("?", "#999999"))[1], mec="k",
+                  mew=0.4, ms=7, label=ELEMENTS.get(z, (f"Z={z}",))[0]) for z in sorted(set(numbers))]
+    ax.legend(handles=key, loc="upper left", fontsize=7, frameon=True, framealpha=0.8,
+              handletextpad=0.2, borderpad=0.3, title="atoms", title_fontsize=7)
 
 
-def molecule_figure(numbers, pos, arrows=(), scale: float = 0.6, title: str | None = None):
-    """A static (matplotlib) image of :func:`molecule_view`'s scene: atoms, bonds (by covalent
-    radii) and the arrows. Returns the Figure."""
+def molecule_figure(numbers, pos, arrows=(), scale: float | str = 0.6, title: str | None = None):
+    """A static (matplotlib) image of :func:`molecule_view`'s scene: atoms (with an element key),
+    bonds (by covalent radii) and the arrows, ``scale`` Å per unit (``"auto"``: the longest arrow
+    1.5 Å). Returns the Figure."""
+    arrows = list(arrows)
+    scale = arrow_scale(scale, [v for v, _ in arrows])
     scene = _molecule(numbers, pos, arrows, scale)  # bad input: an error, no stray figure
-    fig = plt.figure(figsize=(4.6, 4.2))
+    fig = plt.figure(figsize=(6.4, 5.6))
     ax = fig.add_subplot(projection="3d")
     _draw_molecule(ax, *scene, scale)
     if title:
@@ -440,12 +466,15 @@ def molecule_figure(numbers, pos, arrows=(), scale: float = 0.6, title: str | No
     return fig
 
 
-def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: str = ""):
+def rotated_figure(info: dict, scale: float | str = "auto", truth: bool = True, title: str = ""):
     """A static image of a :func:`rotated_view` (``info`` from :func:`rotated_prediction`): left
-    the frame with the truth, f(x) and g⁻¹·f(g·x); right the rotated copy with f(g·x)."""
+    the frame with the truth, f(x) and g⁻¹·f(g·x); right the rotated copy with f(g·x). Arrows
+    ``scale`` Å per unit (``"auto"``: the longest of them 1.5 Å, written in the title)."""
     from .._util import check_bool
 
     check_bool("truth", truth)
+    scale = arrow_scale(scale, [info["f"], info["f_back"], info["f_rotated"],
+                                info["truth"] if truth else None])
     left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
     if truth and info["truth"] is not None:
         left.insert(0, (info["truth"], COLORS["truth"]))
@@ -453,12 +482,13 @@ def rotated_figure(info: dict, scale: float = 0.6, truth: bool = True, title: st
         (info["pos"], left, "the frame: truth (green), f(x) (blue), g⁻¹·f(g·x) (orange)"),
         (info["pos_rotated"], [(info["f_rotated"], COLORS["rotated back"])],
          f"rotated {info['angle']:.0f}° about {info['axis']}: f(g·x) (orange)"))]
-    fig = plt.figure(figsize=(9.2, 4.2))
+    fig = plt.figure(figsize=(11, 5.2))
     for k, (scene, name) in enumerate(panels):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
         _draw_molecule(ax, *scene, scale)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(name, fontsize=9)
     fig.suptitle(f"{title}violation (RMS over atoms) {info['violation']:.3g} "
-                 f"({100 * info['violation_rel']:.1f}% of |f(x)|)", fontsize=9)
+                 f"({100 * info['violation_rel']:.1f}% of |f(x)|) · arrows drawn {scale:.3g}× their "
+                 "length", fontsize=10)
     fig.tight_layout()
     return fig

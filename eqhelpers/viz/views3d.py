@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import COLORS, _molecule, _np, figure_png
+from ._common import COLORS, _molecule, _np, arrow_scale, figure_png
 
 STATIC = Path(__file__).resolve().parents[1] / "static"  # eqhelpers/static (fetched, never committed)
 _JS_SHOWN = {"done": False}
@@ -156,7 +156,7 @@ def _add_molecule(view, numbers, pos, arrows, scale: float, viewer=None) -> None
     view.zoomTo(**kw)
 
 
-def molecule_view(numbers, pos, arrows=(), scale: float = 0.6, width: int = 420,
+def molecule_view(numbers, pos, arrows=(), scale: float | str = 0.6, width: int = 420,
                   height: int = 360, title: str | None = None):
     """A py3Dmol view of one molecule (atomic numbers [N], positions [N, 3] in Å) with arrows:
     ``arrows`` is a list of (vectors [N, 3], colour), drawn from each atom, ``scale`` Å per unit.
@@ -166,6 +166,7 @@ def molecule_view(numbers, pos, arrows=(), scale: float = 0.6, width: int = 420,
     from .plots import molecule_figure
 
     arrows = list(arrows)
+    scale = arrow_scale(scale, [v for v, _ in arrows])
     view = _view(width, height, still=lambda: molecule_figure(numbers, pos, arrows, scale, title))
     _add_molecule(view, numbers, pos, arrows, scale)
     return view
@@ -226,8 +227,8 @@ def rotated_prediction(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0,
 
 
 def rotated_view(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0, index: int = 0,
-                 key: str | None = None, scale: float = 0.6, width: int = 820, height: int = 380,
-                 truth: bool = True, title: str = ""):
+                 key: str | None = None, scale: float | str = "auto", width: int = 820,
+                 height: int = 380, truth: bool = True, title: str = ""):
     """Side by side: left, the molecule with f(x) (blue), g⁻¹·f(g·x) (orange) and the truth
     (green); right, the rotated copy g·x with f(g·x) (orange). Linked cameras.
 
@@ -239,6 +240,8 @@ def rotated_view(model, sample, axis=(0.0, 0.0, 1.0), angle: float = 90.0, index
 
     check_bool("truth", truth)
     info = rotated_prediction(model, sample, axis, angle, index, key)
+    scale = arrow_scale(scale, [info["f"], info["f_back"], info["f_rotated"],
+                                info["truth"] if truth else None])
     left = [(info["f"], COLORS["prediction"]), (info["f_back"], COLORS["rotated back"])]
     if truth and info["truth"] is not None:
         left.insert(0, (info["truth"], COLORS["truth"]))

@@ -116,7 +116,7 @@ AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0),
 
 
 def molecule_explorer(result, task=None, model: str = "transformer", key: str | None = None,
-                      scale: float = 0.6, width: int = 820, height: int = 380):
+                      scale: float | str = "auto", width: int = 820, height: int = 380):
     """ipywidgets: rotate a test molecule (angle, axis), pick β from a sweep with saved models
     (``sweep(..., save_models=True)``) and the frame; the side-by-side view and the violation
     update. Returns the widget (a VBox) with ``.controls`` (angle, axis, β, frame), ``.info``,
