@@ -7,9 +7,17 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
-from ._util import atomic_json, atomic_write, check_positive, check_unique, format_table
+from ._util import (
+    atomic_json,
+    atomic_write,
+    check_positive,
+    check_unique,
+    claim_output,
+    format_table,
+)
 
 TRAIN_COLUMNS = [
     ("model", "model", ""), ("objective", "objective", ""), ("alpha", "α", "g"), ("beta", "β", "g"),
@@ -89,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     t.add_argument("--no-cuda-graph", action="store_true",
                    help="on CUDA, run the step eagerly instead of replaying a captured graph")
-    t.add_argument("--out", default="runs/train", help="output directory")
+    t.add_argument("--out", default=None,
+                   help="output directory (default: a new runs/train/<time>-<task>-<model>-<objective>)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (the old one is kept in replaced-<time>/)")
     t.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("sweep", help="β/α grid × seeds × models, cached and resumable")
@@ -163,7 +174,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--use", action="store_true",
                    help="also train with the discovered vs the true generators (test and OOD)")
     d.add_argument("--device", default="auto")
-    d.add_argument("--out", default="runs/discover")
+    d.add_argument("--out", default=None,
+                   help="output directory (default: a new runs/discover/<time>-<task>)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (the old one is kept in replaced-<time>/)")
     d.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("bench", help="inference and training throughput of each model")
@@ -176,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--min-time", type=float, default=1.0, help="seconds per timed window")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--out", default=None, help="write bench.json and bench.md here")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (the old one is kept in replaced-<time>/)")
     b.add_argument("--no-progress", action="store_true")
 
     j = sub.add_parser("fetch-3dmol", help="set-up: keep a local copy of 3Dmol.js (npm package "
@@ -206,8 +222,11 @@ def cmd_train(a) -> int:
     from .train import run
     from .viz import plot_history
 
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with claim_output(a.out, "train", a.overwrite, what=a.command_line) as out:
+        return _train_into(a, out, plt, run, plot_history)
+
+
+def _train_into(a, out: Path, plt, run, plot_history) -> int:
     model, hist, metrics = run(a.task, a.model, a.objective, alpha=a.alpha, beta=a.beta,
                                group=a.group, mode=a.mode, weighting=a.weighting, budget=a.budget,
                                device=a.device, seed=a.seed, steps=a.steps, out=out,
@@ -223,13 +242,13 @@ def cmd_train(a) -> int:
     fig.tight_layout()
     atomic_write(out / "training.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    print(format_table([metrics], [c for c in TRAIN_COLUMNS if c[0] in metrics]))
     from .data import TASKS, load_task
     from .evaluation import baselines
 
     base = baselines(load_task(metrics["task"], metrics["budget"]))  # the data run() trained on
     metrics["baselines"] = base
-    atomic_json(metrics, out / "metrics.json")
+    atomic_json(metrics, out / "metrics.json")  # the run's marker: written last, before printing
+    print(format_table([metrics], [c for c in TRAIN_COLUMNS if c[0] in metrics]))
     print("\nTrivial baselines (what the model must beat; τ: constant velocity's step, fitted on "
           "train):")
     print(format_table([{"model": k, **v} for k, v in base.items()],
@@ -289,6 +308,11 @@ def cmd_discover(a) -> int:
 
     schedule = tuple(a.schedule) if a.schedule else None  # None: the task's own default
     check_unique("seeds", a.seeds)  # each seed is one run in its own directory
+    with claim_output(a.out, "discover", a.overwrite, what=a.command_line):
+        return _discover_into(a, discover, write_discovery, schedule)
+
+
+def _discover_into(a, discover, write_discovery, schedule) -> int:
     rows = []
     for seed in a.seeds:
         out = Path(a.out) / f"seed_{seed}" if len(a.seeds) > 1 else Path(a.out)
@@ -334,12 +358,13 @@ def cmd_bench(a) -> int:
                        a.device, a.min_time, a.repeats, progress=not a.no_progress)
     result["meta"]["command"] = a.command_line
     md = to_markdown(result)
+    if a.out:  # written before anything is printed
+        with claim_output(a.out, "bench", a.overwrite, what=a.command_line) as out:
+            atomic_write(out / "bench.md",
+                         lambda tmp: Path(tmp).write_text(md + "\n", encoding="utf-8"))
+            atomic_json(result, out / "bench.json")
     print(md)
     print("\n" + json.dumps(result, indent=None, default=str))
-    if a.out:
-        out = Path(a.out)
-        atomic_json(result, out / "bench.json")
-        atomic_write(out / "bench.md", lambda tmp: Path(tmp).write_text(md + "\n"))
     return 0
 
 
@@ -347,6 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     a = _parser().parse_args(argv)
     a.command_line = "python -m eqhelpers " + shlex.join(argv)
+    for stream in (sys.stdout, sys.stderr):  # α, β, E′ print on any terminal, never fail a run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    if a.command in ("train", "discover") and a.out is None:  # a fresh directory per run
+        name = [a.task] + ([a.model, a.objective] if a.command == "train" else [])
+        base = Path("runs") / a.command / "-".join([time.strftime("%Y%m%d-%H%M%S"), *name])
+        out, n = base, 2
+        while out.exists():  # two runs started in the same second
+            out, n = base.with_name(f"{base.name}-{n}"), n + 1
+        a.out = str(out)
     try:
         # the output location is checked before any work: nothing is trained to be lost
         if getattr(a, "out", None):

@@ -3,10 +3,13 @@ source fingerprint that stamps executed notebooks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,6 +114,116 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "output directory") -
         raise OutputError(f"{what} {path} is not writable ({exc.strerror or exc}): choose "
                           f"a directory you can write to") from exc
     return path
+
+
+LOCK = ".eqhelpers.lock"
+
+# the file that marks a *finished* run of each command, and the files such a run writes: a
+# directory holding a run's files but not its marker is an interrupted run
+RUN_FILES = {
+    "train": ("metrics.json", ("best.pt", "history.json", "training.png")),
+    "discover": ("discovery.json", ("summary.json", "generators.npy", "discovery.png")),
+    "bench": ("bench.json", ("bench.md",)),
+    "sweep": ("sweep_config.json", ("points", "models", "sweep.json", "sweep.csv", "points.csv",
+                                    "tradeoff.png")),
+}
+
+
+@contextlib.contextmanager
+def dir_lock(out: str | os.PathLike, what: str):
+    """Hold an exclusive lock on ``<out>/.eqhelpers.lock`` (``flock``) while a run writes there:
+    a second run into the same directory — of any command — is refused, naming the holder,
+    instead of mixing its files in. The kernel drops the lock when the process ends, however it
+    ends (Ctrl-C, a kill, a crash), so a stopped run never leaves a stale lock."""
+    out = Path(out)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): run unguarded, say so
+        import warnings
+
+        warnings.warn(f"no file locking on this platform: do not run two commands into {out} "
+                      f"at once", stacklevel=3)
+        yield
+        return
+    fh = open(out / LOCK, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            who = fh.read().strip() or "unknown"
+            raise OutputError(f"another run ({who}) is writing to {out}: wait for it to finish, "
+                              f"or use another output directory") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{what}, pid {os.getpid()} on {socket.gethostname()}, "
+                 f"since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+def _move_aside(out: Path, entries: list[Path], label: str) -> Path:
+    """Move ``entries`` of ``out`` into a new ``out/<label>-<time>/`` (never deleting)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = out / f"{label}-{stamp}"
+    n = 1
+    while aside.exists():
+        aside = out / f"{label}-{stamp}-{n}"
+        n += 1
+    aside.mkdir()
+    for e in entries:
+        os.replace(e, aside / e.name)
+    return aside
+
+
+@contextlib.contextmanager
+def claim_output(out: str | os.PathLike, kind: str, overwrite: bool = False,
+                 what: str | None = None):
+    """Own ``out`` for one run of command ``kind`` (``RUN_FILES``) while the body writes there.
+
+    The rule, the same for every command that writes:
+
+    - a run holds the directory's lock (:func:`dir_lock`) while it writes: a concurrent run into
+      it is refused;
+    - a directory holding a *finished* run of another command is refused;
+    - a finished run of the same command is refused unless ``overwrite``; with it, the old run's
+      files are first moved into ``out/replaced-<time>/`` (kept, never mixed with the new ones);
+    - an *interrupted* run's files (its files without its marker, no run holding the lock) are
+      moved into ``out/interrupted-<time>/``, with a warning, before the new run writes.
+
+    Sweeps (``kind="sweep"``) resume their own directory instead (their points are checked
+    one by one), so for them only the lock and the other-command rule apply.
+    """
+    import warnings
+
+    out = ensure_output_dir(out, "--out")
+    with dir_lock(out, what or kind):
+        for other, (marker, _) in RUN_FILES.items():
+            if other != kind and (out / marker).exists():
+                raise OutputError(f"{out} holds a finished {other} run ({marker}): use another "
+                                  f"output directory for this {kind} run")
+        marker, files = RUN_FILES[kind]
+        if kind != "sweep":
+            mine = [out / f for f in (marker, *files) if (out / f).exists()]
+            if kind == "discover":
+                mine += sorted(p for p in out.glob("seed_*") if p.is_dir())
+            if (out / marker).exists() or any(p.name == "summary.json" for p in mine):
+                if not overwrite:
+                    raise OutputError(
+                        f"{out} holds a finished {kind} run ({marker}): pass --overwrite to "
+                        f"replace it (the old run is kept in {out}/replaced-<time>/), or use "
+                        f"another output directory")
+                aside = _move_aside(out, mine, "replaced")
+                warnings.warn(f"the earlier {kind} run in {out} was moved to {aside.name}/",
+                              stacklevel=3)
+            elif mine:
+                aside = _move_aside(out, mine, "interrupted")
+                warnings.warn(f"{out} held an interrupted {kind} run ("
+                              f"{', '.join(p.name for p in mine)}, no {marker}): moved it to "
+                              f"{aside.name}/", stacklevel=3)
+        yield out
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:

@@ -53,7 +53,12 @@ def pareto_mask(points) -> list[bool]:
 
 
 def point_key(model: str, beta: float, seed: int) -> str:
-    return f"{model}-beta{beta:g}-seed{seed}"
+    """The file name of one sweep point. β is written short (``beta0.1``) where that reads back
+    as the same float, else in full (``beta0.1000001``), so two β values never share a file; −0
+    is 0."""
+    beta = float(beta) + 0.0
+    short = f"{beta:g}"
+    return f"{model}-beta{short if float(short) == beta else repr(beta)}-seed{seed}"
 
 
 # --------------------------------------------------------------------------------------------

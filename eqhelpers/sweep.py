@@ -28,12 +28,9 @@ plots use E′_mse (:func:`equivariance_key`).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -49,6 +46,7 @@ from ._util import (
     check_count,
     check_unique,
     check_weight,
+    claim_output,
     device_name,
     ensure_output_dir,
     quarantine,
@@ -158,7 +156,8 @@ def _read_point(path: Path, expect: dict, settings: dict) -> dict | None:
 
 def _check_config(out: Path, config: dict) -> None:
     """Refuse a directory holding another sweep's configuration; record this one. Called with
-    the directory's lock held (:func:`_claim`), so no other sweep checks in between."""
+    the directory's lock held (:func:`eqhelpers._util.claim_output`), so no other run checks in
+    between."""
     path = out / "sweep_config.json"
     if path.exists():
         try:
@@ -172,39 +171,6 @@ def _check_config(out: Path, config: dict) -> None:
             raise ValueError(f"{out} holds a sweep with other settings {diff} (saved, new); "
                              f"use another output directory")
     atomic_json(config, path)  # compatible: record the grid asked for now
-
-
-@contextlib.contextmanager
-def _claim(out: Path):
-    """Hold an exclusive lock on ``<out>/.sweep.lock`` (``flock``) while this sweep runs: a second
-    sweep into the same directory is refused instead of mixing its points in. The kernel drops
-    the lock when the process ends, however it ends, so a killed sweep leaves nothing stale."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - no flock (Windows): run unguarded, say so
-        import warnings
-
-        warnings.warn(f"no file locking on this platform: do not run two sweeps into {out} "
-                      f"at once", stacklevel=3)
-        yield
-        return
-    lock = out / ".sweep.lock"
-    fh = open(lock, "a+")
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            who = fh.read().strip() or "unknown"
-            raise ValueError(f"another sweep ({who}) is running in {out}: wait for it to finish, "
-                             f"or use another output directory") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%F %T')}")
-        fh.flush()
-        yield
-    finally:
-        fh.close()  # releases the lock
 
 
 def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], alpha: float,
@@ -276,7 +242,8 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     """
     from .models import MODELS
 
-    betas = log_betas() if betas is None else [check_weight("beta", b) for b in betas]
+    # + 0.0: −0 is 0 (one point, one file)
+    betas = log_betas() if betas is None else [check_weight("beta", b) + 0.0 for b in betas]
     alpha = check_weight("alpha", alpha)
     if alpha == 0:
         raise ValueError("alpha must be > 0 in a sweep (β is given relative to α)")
@@ -307,13 +274,20 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     for name, flag in (("centre", centre), ("progress", progress), ("save_models", save_models),
                        ("stack", stack)):
         check_bool(name, flag)
+    # every setting is checked before anything is recorded: a refused sweep writes nothing
+    from .data import load_task
+    from .equivariance import make_objective
+    from .evaluation import objective_group
+
+    make_objective("remul", objective_group(load_task(task, b), group), alpha=alpha,
+                   beta=max(betas), mode=mode)
     if out is None:
         return _sweep(config, b, dev, None, models, betas, seeds, alpha, save_models, stack,
                       max_stack, ray, progress, command)
     out = ensure_output_dir(out, "sweep directory")
-    (out / "points").mkdir(parents=True, exist_ok=True)
-    with _claim(out):  # check-and-claim: no other sweep reads or writes here meanwhile
+    with claim_output(out, "sweep"):  # check-and-claim: no other run reads or writes here meanwhile
         _check_config(out, config)
+        (out / "points").mkdir(parents=True, exist_ok=True)
         return _sweep(config, b, dev, out, models, betas, seeds, alpha, save_models, stack,
                       max_stack, ray, progress, command)
 

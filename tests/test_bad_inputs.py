@@ -661,7 +661,7 @@ def test_two_sweeps_at_once_into_one_directory_one_is_refused(tmp_path):
     codes = sorted(r[2] for r in results)
     assert codes == [0, 2], results
     refused = next(r for r in results if r[2] == 2)
-    assert "another sweep" in refused[1] or "other settings" in refused[1]
+    assert "another run (sweep" in refused[1] or "other settings" in refused[1]
     assert "Traceback" not in refused[1]
     cfg = json.loads((out / "sweep_config.json").read_text())
     for f in (out / "points").glob("*.json"):  # every point is the winner's
