@@ -88,8 +88,10 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 
 
 def cache_dir() -> Path:
-    """``$EQHELPERS_CACHE``, else ``~/.cache/eqhelpers``: data caches (tasks, trajectories)."""
-    return Path(os.environ.get("EQHELPERS_CACHE") or Path.home() / ".cache" / "eqhelpers")
+    """``$EQHELPERS_CACHE`` (``~`` expanded), else ``~/.cache/eqhelpers``: data caches (tasks,
+    trajectories)."""
+    env = os.environ.get("EQHELPERS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "eqhelpers"
 
 
 class OutputError(ValueError):

@@ -109,8 +109,9 @@ def load_checkpoint(model, path: str | Path, map_location=None, blob: dict | Non
     ``blob``: its contents when already read (:func:`read_checkpoint`).
 
     Refused, with the reason: weights that are not finite; a checkpoint made for another model
-    class or other task fields (its :func:`model_signature`), or for another ``task`` than the
-    one named; weights of other shapes. (Checkpoints from before eqhelpers 0.2.1 carry no
+    class or other task fields (its :func:`model_signature`), with another configuration
+    (``model.config``: centring, head), or for another ``task`` than the one named; weights of
+    other shapes. (Checkpoints from before eqhelpers 0.2.1 carry no
     signature: only their weights are checked.)"""
     blob = read_checkpoint(path, map_location) if blob is None else blob
     state = blob["state_dict"]
@@ -128,6 +129,16 @@ def load_checkpoint(model, path: str | Path, map_location=None, blob: dict | Non
         if diff:
             raise ValueError(f"checkpoint {path} was made for another model or task: {diff} "
                              f"(checkpoint, this model)")
+    cfg = blob.get("model_config")
+    have = getattr(model, "config", None)
+    if isinstance(cfg, dict) and isinstance(have, dict):
+        # centring and the head change what the weights compute, not their shapes: a centred
+        # model's weights in an uncentred one load without complaint and predict nonsense
+        diff = {k: (cfg.get(k), v) for k, v in have.items() if k in cfg and cfg[k] != v}
+        if diff:
+            raise ValueError(f"checkpoint {path} was trained with another model configuration: "
+                             f"{diff} (checkpoint, this model); build the model with "
+                             f"checkpoint_options(blob)")
     if task is not None and blob.get("task") is not None and blob["task"] != task:
         raise ValueError(f"checkpoint {path} was trained on task {blob['task']!r}, not {task!r}")
     try:

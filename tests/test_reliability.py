@@ -153,3 +153,30 @@ def test_an_ascii_terminal_neither_fails_a_run_nor_loses_its_results(tmp_path):
                          timeout=300)
     assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
     assert json.loads((bench / "bench.json").read_text())["rows"]
+
+
+# ---------------------------------------------------------------- 6. what is read back
+@pytest.mark.parametrize("other", [{"centre": False}, {"head": "absolute"}])
+def test_a_checkpoint_loads_only_into_the_configuration_it_was_trained_with(tmp_path, other):
+    from eqhelpers.data import load_task
+    from eqhelpers.models import make_model
+    from eqhelpers.results import checkpoint_options, load_checkpoint, read_checkpoint, save_checkpoint
+
+    task = load_task("gravity", "tiny")
+    net = make_model("transformer", task.spec, width=16, layers=1)  # centred, residual
+    path = save_checkpoint(net, tmp_path / "c.pt", task="gravity")
+    wrong = make_model("transformer", task.spec, width=16, layers=1, **other)
+    key = next(iter(other))
+    with pytest.raises(ValueError, match=f"another model configuration.*'{key}'"):
+        load_checkpoint(wrong, path)
+    right = make_model("transformer", task.spec, width=16, layers=1,
+                       **checkpoint_options(read_checkpoint(path)))
+    load_checkpoint(right, path, task="gravity")
+
+
+def test_a_cache_path_with_a_tilde_is_expanded(monkeypatch, tmp_path):
+    from eqhelpers._util import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("EQHELPERS_CACHE", "~/x")
+    assert cache_dir() == tmp_path / "x"
