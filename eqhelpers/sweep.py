@@ -175,7 +175,7 @@ def _check_config(out: Path, config: dict) -> None:
 
 def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], alpha: float,
                options: dict, save_models: bool, threads: int | None = None,
-               progress: bool = False) -> list[tuple]:
+               progress: bool = False, on_point=None) -> list[tuple]:
     """Train one group (one model's unfinished points) and return (point, checkpoint or None)
     per point: what the driver writes. Runs in the sweep's process or on a Ray worker."""
     import torch
@@ -188,9 +188,10 @@ def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], 
     task_obj = load_task(task, budget) if isinstance(task, str) else task
     points = [{"objective": "plain" if beta == 0 else "remul", "alpha": alpha, "beta": beta,
                "seed": s} for beta, s in todo]
-    results = run_group(task_obj, model, points, budget=budget, progress=progress, **options)
     out = []
-    for (beta, s), (net, _, metrics) in zip(todo, results):
+
+    def point(i: int, net, _hist, metrics: dict) -> None:
+        beta, s = todo[i]
         p = {**{k: metrics[k] for k in metric_keys([metrics])}, "model": model, "beta": beta,
              "seed": s, "alpha": alpha,
              **{k: metrics[k] for k in ("steps_per_s", "model_steps_per_s", "train_seconds",
@@ -200,6 +201,10 @@ def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], 
                                 task=task_obj.name, **budget.model_size(model))
                 if save_models else None)
         out.append((p, blob))
+        if on_point is not None:  # saved as it finishes, before the next point trains
+            on_point([(p, blob)])
+
+    run_group(task_obj, model, points, budget=budget, progress=progress, on_point=point, **options)
     return out
 
 
@@ -337,9 +342,9 @@ def _sweep(config, b, dev, out, models, betas, seeds, alpha, save_models, stack,
     if ray is None:
         for m, pts in groups:
             bar.set_postfix(model=m, points=len(pts))
+            # the stack's own step bar under the sweep's; each point is stored as it finishes
             res = _group_job(task_obj, b, m, pts, alpha, {**options, "device": dev}, save_models,
-                             progress=progress)  # the stack's own step bar under the sweep's
-            store(m, res)
+                             progress=progress, on_point=lambda r, m=m: store(m, r))
             notes.append(f"{m}: {res[0][0]['stack_note']}")
             bar.update(len(pts))
     elif groups:

@@ -620,12 +620,15 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
               progress: bool = True, conservative: bool = False, centre: bool = True,
               head: str = "residual", width: int | None = None, layers: int | None = None,
               outs: Sequence[str | Path | None] | None = None,
-              stack: bool = True, cuda_graph: bool | None = None
+              stack: bool = True, cuda_graph: bool | None = None,
+              on_point: Callable[[int, Model, History, dict], None] | None = None
               ) -> list[tuple[Model, History, dict]]:
     """Several experiments on one (task, model, budget): each point a dict with ``objective``
     (``"plain"``, ``"remul"``, ``"augment"``), ``alpha``, ``beta`` and ``seed``. They are trained
     as one stack (:func:`train_many`) when ``stack`` and :func:`stack_reason` allow it, else one
     at a time (``metrics["stack_note"]`` says why). Returns (model, history, metrics) per point.
+    ``on_point(i, model, history, metrics)`` is called as each point is evaluated: one at a time,
+    right after that point trains (so a caller can save it before the next one starts).
     """
     dev = resolve_device(device)
     b = get_budget(budget, dev)
@@ -646,21 +649,12 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
     reason = stack_reason(nets, objs) if len(nets) > 1 else None
     opts = dict(device=dev, steps=steps, compile=compile, amp=amp, progress=progress,
                 cuda_graph=cuda_graph)
-    if len(nets) > 1 and stack and reason is None:
-        hists = train_many(nets, task_obj, objs, b, seeds=[p["seed"] for p in points],
-                           checkpoints=ckpts, desc=f"{model} stack of {len(nets)}", **opts)
-        note = f"trained as one stack of {len(nets)}"
-    else:
-        hists = [train(net, task_obj, obj, b, seed=p["seed"], checkpoint=c,
-                       desc=f"{model} {p['objective']}"
-                       + (f" β={p['beta']:g}" if p["objective"] == "remul" else ""), **opts)
-                 for net, obj, p, c in zip(nets, objs, points, ckpts)]
-        note = ("one model" if len(nets) == 1 else
-                f"one at a time: {reason if reason else 'stacking switched off'}")
-    t_trained = time.perf_counter()
     results = []
-    for net, hist, p in zip(nets, hists, points):
+
+    def finish(i: int, hist: History, note: str, wall: float | None, start: float) -> None:
+        net, p = nets[i], points[i]
         metrics = evaluate(net, task_obj, b, seed=p["seed"])
+        wall = time.perf_counter() - start if wall is None else wall
         k = hist.config["stack"]
         metrics.update({
             "task": task_obj.name, "model": model, "conservative": conservative,
@@ -669,9 +663,7 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
             "beta": p["beta"] if p["objective"] == "remul" else None, "group": grp.name,
             "seed": p["seed"], "stack": k, "stack_note": note,
             "steps_per_s": hist.steps_per_s, "model_steps_per_s": k * hist.steps_per_s,
-            "train_seconds": hist.train_seconds,
-            "wall_seconds": time.perf_counter() - t_all
-            if len(points) == 1 else (t_trained - t_all) / len(points),
+            "train_seconds": hist.train_seconds, "wall_seconds": wall,
             "best_step": hist.best_step, "best_val_mse": hist.best_val_mse,
             "device": device_name(dev), "n_parameters": net.n_parameters(), "budget": b.name,
             "version": __version__, "torch": torch.__version__,
@@ -679,6 +671,24 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
             "config": {**hist.config, "task": task_obj.config, **size},
         })
         results.append((net, hist, metrics))
+        if on_point is not None:
+            on_point(i, net, hist, metrics)
+
+    if len(nets) > 1 and stack and reason is None:
+        hists = train_many(nets, task_obj, objs, b, seeds=[p["seed"] for p in points],
+                           checkpoints=ckpts, desc=f"{model} stack of {len(nets)}", **opts)
+        wall = (time.perf_counter() - t_all) / len(points)
+        for i, hist in enumerate(hists):
+            finish(i, hist, f"trained as one stack of {len(nets)}", wall, t_all)
+    else:
+        note = ("one model" if len(nets) == 1 else
+                f"one at a time: {reason if reason else 'stacking switched off'}")
+        for i, (net, obj, p, c) in enumerate(zip(nets, objs, points, ckpts)):
+            start = t_all if i == 0 else time.perf_counter()
+            hist = train(net, task_obj, obj, b, seed=p["seed"], checkpoint=c,
+                         desc=f"{model} {p['objective']}"
+                         + (f" β={p['beta']:g}" if p["objective"] == "remul" else ""), **opts)
+            finish(i, hist, note, None, start)
     return results
 
 

@@ -180,3 +180,30 @@ def test_a_cache_path_with_a_tilde_is_expanded(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("EQHELPERS_CACHE", "~/x")
     assert cache_dir() == tmp_path / "x"
+
+
+# ---------------------------------------------------------------- 2. save as you go
+def test_a_sweep_stopped_half_way_keeps_its_finished_points_and_resumes(tmp_path, monkeypatch):
+    import eqhelpers.train as train_mod
+    from eqhelpers.sweep import sweep
+
+    real, calls = train_mod.train, []
+
+    def stop_on_third(*args, **kwargs):  # Ctrl-C while the third point trains
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train", stop_on_third)
+    out = tmp_path / "s"
+    opts = dict(betas=[0, 1, 10], seeds=[0], budget="tiny", steps=3, stack=False, progress=False,
+                out=out)
+    with pytest.raises(KeyboardInterrupt):
+        sweep("gravity", **opts)
+    saved = sorted(p.name for p in (out / "points").iterdir())
+    assert saved == ["transformer-beta0-seed0.json", "transformer-beta1-seed0.json"]
+    monkeypatch.setattr(train_mod, "train", real)
+    res = sweep("gravity", **opts)
+    assert res.computed == 1 and len(res.points) == 3
+    assert json.loads((out / "points" / saved[0]).read_text())["beta"] == 0.0
