@@ -276,17 +276,33 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"cannot serialise {type(x).__name__} to JSON")
 
 
-def quarantine(path: Path, what: str, exc: Exception, action: str) -> Path:
-    """Move a corrupt file aside (never delete it) and warn, naming the file and the problem."""
-    import time
+def quarantine(path: Path, what: str, exc: Exception, action: str,
+               seen: os.stat_result | None = None) -> Path | None:
+    """Move a corrupt file aside (never delete it) and warn, naming the file and the problem.
+
+    ``seen``: the file's ``os.stat`` taken before it was read. Readers race: when the file at
+    ``path`` is no longer the one that was read (another process already moved it aside, or
+    wrote a fresh one in its place), nothing is moved — a good new file is never quarantined —
+    and None is returned; the caller then regenerates or reads again, as it would anyway."""
     import warnings
 
+    if seen is not None:
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            return None  # another reader moved it aside first
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (seen.st_ino, seen.st_size,
+                                                          seen.st_mtime_ns):
+            return None  # replaced since it was read: not the corrupt file
     stamp = int(time.time() * 1000)
     aside = path.with_name(f"{path.name}.corrupt-{stamp}")
     while aside.exists():  # never overwrite an earlier kept copy
         stamp += 1
         aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    os.replace(path, aside)
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return None  # another reader moved it aside first
     warnings.warn(f"{what} {path} is corrupt ({exc}); moved it to {aside.name} and {action}",
                   stacklevel=3)
     return aside

@@ -1087,7 +1087,9 @@ def _read_cache(path: Path, config: dict, spec: TaskSpec | None = None):
     """A cache file's splits, validated against its own configuration: the config itself, every
     split present, each split's size, each field's shape (``spec``) and dtype, finite values.
     Anything else is quarantined (moved aside, kept) and the data regenerated."""
-    if not path.exists():
+    try:
+        seen = path.stat()
+    except FileNotFoundError:
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -1127,5 +1129,5 @@ def _read_cache(path: Path, config: dict, spec: TaskSpec | None = None):
                     raise ValueError(f"{split}/{k} holds non-finite values")
         return splits, blob["provenance"]
     except Exception as exc:  # unreadable pickle, missing keys, wrong types: all "corrupt"
-        quarantine(path, "data cache", exc, "regenerating")
+        quarantine(path, "data cache", exc, "regenerating", seen=seen)
         return None

@@ -324,7 +324,11 @@ def load_trajectory(molecule: str = "aspirin", n_frames: int = 1000, seed: int =
     """:func:`simulate`, cached on disk (atomically; a corrupt file is moved aside, regenerated)."""
     traj_config = trajectory_config(molecule, n_frames, seed, **kwargs)
     path = trajectory_path(traj_config)
-    if cache and path.exists():
+    try:
+        seen = path.stat() if cache else None
+    except FileNotFoundError:
+        seen = None
+    if seen is not None:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
@@ -337,7 +341,7 @@ def load_trajectory(molecule: str = "aspirin", n_frames: int = 1000, seed: int =
             return Trajectory(meta["molecule"], meta["smiles"], **arrays, config=meta["config"],
                               provenance=meta["provenance"])
         except Exception as exc:  # unreadable zip, missing keys, bad JSON: all "corrupt"
-            quarantine(path, "trajectory cache", exc, "regenerating")
+            quarantine(path, "trajectory cache", exc, "regenerating", seen=seen)
     traj = simulate(molecule, n_frames, seed, **kwargs)
     if cache:
         meta = json.dumps({"molecule": traj.molecule, "smiles": traj.smiles, "config": traj.config,

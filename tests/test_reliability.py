@@ -207,3 +207,40 @@ def test_a_sweep_stopped_half_way_keeps_its_finished_points_and_resumes(tmp_path
     res = sweep("gravity", **opts)
     assert res.computed == 1 and len(res.points) == 3
     assert json.loads((out / "points" / saved[0]).read_text())["beta"] == 0.0
+
+
+# ---------------------------------------------------------------- 7. concurrent readers
+def test_racing_readers_of_a_corrupt_file_neither_fail_nor_move_a_fresh_one(tmp_path):
+    import warnings
+
+    from eqhelpers._util import quarantine
+
+    bad = tmp_path / "task.pt"
+    bad.write_bytes(b"corrupt")
+    seen = bad.stat()
+    # the first reader moves it aside ...
+    with pytest.warns(UserWarning, match="is corrupt"):
+        assert quarantine(bad, "data cache", ValueError("x"), "regenerating", seen=seen)
+    # ... a second one, which read the same corrupt file, finds it gone: no FileNotFoundError
+    assert quarantine(bad, "data cache", ValueError("x"), "regenerating", seen=seen) is None
+    # a slow reader whose corrupt copy was since replaced by a good one leaves the good one
+    bad.write_bytes(b"a freshly regenerated, good file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert quarantine(bad, "data cache", ValueError("x"), "regenerating", seen=seen) is None
+    assert bad.read_bytes() == b"a freshly regenerated, good file"
+    assert len(list(tmp_path.glob("task.pt.corrupt-*"))) == 1
+
+
+def test_three_processes_loading_one_corrupt_cache_all_succeed(tmp_path):
+    env = {**os.environ, "EQHELPERS_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    code = "from eqhelpers.data import load_task; load_task('gravity', 'tiny'); print('ok')"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    (cache,) = [p for p in tmp_path.rglob("*.pt")]
+    good = cache.read_bytes()
+    cache.write_bytes(good[: len(good) // 2])  # a torn file
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    assert all(r[2] == 0 and "ok" in r[0] for r in results), results
+    assert cache.exists() and len(list(tmp_path.rglob("*.corrupt-*"))) >= 1
