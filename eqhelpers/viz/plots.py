@@ -57,6 +57,10 @@ def beta_norm(betas) -> mcolors.Normalize:
     return mcolors.LogNorm(vmin=min(pos), vmax=max(max(pos), min(pos) * 10))
 
 
+# the trivial predictors' reference lines, one colour each (not the models' colours)
+TRIVIAL_COLORS = {"constant velocity": "#7b3294", "nothing moves": "#a6611a", "mean": "0.35"}
+
+
 def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None = None,
                   cmap: str = "viridis", title: str | None = None,
                   baselines: dict[str, float] | str | None = "auto"):
@@ -120,8 +124,9 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
                 ax.annotate(f"  {model}: E′ = {r[e]:.0e}\n  (exact; off-axis ←)", (x, r[y]),
                             fontsize=7, va="center")
     for i, (name, value) in enumerate((baselines or {}).items()):
-        ax.axhline(value, color="k", ls=(0, (4, 2 + 2 * i)), lw=0.9, zorder=0,
-                   label=f"{name} (learns nothing)")
+        # told apart by colour and dash, named in the key
+        ax.axhline(value, color=TRIVIAL_COLORS.get(name, "0.35"), ls=(0, (4, 2 + 2 * i)), lw=1.1,
+                   zorder=0, label=f"{name} (learns nothing)")
     if highlight is not None:
         pt = interpolate(result, highlight, models[0] if "transformer" not in models else "transformer")
         ax.plot(pt[e], pt[y], "X", ms=14, color="crimson", mec="k", zorder=4,
@@ -138,8 +143,9 @@ def plot_tradeoff(result, ax=None, y: str = "test_mse", highlight: float | None 
     ax.set_ylabel({"test_mse": "test MSE", "ood_mse": "rotated+translated MSE"}.get(y, y))
     ax.grid(alpha=0.3, which="both")
     cfg = result.config
+    n = len(cfg["seeds"])
     ax.set_title(title or f"{cfg['task']}: trade-off over β/α ({cfg['budget']} budget, "
-                          f"{len(cfg['seeds'])} seeds; ring = Pareto front)", fontsize=9)
+                          f"{n} seed{'s' if n != 1 else ''}; ring = Pareto front)", fontsize=9)
     return ax
 
 
