@@ -1,10 +1,10 @@
-"""Real-browser test: JupyterLab on 127.0.0.1, notebooks 02–05 run in headless Chromium.
+"""Real-browser test: JupyterLab on 127.0.0.1, notebooks 02, 03, 04 and 06 run in headless Chromium.
 
 Driven by Playwright's Python API with the Debian ``chromium`` (``executable_path``; Playwright's
 own browsers are never installed). For each notebook: run all cells (tiny budget) and check that
 no cell shows an error; (02) that a learner's answer typed into a hands-on cell passes its check,
-(03, 05) that the sliders render and that moving one changes the output, (04) that the live
-discovery plot and the figures render, and (05) that the 3Dmol.js canvases hold non-blank
+(03, 06) that the sliders render and that moving one changes the output, (04) that the live
+discovery plot and the figures render, and (06) that the 3Dmol.js canvases hold non-blank
 pixels. Screenshots go to ``test-artifacts/browser/``.
 
 Skipped when Chromium, Playwright or the local 3Dmol.js (``python -m eqhelpers fetch-3dmol``) is
@@ -60,9 +60,12 @@ def lab(tmp_path_factory):
             pytest.fail(f"browser test required but {why}")
         pytest.skip(why)
     root = tmp_path_factory.mktemp("lab")  # copies: JupyterLab's autosave never touches the repo
+    # laid out as in the repository: the notebooks read shipped results from ../benchmarks
+    (root / "notebooks").mkdir()
+    (root / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
     for name in ("02_equivariance_loss.ipynb", "03_tradeoff_sweep.ipynb",
                  "04_discovering_symmetry.ipynb", "06_molecules_3d.ipynb"):
-        shutil.copy(ROOT / "notebooks" / name, root / name)
+        shutil.copy(ROOT / "notebooks" / name, root / "notebooks" / name)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -119,7 +122,7 @@ def browser(lab):
 
 
 def _run_all(page, url: str, name: str, timeout_s: float = 420) -> None:
-    page.goto(f"{url}/lab/tree/{name}?reset", wait_until="domcontentloaded")  # only this notebook
+    page.goto(f"{url}/lab/tree/notebooks/{name}?reset", wait_until="domcontentloaded")  # only this one
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_function(  # the kernel is up
         "() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
@@ -140,13 +143,22 @@ def _run_all(page, url: str, name: str, timeout_s: float = 420) -> None:
     n_code = page.locator(".jp-CodeCell .jp-InputArea-prompt").count()
     # done when every code cell shows an execution count and none is queued or running — or
     # when a cell shows an error (Run All stops there: waiting longer would only time out)
-    page.wait_for_function(
-        """(n) => { const ps = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
-            if (document.querySelector(
-                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"))
-                return true;
-            return ps.length === n && ps.every(p => /\\[\\d+\\]/.test(p.textContent)); }""",
-        arg=n_code, timeout=timeout_s * 1000, polling=1000)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            """(n) => { const ps = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+                if (document.querySelector(
+                    ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"))
+                    return true;
+                return ps.length === n && ps.every(p => /\\[\\d+\\]/.test(p.textContent)); }""",
+            arg=n_code, timeout=timeout_s * 1000, polling=1000)
+    except PlaywrightTimeout:  # say where it stopped, not only that it did
+        prompts = page.eval_on_selector_all(".jp-CodeCell .jp-InputArea-prompt",
+                                            "ps => ps.map(p => p.textContent.trim())")
+        _shot(page, f"timeout_{name.removesuffix('.ipynb')}")
+        pytest.fail(f"{name}: not every cell ran within {timeout_s:.0f} s: {n_code} prompts at "
+                    f"Run All, now {len(prompts)}: {prompts}")
 
 
 def _errors(page) -> list[str]:
@@ -213,8 +225,8 @@ def test_notebook_04_discovery_plots_render(browser, lab):
     # two hands-on cells, left to the learner
     assert page.locator(".jp-OutputArea-output", has_text="not written yet").count() == 2
     # orbits, the live discovery plot, the read-outs
-    assert _images(page) >= 6
-    assert page.locator(".jp-OutputArea-output", has_text="learned generator(s)").count() >= 2
+    assert _images(page) >= 5
+    assert page.locator(".jp-OutputArea-output", has_text="learned generator").count() >= 2
     _shot(page, "04_end")
     page.close()
 
@@ -250,7 +262,7 @@ def test_notebook_06_3d_views_render_and_the_explorer_responds(browser, lab):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     msgs: list[str] = []
     page.on("console", lambda m: msgs.append(f"{m.type}: {m.text}"))
-    _run_all(page, lab, "06_molecules_3d.ipynb", timeout_s=600)
+    _run_all(page, lab, "06_molecules_3d.ipynb", timeout_s=300)
     assert _errors(page) == []
     # every 3Dmol viewer drew a molecule: its canvas has ink
     canvases = page.locator("div[id^='3dmolviewer_'] canvas")
