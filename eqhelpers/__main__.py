@@ -214,6 +214,11 @@ def cmd_fetch_3dmol(a) -> int:
 
 
 def cmd_train(a) -> int:
+    with claim_output(a.out, "train", a.overwrite, what=a.command_line) as out:
+        return _train_into(a, out)
+
+
+def _train_into(a, out: Path) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,11 +227,6 @@ def cmd_train(a) -> int:
     from .train import run
     from .viz import plot_history
 
-    with claim_output(a.out, "train", a.overwrite, what=a.command_line) as out:
-        return _train_into(a, out, plt, run, plot_history)
-
-
-def _train_into(a, out: Path, plt, run, plot_history) -> int:
     model, hist, metrics = run(a.task, a.model, a.objective, alpha=a.alpha, beta=a.beta,
                                group=a.group, mode=a.mode, weighting=a.weighting, budget=a.budget,
                                device=a.device, seed=a.seed, steps=a.steps, out=out,
@@ -301,18 +301,18 @@ def cmd_sweep(a) -> int:
 
 
 def cmd_discover(a) -> int:
+    check_unique("seeds", a.seeds)  # each seed is one run in its own directory
+    with claim_output(a.out, "discover", a.overwrite, what=a.command_line):
+        return _discover_into(a)
+
+
+def _discover_into(a) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     from .discover import discover, write_discovery
 
     schedule = tuple(a.schedule) if a.schedule else None  # None: the task's own default
-    check_unique("seeds", a.seeds)  # each seed is one run in its own directory
-    with claim_output(a.out, "discover", a.overwrite, what=a.command_line):
-        return _discover_into(a, discover, write_discovery, schedule)
-
-
-def _discover_into(a, discover, write_discovery, schedule) -> int:
     rows = []
     for seed in a.seeds:
         out = Path(a.out) / f"seed_{seed}" if len(a.seeds) > 1 else Path(a.out)

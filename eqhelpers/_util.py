@@ -120,14 +120,13 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "output directory") -
 
 LOCK = ".eqhelpers.lock"
 
-# the file that marks a *finished* run of each command, and the files such a run writes: a
-# directory holding a run's files but not its marker is an interrupted run
+# the files that mark a *finished* run of each command, and (glob patterns) the other files such
+# a run writes: a directory holding a run's files but none of its markers is an interrupted run
 RUN_FILES = {
-    "train": ("metrics.json", ("best.pt", "history.json", "training.png")),
-    "discover": ("discovery.json", ("summary.json", "generators.npy", "discovery.png")),
-    "bench": ("bench.json", ("bench.md",)),
-    "sweep": ("sweep_config.json", ("points", "models", "sweep.json", "sweep.csv", "points.csv",
-                                    "tradeoff.png")),
+    "train": (("metrics.json",), ("best.pt", "history.json", "training.png")),
+    "discover": (("discovery.json", "summary.json"), ("generators.npy", "discovery.png", "seed_*")),
+    "bench": (("bench.json",), ("bench.md",)),
+    "sweep": (("sweep_config.json",), ()),  # a sweep resumes its directory: only its marker
 }
 
 
@@ -182,7 +181,7 @@ def _move_aside(out: Path, entries: list[Path], label: str) -> Path:
 
 @contextlib.contextmanager
 def claim_output(out: str | os.PathLike, kind: str, overwrite: bool = False,
-                 what: str | None = None):
+                 what: str | None = None, label: str = "--out"):
     """Own ``out`` for one run of command ``kind`` (``RUN_FILES``) while the body writes there.
 
     The rule, the same for every command that writes:
@@ -196,35 +195,36 @@ def claim_output(out: str | os.PathLike, kind: str, overwrite: bool = False,
       moved into ``out/interrupted-<time>/``, with a warning, before the new run writes.
 
     Sweeps (``kind="sweep"``) resume their own directory instead (their points are checked
-    one by one), so for them only the lock and the other-command rule apply.
+    one by one), so for them only the lock and the other-command rule apply. ``label`` names
+    ``out`` in errors.
     """
     import warnings
 
-    out = ensure_output_dir(out, "--out")
+    out = ensure_output_dir(out, label)
     with dir_lock(out, what or kind):
-        for other, (marker, _) in RUN_FILES.items():
-            if other != kind and (out / marker).exists():
-                raise OutputError(f"{out} holds a finished {other} run ({marker}): use another "
+        for other, (markers, _) in RUN_FILES.items():
+            done = [m for m in markers if (out / m).exists()]
+            if other != kind and done:
+                raise OutputError(f"{out} holds a finished {other} run ({done[0]}): use another "
                                   f"output directory for this {kind} run")
-        marker, files = RUN_FILES[kind]
-        if kind != "sweep":
-            mine = [out / f for f in (marker, *files) if (out / f).exists()]
-            if kind == "discover":
-                mine += sorted(p for p in out.glob("seed_*") if p.is_dir())
-            if (out / marker).exists() or any(p.name == "summary.json" for p in mine):
-                if not overwrite:
-                    raise OutputError(
-                        f"{out} holds a finished {kind} run ({marker}): pass --overwrite to "
-                        f"replace it (the old run is kept in {out}/replaced-<time>/), or use "
-                        f"another output directory")
-                aside = _move_aside(out, mine, "replaced")
-                warnings.warn(f"the earlier {kind} run in {out} was moved to {aside.name}/",
-                              stacklevel=3)
-            elif mine:
-                aside = _move_aside(out, mine, "interrupted")
-                warnings.warn(f"{out} held an interrupted {kind} run ("
-                              f"{', '.join(p.name for p in mine)}, no {marker}): moved it to "
-                              f"{aside.name}/", stacklevel=3)
+        markers, files = RUN_FILES[kind]
+        done = [m for m in markers if (out / m).exists()]
+        mine = [p for pattern in (*markers, *files) for p in sorted(out.glob(pattern))]
+        resumes = kind == "sweep"  # a sweep resumes its own directory, point by point
+        if done and not resumes:
+            if not overwrite:
+                raise OutputError(
+                    f"{out} holds a finished {kind} run ({done[0]}): pass --overwrite to "
+                    f"replace it (the old run is kept in {out}/replaced-<time>/), or use "
+                    f"another output directory")
+            aside = _move_aside(out, mine, "replaced")
+            warnings.warn(f"the earlier {kind} run in {out} was moved to {aside.name}/",
+                          stacklevel=3)
+        elif mine and not resumes:
+            aside = _move_aside(out, mine, "interrupted")
+            warnings.warn(f"{out} held an interrupted {kind} run ("
+                          f"{', '.join(p.name for p in mine)}, no {markers[0]}): moved it to "
+                          f"{aside.name}/", stacklevel=3)
         yield out
 
 

@@ -48,7 +48,6 @@ from ._util import (
     check_weight,
     claim_output,
     device_name,
-    ensure_output_dir,
     quarantine,
     resolve_device,
 )
@@ -284,28 +283,27 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     from .equivariance import make_objective
     from .evaluation import objective_group
 
-    make_objective("remul", objective_group(load_task(task, b), group), alpha=alpha,
-                   beta=max(betas), mode=mode)
+    task_obj = load_task(task, b)
+    make_objective("remul", objective_group(task_obj, group), alpha=alpha, beta=max(betas),
+                   mode=mode)
     if out is None:
-        return _sweep(config, b, dev, None, models, betas, seeds, alpha, save_models, stack,
-                      max_stack, ray, progress, command)
-    out = ensure_output_dir(out, "sweep directory")
-    with claim_output(out, "sweep"):  # check-and-claim: no other run reads or writes here meanwhile
+        return _sweep(config, b, dev, None, task_obj, models, betas, seeds, alpha, save_models,
+                      stack, max_stack, ray, progress, command)
+    # check-and-claim: no other run reads or writes here meanwhile
+    with claim_output(out, "sweep", label="sweep directory") as out:
         _check_config(out, config)
         (out / "points").mkdir(parents=True, exist_ok=True)
-        return _sweep(config, b, dev, out, models, betas, seeds, alpha, save_models, stack,
-                      max_stack, ray, progress, command)
+        return _sweep(config, b, dev, out, task_obj, models, betas, seeds, alpha, save_models,
+                      stack, max_stack, ray, progress, command)
 
 
-def _sweep(config, b, dev, out, models, betas, seeds, alpha, save_models, stack, max_stack, ray,
-           progress, command) -> SweepResult:
-    from .data import load_task
+def _sweep(config, b, dev, out, task_obj, models, betas, seeds, alpha, save_models, stack,
+           max_stack, ray, progress, command) -> SweepResult:
     from .models import MODELS
 
     task, group, mode, steps = config["task"], config["group"], config["mode"], config["steps"]
     head, centre = config["head"], config["centre"]
     settings = _settings(config)
-    task_obj = load_task(task, b)
     plan = [(m, beta, int(s)) for m in models
             for beta in ([0.0] if MODELS[m].equivariant else sorted({float(x) for x in betas}))
             for s in seeds]
