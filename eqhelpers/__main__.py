@@ -4,6 +4,7 @@ on each)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -354,12 +355,13 @@ def cmd_bench(a) -> int:
     from .bench import DEFAULT_MODELS, benchmark, to_markdown
 
     models = tuple(DEFAULT_MODELS if a.models is None else a.models)
-    result = benchmark(a.task, models, tuple(a.batch_sizes), a.budget,
-                       a.device, a.min_time, a.repeats, progress=not a.no_progress)
-    result["meta"]["command"] = a.command_line
-    md = to_markdown(result)
-    if a.out:  # written before anything is printed
-        with claim_output(a.out, "bench", a.overwrite, what=a.command_line) as out:
+    with (claim_output(a.out, "bench", a.overwrite, what=a.command_line) if a.out
+          else contextlib.nullcontext()) as out:  # owned for the whole run
+        result = benchmark(a.task, models, tuple(a.batch_sizes), a.budget,
+                           a.device, a.min_time, a.repeats, progress=not a.no_progress)
+        result["meta"]["command"] = a.command_line
+        md = to_markdown(result)
+        if out is not None:  # written before anything is printed
             atomic_write(out / "bench.md",
                          lambda tmp: Path(tmp).write_text(md + "\n", encoding="utf-8"))
             atomic_json(result, out / "bench.json")
@@ -388,9 +390,13 @@ def main(argv: list[str] | None = None) -> int:
             from ._util import ensure_output_dir
 
             ensure_output_dir(a.out, "--out")
+        if getattr(a, "device", None) is not None:  # a device this package cannot use: now
+            from ._util import resolve_device
+
+            resolve_device(a.device)
         return {"train": cmd_train, "sweep": cmd_sweep, "discover": cmd_discover,
                 "bench": cmd_bench, "fetch-3dmol": cmd_fetch_3dmol}[a.command](a)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, MemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a read-only directory, a cache path that is a file, a full disk

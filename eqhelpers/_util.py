@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import socket
@@ -60,9 +61,55 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") \
             from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported: the package trains on 'cpu' or "
+                         f"'cuda' (or 'auto')")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available here")
     return dev
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process could still allocate: the smaller of the machine's available
+    memory (``MemAvailable``) and the address-space limit (``ulimit -v``); None if unknown."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            found.append(int(soft))
+    except (ImportError, ValueError, OSError):
+        pass
+    return min(found) if found else None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"  # pragma: no cover
+
+
+def check_fits(what: str, need: int, fix: str) -> None:
+    """Refuse, before any work, ``need`` bytes that this machine cannot give (a MemoryError
+    naming the estimate, what is available and ``fix``) instead of running until the kernel
+    kills the process."""
+    have = available_memory()
+    if have is not None and need > have:
+        raise MemoryError(f"{what} needs about {format_bytes(need)} of memory; this machine has "
+                          f"{format_bytes(have)} available: {fix}")
 
 
 def device_name(dev: torch.device | str) -> str:
@@ -122,10 +169,13 @@ LOCK = ".eqhelpers.lock"
 
 # the files that mark a *finished* run of each command, and (glob patterns) the other files such
 # a run writes: a directory holding a run's files but none of its markers is an interrupted run
+# (``.*.tmp``: the temp file of a write that was killed before its rename)
+TEMP = ".*.tmp"
 RUN_FILES = {
-    "train": (("metrics.json",), ("best.pt", "history.json", "training.png")),
-    "discover": (("discovery.json", "summary.json"), ("generators.npy", "discovery.png", "seed_*")),
-    "bench": (("bench.json",), ("bench.md",)),
+    "train": (("metrics.json",), ("best.pt", "history.json", "training.png", TEMP)),
+    "discover": (("discovery.json", "summary.json"),
+                 ("generators.npy", "discovery.png", "seed_*", TEMP)),
+    "bench": (("bench.json",), ("bench.md", TEMP)),
     "sweep": (("sweep_config.json",), ()),  # a sweep resumes its directory: only its marker
 }
 
@@ -211,6 +261,9 @@ def claim_output(out: str | os.PathLike, kind: str, overwrite: bool = False,
         done = [m for m in markers if (out / m).exists()]
         mine = [p for pattern in (*markers, *files) for p in sorted(out.glob(pattern))]
         resumes = kind == "sweep"  # a sweep resumes its own directory, point by point
+        if resumes:  # a killed write's temp files: incomplete by construction, no one's result
+            for tmp in [*out.glob(TEMP), *out.glob(f"*/{TEMP}")]:
+                tmp.unlink()
         if done and not resumes:
             if not overwrite:
                 raise OutputError(
@@ -228,15 +281,40 @@ def claim_output(out: str | os.PathLike, kind: str, overwrite: bool = False,
         yield out
 
 
+def _write_error(path: Path, exc: BaseException) -> OutputError | None:
+    """The clear error for a write that failed for want of room (a full disk, a file-size limit,
+    a quota) or permission; None for anything else. torch reports these as a RuntimeError from
+    its zip writer ("enforce fail … PytorchStreamWriter failed writing file")."""
+    import errno
+
+    if isinstance(exc, OSError):
+        reasons = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file-size limit "
+                   "(ulimit -f) was reached", errno.EDQUOT: "the disk quota is exceeded",
+                   errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only"}
+        why = reasons.get(exc.errno, exc.strerror or str(exc))
+    elif isinstance(exc, RuntimeError) and ("enforce fail" in str(exc) or "failed writing"
+                                            in str(exc) or "unexpected pos" in str(exc)):
+        why = "the write stopped short (a full disk or a file-size limit, ulimit -f)"
+    else:
+        return None
+    return OutputError(f"could not write {path}: {why}. Nothing already saved was changed "
+                       f"(the file is written to a temp file, then renamed): free space or "
+                       f"choose another output directory")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)`` then rename the temp file onto ``path``.
 
     A crash mid-write never leaves a half-written ``path``; an existing file is replaced only
-    once the new one is complete.
+    once the new one is complete. A write that fails for want of room (full disk, ``ulimit -f``,
+    quota) or permission is an :class:`OutputError` naming the path and the cause.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -244,9 +322,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        clear = _write_error(path, exc) if isinstance(exc, Exception) else None
+        if clear is not None:
+            raise clear from exc
         raise
     return path
 
@@ -255,13 +336,108 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+# -- integrity: what is read back is what was written ------------------------------------------
+
+CHECKSUM = "sha256"  # the key under which results, caches and checkpoints carry their digest
+
+
+def digest(obj: Any) -> str:
+    """A sha256 over a nested structure of dicts, lists, tensors, arrays and plain values (keys
+    in sorted order; a tensor's dtype, shape and bytes): the checksum that caches, checkpoints
+    and results carry, so a file changed after it was written (a flipped bit, an edit) is seen
+    on read."""
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, dict):
+            h.update(b"{")
+            for k in sorted(x, key=str):
+                h.update(json.dumps(str(k)).encode() + b":")
+                feed(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                feed(v)
+                h.update(b",")
+            h.update(b"]")
+        elif isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, np.ndarray):
+            a = np.ascontiguousarray(x)
+            h.update(f"A{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        else:
+            h.update(json.dumps(x, default=_json_default, allow_nan=True).encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+def check_digest(blob: dict, payload: Any, what: str) -> None:
+    """Raise a ValueError when ``blob`` carries a checksum that ``payload`` does not match.
+    (Files written before checksums carry none: they are validated in full instead.)"""
+    want = blob.get(CHECKSUM)
+    if want is not None and want != digest(payload):
+        raise ValueError(f"{what}: its checksum does not match its contents (changed after it "
+                         f"was written: a damaged disk, a copy cut short, or an edit)")
+
+
+def _strict(x: Any) -> Any:
+    """JSON-ready: NaN and ±inf become the strings "NaN", "Infinity", "-Infinity" (standard
+    JSON has no such numbers, and a reader must not take them for measurements)."""
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
+    return x
+
+
 def atomic_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as JSON atomically: strict JSON (a non-finite number is written as a string,
+    never as a bare NaN), and a dict carries its checksum under ``"sha256"``
+    (:func:`read_json` checks it)."""
+    norm = _strict(json.loads(json.dumps(obj, default=_json_default)))
+    if isinstance(norm, dict):
+        norm.pop(CHECKSUM, None)
+        norm[CHECKSUM] = digest(norm)
+
     def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(norm, fh, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False)
             fh.write("\n")
 
     return atomic_write(path, write)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"it holds a bare {name}: a non-finite number, which is not JSON and not "
+                     f"a measurement")
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Read a JSON file written by :func:`atomic_json`: bare NaN or Infinity refused, the
+    checksum (when it has one) verified and removed. Any problem is a ValueError naming the file
+    (a missing file stays FileNotFoundError)."""
+    path = Path(path)
+    text = path.read_bytes()
+    try:
+        blob = json.loads(text.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
+    if isinstance(blob, dict) and CHECKSUM in blob:
+        want = blob.pop(CHECKSUM)
+        if want != digest(blob):
+            raise ValueError(f"{what} {path}: its checksum does not match its contents (changed "
+                             f"after it was written: a damaged disk, a copy cut short, or an "
+                             f"edit)")
+    return blob
 
 
 def _json_default(x: Any) -> Any:

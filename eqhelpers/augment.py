@@ -617,6 +617,20 @@ def _moved_mse(model, sample: Sample, gens: Tensor, z_range: float, gen: torch.G
     return torch.stack(out).double().cpu()
 
 
+MAX_Z_RANGE = 2 * math.pi
+
+
+def check_z_range(name: str, value) -> float:
+    """A range of group coordinates z ∈ (0, 2π]: beyond one full turn a rotation generator
+    repeats itself, and a non-compact one (a boost, a scaling) moves the data by factors up to
+    e^z, which overflow long before z = 1e30; a ValueError names the value."""
+    value = check_positive(name, value)
+    if value > MAX_Z_RANGE:
+        raise ValueError(f"{name} must be at most 2π = {MAX_Z_RANGE:.4g} (one full turn; a "
+                         f"non-compact generator moves the data by up to e^{name}), got {value:g}")
+    return value
+
+
 def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = math.pi,
                     n_random: int = 16, repeats: int = 2, seed: int = 0,
                     threshold: float = 0.5) -> SymmetryScores:
@@ -624,9 +638,9 @@ def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = 
     is moved along each generator (see the module docstring)."""
     from .evaluation import mse
 
+    check_z_range("z_range", z_range)
     gens = normalise(generators)
     _check_linear_fields(model.spec.spec, gens.shape[-1])
-    check_positive("z_range", z_range)
     check_count("n_random", n_random)
     check_count("repeats", repeats)
     check_count("seed", seed, 0)
@@ -639,4 +653,8 @@ def symmetry_scores(model, sample: Sample, generators: Tensor, z_range: float = 
     d = _moved_mse(model, sample, gens, z_range, gen, repeats) / base
     rand = random_generators(n_random, gens.shape[-1], seed=seed + 1)
     d_ref = float((_moved_mse(model, sample, rand, z_range, gen, repeats) / base).median())
+    if not (bool(torch.isfinite(d).all()) and math.isfinite(d_ref) and math.isfinite(base)):
+        raise ValueError(f"the symmetry scores are not finite (degradations {d.tolist()}, "
+                         f"reference {d_ref:g}, base MSE {base:g}) with z_range={z_range:g}: the "
+                         f"moved data overflow the model; lower z_range")
     return SymmetryScores((1 / d).clamp(max=1.0), d, d_ref, base, z_range, threshold)

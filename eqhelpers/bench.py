@@ -79,6 +79,11 @@ def _measure(model, batch, gen, group, dev, min_time, repeats) -> tuple[float, f
     return r_inf, r_plain, r_remul
 
 
+MAX_MIN_TIME = 60.0  # seconds per timed window
+MAX_REPEATS = 100
+MAX_BENCH_S = 12 * 3600.0  # a lower bound on the whole bench
+
+
 def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), budget="cpu",
               device="auto", min_time: float = 1.0, repeats: int = 3, seed: int = 0,
               progress: bool = True) -> dict:
@@ -89,6 +94,19 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
         check_count("batch size", bs)
     if not models or not batch_sizes:
         raise ValueError("bench needs at least one model and one batch size")
+    # bounds on what has none of its own: a window past a minute buys no precision, and a
+    # bench that cannot finish today is refused with its estimate instead of run until killed
+    if min_time > MAX_MIN_TIME:
+        raise ValueError(f"min_time must be at most {MAX_MIN_TIME:g} s per timed window, got "
+                         f"{min_time:g}")
+    if repeats > MAX_REPEATS:
+        raise ValueError(f"repeats must be at most {MAX_REPEATS}, got {repeats}")
+    at_least = 3 * repeats * min_time * len(models) * len(batch_sizes)
+    if at_least > MAX_BENCH_S:
+        raise ValueError(f"this bench would take at least {at_least / 3600:.1f} h (3 measures × "
+                         f"{repeats} windows × {min_time:g} s × {len(models)} models × "
+                         f"{len(batch_sizes)} batch sizes), over the {MAX_BENCH_S / 3600:g} h "
+                         f"bound: lower min_time, repeats or the grid")
     check_unique("models", models)
     check_unique("batch sizes", batch_sizes)
     dev = resolve_device(device)

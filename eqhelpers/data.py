@@ -97,16 +97,20 @@ import torch
 
 from . import __version__
 from ._util import (
+    CHECKSUM,
     atomic_torch_save,
     cache_dir,
     check_bool,
     check_count,
+    check_digest,
+    check_fits,
     check_positive,
     check_weight,
+    digest,
     quarantine,
 )
 from .budget import Budget, get_budget
-from .fields import Field, Sample, TaskSpec
+from .fields import Field, Sample, TaskSpec, check_data_dtype
 from .groups import (
     SE3,
     SO2,
@@ -123,7 +127,8 @@ from .groups import (
 Tensor = torch.Tensor
 
 SPLITS = ("train", "val", "test", "ood")  # every task has these; others are generalisation sets
-DATA_FORMAT = 4  # bump when generation changes, so old caches are not reused
+DATA_FORMAT = 5  # bump when generation (or the cache layout: 5 adds its checksum) changes,
+# so old caches are not reused
 
 # --------------------------------------------------------------------------------------------
 # physics (float64, batched [B, N, 3])
@@ -966,8 +971,13 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
         ood_translation_std = tdef.translation_std
     for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         check_count(k, v)
+    check_weight("ood_translation_std", ood_translation_std)
+    check_fits(f"task {name!r} with n_train={n_train}, n_val={n_val}, n_test={n_test}",
+               task_memory(name, n_train, n_val, n_test), "lower the sizes")
     if tdef.generate is not None:  # cut from a trajectory (simulated on the CPU by RDKit)
-        return tdef.generate(n_train, n_val, n_test, seed, ood_translation_std, **init_kw)
+        splits = tdef.generate(n_train, n_val, n_test, seed, ood_translation_std, **init_kw)
+        _check_generated(name, splits, ood_translation_std, init_kw)
+        return splits
     gen = torch.Generator(device=torch.device(device)).manual_seed(int(seed))
     data = _generate(tdef, n_train + n_val + n_test, gen, init_kw)
     cuts = {"train": (0, n_train), "val": (n_train, n_train + n_val),
@@ -983,7 +993,69 @@ def generate_task(name: str, n_train: int, n_val: int, n_test: int, seed: int = 
     splits["ood"] = ood
     if tdef.extra_splits is not None:
         splits.update(tdef.extra_splits(tdef, test, gen, init_kw))
-    return {k: {f: v.cpu() for f, v in split.items()} for k, split in splits.items()}
+    splits = {k: {f: v.cpu() for f, v in split.items()} for k, split in splits.items()}
+    _check_generated(name, splits, ood_translation_std, init_kw)
+    return splits
+
+
+def task_memory(name: str, n_train: int, n_val: int, n_test: int) -> int:
+    """Bytes that generating a task of these sizes needs at its peak, roughly: every split in
+    float64 (the OOD split and the generalisation splits as large as the test split, 15 % drawn
+    in excess to replace outliers) about four times over (the simulation's working copies, the
+    concatenation, the cut into splits, the copy in the model's dtype). Checked against the free
+    memory before any work (:func:`eqhelpers._util.check_fits`)."""
+    tdef = _task_def(name)
+    spec = tdef.spec
+    per_system = sum((spec.n_particles if f.per_particle else 1) * f.channels * 8
+                     for f in {**spec.inputs, **spec.outputs}.values())
+    extra = 2 if tdef.extra_splits is not None else 0
+    systems = 1.15 * (n_train + n_val + n_test) + (1 + extra) * n_test
+    return int(4 * per_system * systems)
+
+
+RESOLUTION = 1e-2  # a system's coordinates must resolve 1 % of its own size
+
+
+def _check_resolution(name: str, spec: TaskSpec, splits: dict, dtype: torch.dtype,
+                      ood_translation_std: float) -> None:
+    """Positions moved so far (``ood_translation_std=1e300``, or 1e39 in float32) that ``dtype``
+    cannot hold them, or holds them so coarsely that a system's own geometry is lost (its
+    coordinates' spacing, |x|·eps, over 1 % of the system's size): a ValueError naming the
+    split, the magnitude and the setting, before anything is cached."""
+    info = torch.finfo(dtype)
+    for split, data in splits.items():
+        for k, x in data.items():
+            f = spec.spec.get(k)
+            if f is None or not f.translates or not f.per_particle or x.shape[1] < 2:
+                continue
+            mag = x.abs().flatten(1).amax(1)
+            size = (x - x.mean(1, keepdim=True)).norm(dim=-1).amax(1)
+            where = f"task {name!r}: the {split} split's {k!r} reaches {float(mag.max()):.3g}"
+            setting = f"(ood_translation_std={ood_translation_std:g})"
+            if bool((mag > info.max).any()):
+                raise ValueError(f"{where}, beyond the range of {dtype} {setting}: lower the "
+                                 f"setting")
+            coarse = mag * info.eps > RESOLUTION * size
+            if bool(coarse.any()):
+                i = int(coarse.nonzero()[0])
+                raise ValueError(f"{where}, where {dtype} resolves only {float(mag[i]) * info.eps:.3g}"
+                                 f" but its systems are {float(size[i]):.3g} across: the shift "
+                                 f"{setting} erases their geometry; lower the setting")
+
+
+def _check_generated(name: str, splits: dict, ood_translation_std: float, init_kw: dict) -> None:
+    """Settings that are well-formed but absurd (``ood_translation_std=1e300``, a speed that
+    overflows) give non-finite data, which no model can learn from and no cache should keep: a
+    ValueError naming the split, the field and the settings."""
+    for split, data in splits.items():
+        for k, v in data.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                settings = ", ".join(f"{a}={b}" for a, b in sorted(init_kw.items()))
+                raise ValueError(
+                    f"task {name!r}: the generated {split} split's {k!r} holds non-finite values "
+                    f"(NaN or inf) with ood_translation_std={ood_translation_std:g}"
+                    f"{', ' + settings if settings else ''}: a setting is out of range (the "
+                    f"task's own translation scale is {_task_def(name).translation_std:g})")
 
 
 def _task_def(name: str) -> TaskDef:
@@ -1048,6 +1120,7 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
     tdef = _task_def(name)
     _check_settings(tdef, init_kw)
     check_bool("cache", cache)
+    check_data_dtype("dtype", dtype)
     b = get_budget(budget)
     sizes = task_sizes(name, b)
     if ood_translation_std is None:
@@ -1070,12 +1143,15 @@ def load_task(name: str = "gravity", budget: str | Budget | None = None, *, seed
                                seed=seed, ood_translation_std=ood_translation_std,
                                device=simulate_on, **init_kw)
         _check_particles(tdef, splits["train"], init_kw)  # before anything is cached
+        _check_resolution(name, tdef.spec, splits, dtype, ood_translation_std)
         provenance = {"generated_s": round(time.perf_counter() - t0, 3), "version": __version__,
                       "date": time.strftime("%Y-%m-%d"), "cache": str(path) if cache else None}
         if cache:
-            atomic_torch_save({"config": config, "splits": splits, "provenance": provenance}, path)
+            atomic_torch_save({"config": config, "splits": splits, "provenance": provenance,
+                               CHECKSUM: digest(splits)}, path)
     else:
         splits, provenance = splits
+        _check_resolution(name, tdef.spec, splits, dtype, ood_translation_std)
     spec = tdef.spec
     samples = {k: Sample(v, spec.spec).to(device, dtype) for k, v in splits.items()}
     group = tdef.symmetry(ood_translation_std)
@@ -1096,11 +1172,15 @@ def _read_cache(path: Path, config: dict, spec: TaskSpec | None = None):
         if blob["config"] != config:
             raise ValueError("its config does not match the requested one")
         splits = blob["splits"]
+        if blob.get(CHECKSUM) is None:
+            raise ValueError("it carries no checksum")
+        check_digest(blob, splits, "its splits")
         for split in SPLITS:
             if split not in splits:
                 raise ValueError(f"split {split!r} is missing")
-        sizes = {"train": config["n_train"], "val": config["n_val"], "test": config["n_test"],
-                 "ood": config["n_test"]}
+        sizes = {"train": config["n_train"], "val": config["n_val"], "test": config["n_test"]}
+        # the OOD split and the named generalisation splits are made from the test split
+        sizes.update({k: config["n_test"] for k in splits if k not in sizes})
         fields = {**spec.inputs, **spec.outputs} if spec is not None else {}
         for split, data in splits.items():
             if not isinstance(data, dict) or not data:
@@ -1120,13 +1200,19 @@ def _read_cache(path: Path, config: dict, spec: TaskSpec | None = None):
                 f = fields.get(k)
                 if f is not None:
                     want = 3 if f.per_particle else 2
-                    n_ok = (not f.per_particle or split not in sizes
+                    # a named generalisation split may have other systems (GATr's 6 bodies)
+                    n_ok = (not f.per_particle or split not in SPLITS
                             or v.shape[1] == spec.n_particles)
                     if v.dim() != want or v.shape[-1] != f.channels or not n_ok:
                         raise ValueError(f"{split}/{k} has shape {tuple(v.shape)}, not that of "
                                          f"{f} with {spec.n_particles} particles")
                 if not torch.isfinite(v).all():
                     raise ValueError(f"{split}/{k} holds non-finite values")
+            counts = {v.shape[1] for k, v in data.items() if k in fields
+                      and fields[k].per_particle}
+            if len(counts) > 1:
+                raise ValueError(f"split {split!r}: its fields disagree on the number of "
+                                 f"particles {sorted(counts)}")
         return splits, blob["provenance"]
     except Exception as exc:  # unreadable pickle, missing keys, wrong types: all "corrupt"
         quarantine(path, "data cache", exc, "regenerating", seen=seen)

@@ -53,7 +53,6 @@ and the model warm-up); images moved by resampling their domain
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -67,8 +66,8 @@ from ._util import (
     atomic_write,
     check_bool,
     check_count,
-    check_positive,
     device_name,
+    read_json,
     resolve_device,
     seed_everything,
 )
@@ -81,6 +80,7 @@ from .augment import (
     NullSpace,
     SymmetryScores,
     canonical_generators,
+    check_z_range,
     cosine_similarity,
     linear_dim,
     normalise,
@@ -276,8 +276,8 @@ def discover(task: str | Task = "hidden_axis", n_generators: int = 1, budget: st
     task_obj = task if isinstance(task, Task) else load_task(task, b, seed=0)
     hints = task_defaults(task_obj)
     schedule = tuple(hints.get("schedule", DEFAULT_SCHEDULE) if schedule is None else schedule)
-    score_range = check_positive("score_range", hints.get("score_range", math.pi)
-                                 if score_range is None else score_range)
+    score_range = check_z_range("score_range", hints.get("score_range", math.pi)
+                                if score_range is None else score_range)
     if w_consistency is None:
         w_consistency = hints.get("w_consistency", 1.0)
     if lr_generators is None:
@@ -443,7 +443,7 @@ def load_discovery(path: str | Path) -> Discovery:
     if p.is_dir():
         p = p / "discovery.json"
     try:
-        return Discovery.from_dict(json.loads(p.read_text()))
+        return Discovery.from_dict(read_json(p, "discovery result"))
     except FileNotFoundError:
         raise
     except Exception as exc:

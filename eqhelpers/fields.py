@@ -273,6 +273,21 @@ class TaskSpec:
         return [k for k, f in self.inputs.items() if f.kind == "point"]
 
 
+DATA_DTYPES = (torch.float32, torch.float64)
+
+
+def check_data_dtype(name: str, dtype) -> torch.dtype:
+    """``dtype`` if data may be held in it (float32 or float64), else a ValueError naming it.
+    Integers cannot be rotated; float16 and bfloat16 resolve about 1e-3, the size of the
+    equivariance errors this package measures (for mixed-precision training on a GPU use
+    ``amp=True``: the data stay float32)."""
+    if dtype not in DATA_DTYPES:
+        raise ValueError(f"{name} is {dtype}: data must be float32 or float64 (integers cannot "
+                         f"be rotated, half precision resolves about 1e-3, the size of the "
+                         f"errors measured here; for mixed precision use amp=True)")
+    return dtype
+
+
 class Sample:
     """A batch of named tensors and the field spec saying how each one transforms."""
 
@@ -295,6 +310,7 @@ class Sample:
             if not isinstance(x, Tensor):
                 raise TypeError(f"field {k!r} must be a torch.Tensor, got {type(x).__name__}")
             if x.is_floating_point():
+                check_data_dtype(f"field {k!r}", x.dtype)
                 floats[k] = x.dtype
             elif f.rotates or f.translates:
                 raise ValueError(f"field {k!r} ({f}) transforms, so it must be floating point, "
@@ -374,6 +390,8 @@ class Sample:
         return self._new({k: v[idx] for k, v in self.data.items()})
 
     def to(self, device=None, dtype=None) -> Sample:
+        if dtype is not None:
+            check_data_dtype("dtype", dtype)
         return self._new(
             {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None)
              for k, v in self.data.items()}

@@ -257,7 +257,25 @@ def quaternion_to_matrix(q: Tensor) -> Tensor:
 
 
 def rotation_angle(rot: Tensor) -> Tensor:
-    """The angle θ ∈ [0, π] of rotations [..., 3, 3] (from the trace)."""
+    """The angle θ ∈ [0, π] of rotations [..., 3, 3] (from the trace). Anything that is not a
+    rotation (not orthogonal, or a reflection: det −1) is a ValueError: its trace is not that of
+    any angle."""
+    if not isinstance(rot, Tensor) or not rot.is_floating_point() or rot.shape[-2:] != (3, 3):
+        raise ValueError(f"rotation_angle expects floating-point rotations [..., 3, 3], got "
+                         f"{getattr(rot, 'dtype', type(rot).__name__)} "
+                         f"{tuple(getattr(rot, 'shape', ()))}")
+    check_finite("rot", rot)
+    if rot.numel():
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        err = float((rot.transpose(-1, -2) @ rot - eye).abs().amax())
+        if err > _orthogonality_tol(rot.dtype):
+            raise ValueError(f"rotation_angle expects rotations, got a matrix that is not "
+                             f"orthogonal: max |RᵀR − I| = {err:.2e}")
+        det = torch.linalg.det(rot)
+        if bool((det < 0).any()):
+            raise ValueError(f"rotation_angle expects rotations, got {int((det < 0).sum())} "
+                             f"reflection(s) (det −1): a reflection has no rotation angle; "
+                             f"multiply by −1 (the inversion) to get the rotation part")
     tr = rot.diagonal(dim1=-2, dim2=-1).sum(-1)
     return torch.arccos(((tr - 1) / 2).clamp(-1.0, 1.0))
 

@@ -29,7 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._util import atomic_write, cache_dir, check_count, check_positive, check_weight, quarantine
+from ._util import (
+    CHECKSUM,
+    atomic_write,
+    cache_dir,
+    check_count,
+    check_digest,
+    check_positive,
+    check_weight,
+    digest,
+    quarantine,
+)
 
 # name -> (SMILES, heavy + hydrogen atom count); the counts are checked against RDKit
 MOLECULES: dict[str, tuple[str, int]] = {
@@ -46,7 +56,8 @@ MOLECULES: dict[str, tuple[str, int]] = {
 KCAL_PER_MOL_IN_EV = 0.0433641043  # 1 kcal/mol in eV
 KB_EV = 8.617333262e-5  # Boltzmann constant, eV/K
 ACC_UNIT = 9.64853321e-3  # 1 eV/(Å·amu) in Å/fs²
-TRAJ_FORMAT = 2  # bump when the simulation changes, so old caches are not reused
+TRAJ_FORMAT = 3  # bump when the simulation (or the cache layout: 3 adds its checksum) changes,
+# so old caches are not reused
 ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O"}
 
 
@@ -335,24 +346,43 @@ def load_trajectory(molecule: str = "aspirin", n_frames: int = 1000, seed: int =
                 if meta["config"] != traj_config:
                     raise ValueError("its config does not match the requested one")
                 arrays = {k: z[k] for k in _ARRAYS}
-            for k in ("pos", "vel", "forces", "energy"):
-                if not np.isfinite(arrays[k]).all():
-                    raise ValueError(f"{k} holds non-finite values")
+            if meta.get(CHECKSUM) is None:
+                raise ValueError("it carries no checksum")
+            check_digest(meta, arrays, "its arrays")
+            _check_arrays(arrays, traj_config["n_frames"])
             return Trajectory(meta["molecule"], meta["smiles"], **arrays, config=meta["config"],
                               provenance=meta["provenance"])
         except Exception as exc:  # unreadable zip, missing keys, bad JSON: all "corrupt"
             quarantine(path, "trajectory cache", exc, "regenerating", seen=seen)
     traj = simulate(molecule, n_frames, seed, **kwargs)
     if cache:
+        arrays = {k: getattr(traj, k) for k in _ARRAYS}
         meta = json.dumps({"molecule": traj.molecule, "smiles": traj.smiles, "config": traj.config,
-                           "provenance": {**traj.provenance, "cache": str(path)}})
+                           "provenance": {**traj.provenance, "cache": str(path)},
+                           CHECKSUM: digest(arrays)})
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as fh:
-                np.savez(fh, meta=np.array(meta), **{k: getattr(traj, k) for k in _ARRAYS})
+                np.savez(fh, meta=np.array(meta), **arrays)
 
         atomic_write(path, write)
     return traj
+
+
+def _check_arrays(arrays: dict, n_frames: int) -> None:
+    """A trajectory's arrays have the shapes its configuration implies ([frames, atoms, 3] for
+    positions, velocities and forces, [frames] for the energy, [atoms] for numbers and masses)
+    and finite values: anything else is a ValueError naming the array."""
+    n_atoms = len(arrays["numbers"])
+    want = {"numbers": (n_atoms,), "masses": (n_atoms,), "pos": (n_frames, n_atoms, 3),
+            "vel": (n_frames, n_atoms, 3), "forces": (n_frames, n_atoms, 3),
+            "energy": (n_frames,)}
+    for k, shape in want.items():
+        if arrays[k].shape != shape:
+            raise ValueError(f"{k} has shape {arrays[k].shape}, not {shape} ({n_frames} frames "
+                             f"of {n_atoms} atoms)")
+        if not np.isfinite(arrays[k]).all():
+            raise ValueError(f"{k} holds non-finite values")
 
 
 SETTINGS = ("temperature", "dt", "save_every", "friction", "equilibrate", "eq_friction")

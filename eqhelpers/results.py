@@ -7,14 +7,13 @@ Below ``train``, ``sweep`` and ``viz``, which all read and write these; it impor
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ._util import atomic_torch_save
+from ._util import CHECKSUM, atomic_torch_save, check_digest, digest, read_json
 
 METRICS = ("test_mse", "ood_mse", "E", "E_prime", "E_prime_mse", "E_prime_rel")
 # what results from before eqhelpers 0.2 hold instead of E and E′ (relabelled, never recomputed)
@@ -81,8 +80,10 @@ def checkpoint_blob(model, **extra) -> dict:
     ``extra`` (task, step, validation MSE, the sweep point…)."""
     from . import __version__
 
-    return {"state_dict": model.state_dict(), "model_config": model.config,
-            "signature": model_signature(model), "version": __version__, **extra}
+    state = model.state_dict()
+    return {"state_dict": state, "model_config": model.config,
+            "signature": model_signature(model), "version": __version__, **extra,
+            CHECKSUM: digest(state)}
 
 
 def save_checkpoint(model, path: str | Path, **extra) -> Path:
@@ -100,7 +101,22 @@ def read_checkpoint(path: str | Path, map_location=None) -> dict:
         raise ValueError(f"checkpoint {path} is unreadable: {exc}") from exc
     if not isinstance(blob, dict) or "state_dict" not in blob:
         raise ValueError(f"checkpoint {path} is unreadable: it holds no state_dict")
+    _check_state(blob, path)
     return blob
+
+
+def _check_state(blob: dict, path) -> None:
+    """A checkpoint's weights: a dict of finite tensors matching its checksum (checkpoints written
+    before checksums carry none: their weights are checked only)."""
+    state = blob["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} is unreadable: its state_dict is not a dict")
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"checkpoint {path} holds non-finite weights (NaN or inf) in {bad[:5]}"
+                         f"{' …' if len(bad) > 5 else ''}: it cannot be used")
+    check_digest(blob, state, f"checkpoint {path}")
 
 
 def load_checkpoint(model, path: str | Path, map_location=None, blob: dict | None = None,
@@ -114,14 +130,8 @@ def load_checkpoint(model, path: str | Path, map_location=None, blob: dict | Non
     other shapes. (Checkpoints from before eqhelpers 0.2.1 carry no
     signature: only their weights are checked.)"""
     blob = read_checkpoint(path, map_location) if blob is None else blob
+    _check_state(blob, path)
     state = blob["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} is unreadable: its state_dict is not a dict")
-    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
-           and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise ValueError(f"checkpoint {path} holds non-finite weights (NaN or inf) in {bad[:5]}"
-                         f"{' …' if len(bad) > 5 else ''}: it cannot be used")
     sig = blob.get("signature")
     if sig is not None:
         want = model_signature(model)
@@ -192,6 +202,19 @@ def _check_sweep_blob(blob) -> None:
         raise ValueError(f"the file holds a {type(blob).__name__}, not a sweep object")
     if not isinstance(blob["config"], dict):
         raise ValueError("its config is not an object")
+
+    def finite_leaves(x, where):  # the trivial predictors' lines are measurements too
+        if isinstance(x, dict):
+            for k, v in x.items():
+                finite_leaves(v, f"{where}.{k}")
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                finite_leaves(v, f"{where}[{i}]")
+        elif isinstance(x, str) and x in ("NaN", "Infinity", "-Infinity") or (
+                isinstance(x, float) and not math.isfinite(x)):
+            raise ValueError(f"{where} is {x}: not a finite number")
+
+    finite_leaves(blob.get("baselines", {}), "baselines")
     for part in ("points", "summary"):
         rows = blob[part]
         if not isinstance(rows, list):
@@ -201,6 +224,16 @@ def _check_sweep_blob(blob) -> None:
                     and isinstance(r.get("beta"), (int, float))
                     and not isinstance(r.get("beta"), bool)):
                 raise ValueError(f"{part}[{i}] does not name its model and β/α: {str(r)[:80]}")
+            # a measurement is a finite number or absent (None): never NaN, inf or text
+            bad = [k for k in metric_keys([r]) if r.get(k) is not None and (
+                isinstance(r[k], bool) or not isinstance(r[k], (int, float))
+                or not math.isfinite(r[k]))]
+            bad += [k for k in (f"{m}_std" for m in metric_keys([r])) if r.get(k) is not None
+                    and (not isinstance(r[k], (int, float)) or not math.isfinite(r[k]))]
+            if bad or not math.isfinite(r["beta"]):
+                raise ValueError(f"{part}[{i}] ({r['model']}, β/α = {r['beta']}) holds values "
+                                 f"that are not finite numbers: "
+                                 f"{ {k: r[k] for k in bad} or {'beta': r['beta']} }")
 
 
 def load_sweep(path: str | Path) -> SweepResult:
@@ -208,7 +241,7 @@ def load_sweep(path: str | Path) -> SweepResult:
     path = Path(path)
     file = path / "sweep.json" if path.is_dir() else path
     try:
-        blob = json.loads(file.read_text(encoding="utf-8"))
+        blob = read_json(file, "sweep results")
         _check_sweep_blob(blob)
         result = SweepResult(blob["config"], blob["points"], blob["summary"], file.parent,
                              provenance=blob.get("provenance", {}),
@@ -275,7 +308,7 @@ class CourseTable:
         if not self.path.exists():
             return {}
         try:
-            blob = json.loads(self.path.read_text(encoding="utf-8"))
+            blob = read_json(self.path, "course results table")
             if not isinstance(blob, dict) or not all(isinstance(v, dict) for v in blob.values()):
                 raise ValueError("not a table of rows")
             return blob

@@ -29,7 +29,6 @@ plots use E′_mse (:func:`equivariance_key`).
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from ._util import (
     claim_output,
     device_name,
     quarantine,
+    read_json,
     resolve_device,
 )
 from .budget import Budget, get_budget
@@ -123,11 +123,14 @@ def _settings(config: dict) -> dict:
     return {k: config[k] for k in POINT_SETTINGS}
 
 
-def _read_point(path: Path, expect: dict, settings: dict) -> dict | None:
-    """A finished point, or None (after moving a corrupt file aside, with a warning). A point
-    trained with other settings than ``settings`` is an error: it is not this sweep's."""
+def _read_point(path: Path, expect: dict, settings: dict,
+                action: str = "recomputing it") -> dict | None:
+    """A finished point, or None (after moving a corrupt file aside, with a warning): its
+    checksum, keys, finite metrics and identity are checked. A point trained with other settings
+    than ``settings`` is an error: it is not this sweep's."""
     try:
-        p = json.loads(path.read_text(encoding="utf-8"))
+        seen = path.stat()
+        p = read_json(path, "sweep point")
         if not isinstance(p, dict):
             raise ValueError("it is not a JSON object")
         missing = [k for k in POINT_KEYS if k not in p]
@@ -142,7 +145,7 @@ def _read_point(path: Path, expect: dict, settings: dict) -> dict | None:
                                                             expect["seed"]):
             raise ValueError("it belongs to another point")
     except Exception as exc:  # unreadable JSON, wrong types, wrong point: all "corrupt"
-        quarantine(path, "sweep point", exc, "recomputing it")
+        quarantine(path, "sweep point", exc, action, seen=seen)
         return None
     have = p.get("settings")
     if have != settings:
@@ -153,23 +156,37 @@ def _read_point(path: Path, expect: dict, settings: dict) -> dict | None:
     return p
 
 
-def _check_config(out: Path, config: dict) -> None:
-    """Refuse a directory holding another sweep's configuration; record this one. Called with
-    the directory's lock held (:func:`eqhelpers._util.claim_output`), so no other run checks in
+def _union(old, new) -> list:
+    return list(old) + [x for x in new if x not in old]
+
+
+def _check_config(out: Path, config: dict) -> dict:
+    """Refuse a directory holding another sweep's configuration; record this one, its grid
+    (models, β/α, seeds) the union of every grid run there, and return it. Called with the
+    directory's lock held (:func:`eqhelpers._util.claim_output`), so no other run checks in
     between."""
     path = out / "sweep_config.json"
+    recorded = dict(config)
     if path.exists():
         try:
-            have = json.loads(path.read_text(encoding="utf-8"))
+            have = read_json(path, "sweep configuration")
             if not isinstance(have, dict):
                 raise ValueError("it is not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
+            grid = {k: have[k] for k in ("models", "betas", "seeds")}
+            if not all(isinstance(v, list) for v in grid.values()):
+                raise ValueError("its models, betas and seeds are not lists")
+        except (ValueError, KeyError) as exc:
             raise ValueError(f"{path} is corrupt ({exc}); move it away to reuse {out}") from exc
         diff = {k: (have.get(k), config[k]) for k in POINT_SETTINGS if have.get(k) != config[k]}
         if diff:
             raise ValueError(f"{out} holds a sweep with other settings {diff} (saved, new); "
                              f"use another output directory")
-    atomic_json(config, path)  # compatible: record the grid asked for now
+        # a re-run with part of the grid keeps the rest: sweep.json covers every finished point
+        recorded["models"] = _union(grid["models"], config["models"])
+        recorded["betas"] = sorted({float(b) for b in _union(grid["betas"], config["betas"])})
+        recorded["seeds"] = sorted({int(x) for x in _union(grid["seeds"], config["seeds"])})
+    atomic_json(recorded, path)
+    return recorded
 
 
 def _group_job(task, budget: Budget, model: str, todo: list[tuple[float, int]], alpha: float,
@@ -291,7 +308,7 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
                       stack, max_stack, ray, progress, command)
     # check-and-claim: no other run reads or writes here meanwhile
     with claim_output(out, "sweep", label="sweep directory") as out:
-        _check_config(out, config)
+        config = _check_config(out, config)
         (out / "points").mkdir(parents=True, exist_ok=True)
         return _sweep(config, b, dev, out, task_obj, models, betas, seeds, alpha, save_models,
                       stack, max_stack, ray, progress, command)
@@ -304,9 +321,15 @@ def _sweep(config, b, dev, out, task_obj, models, betas, seeds, alpha, save_mode
     task, group, mode, steps = config["task"], config["group"], config["mode"], config["steps"]
     head, centre = config["head"], config["centre"]
     settings = _settings(config)
-    plan = [(m, beta, int(s)) for m in models
-            for beta in ([0.0] if MODELS[m].equivariant else sorted({float(x) for x in betas}))
-            for s in seeds]
+
+    def grid(models, betas, seeds):
+        return [(m, beta, int(s)) for m in models
+                for beta in ([0.0] if MODELS[m].equivariant else sorted({float(x) for x in betas}))
+                for s in seeds]
+
+    plan = grid(models, betas, seeds)  # what this run asks for
+    # every point of the directory's grid (earlier runs' included): sweep.json covers them all
+    full = grid(config["models"], config["betas"], config["seeds"])
     found: dict[tuple, dict] = {}
     todo: dict[str, list[tuple[float, int]]] = {}
     for m, beta, s in plan:
@@ -357,13 +380,26 @@ def _sweep(config, b, dev, out, task_obj, models, betas, seeds, alpha, save_mode
             notes.append(f"{m}: {res[0][0]['stack_note']} (Ray worker)")
             bar.update(len(pts))
     bar.close()
-    points = [found[key] for key in plan]
+    missing = []
+    for m, beta, sd in full:  # finished points of earlier runs, not asked for now
+        if (m, beta, sd) in found or out is None:
+            continue
+        path = out / "points" / f"{point_key(m, beta, sd)}.json"
+        p = (_read_point(path, {"model": m, "beta": beta, "seed": sd}, settings,
+                         "leaving it out (a sweep that asks for it recomputes it)")
+             if path.exists() else None)
+        if p is None:
+            missing.append(point_key(m, beta, sd))
+        else:
+            found[(m, beta, sd)] = p
+    points = [found[key] for key in full if key in found]
     import torch
 
     prov = {"command": command or "eqhelpers.sweep.sweep(...)", "device": device_name(dev),
             "budget": b.name, "date": time.strftime("%Y-%m-%d"), "version": __version__,
             "torch": torch.__version__, "points_computed_in_last_run": sum(len(g) for _, g in groups),
-            "groups_in_last_run": notes, "ray": ray}
+            "groups_in_last_run": notes, "ray": ray,
+            "points_not_finished": missing}
     computed = sum(len(g) for _, g in groups)
     from .evaluation import baselines
 

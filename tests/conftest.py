@@ -8,7 +8,11 @@ def pytest_configure(config):
     os.environ.setdefault("EQHELPERS_BUDGET", "tiny")
     os.environ.setdefault("MPLBACKEND", "Agg")
     # the notebooks' running results table (eqhelpers.results.CourseTable): a fresh one per run
+    import atexit
+    import shutil
     import tempfile
 
-    os.environ.setdefault("EQHELPERS_COURSE_RESULTS",
-                          os.path.join(tempfile.mkdtemp(prefix="eqhelpers-course-"), "course.json"))
+    if "EQHELPERS_COURSE_RESULTS" not in os.environ:
+        scratch = tempfile.mkdtemp(prefix="eqhelpers-course-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # no leftovers in /tmp
+        os.environ["EQHELPERS_COURSE_RESULTS"] = os.path.join(scratch, "course.json")

@@ -4,6 +4,7 @@ the terminal. Faults are injected here: a run holding the lock, an interrupted r
 terminal that only speaks ASCII."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,11 @@ from eqhelpers.results import point_key
 
 TRAIN = ["train", "--task", "gravity", "--model", "transformer", "--beta", "1", "--budget", "tiny",
          "--steps", "3", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EQHELPERS_CACHE", str(tmp_path / "cache"))
 
 
 def _tree(d):
@@ -244,3 +250,394 @@ def test_three_processes_loading_one_corrupt_cache_all_succeed(tmp_path):
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     assert all(r[2] == 0 and "ok" in r[0] for r in results), results
     assert cache.exists() and len(list(tmp_path.rglob("*.corrupt-*"))) >= 1
+
+
+# ---------------------------------------------------------------- 4. a subset re-run keeps the rest
+def test_a_sweep_rerun_with_part_of_its_grid_keeps_every_finished_point(tmp_path):
+    from eqhelpers.results import load_sweep
+    from eqhelpers.sweep import sweep
+
+    out = tmp_path / "s"
+    opts = dict(seeds=[0], budget="tiny", steps=3, progress=False, out=out)
+    sweep("gravity", betas=[0, 1, 10], **opts)
+    res = sweep("gravity", betas=[1], **opts)
+    assert res.computed == 0
+    kept = load_sweep(out)
+    assert sorted(p["beta"] for p in kept.points) == [0.0, 1.0, 10.0]
+    assert kept.config["betas"] == [0.0, 1.0, 10.0]
+    # a new β adds to the grid; the file lists what is finished and names what is not
+    (out / "points" / f"{point_key('transformer', 10.0, 0)}.json").unlink()
+    res = sweep("gravity", betas=[3], **opts)
+    assert sorted(p["beta"] for p in load_sweep(out).points) == [0.0, 1.0, 3.0]
+    assert res.provenance["points_not_finished"] == [point_key("transformer", 10.0, 0)]
+
+
+# ---------------------------------------------------------------- 5. limits before work
+def test_a_task_that_cannot_fit_in_memory_is_refused_before_any_work(tmp_path, monkeypatch):
+    import time
+
+    from eqhelpers import _util
+    from eqhelpers.data import load_task, task_memory
+
+    t0 = time.perf_counter()
+    with pytest.raises(MemoryError, match=r"n_train=1000000000.*needs about .* TB.*available"):
+        load_task("gravity", "tiny", n_train=10**9)
+    assert time.perf_counter() - t0 < 30  # refused, not attempted (a generous bound)
+    assert not list(tmp_path.glob("cache/gravity-*"))
+    # the estimate scales with the sizes and is checked against what this process may allocate
+    assert task_memory("gravity", 2000, 10, 10) > 1.9 * task_memory("gravity", 1000, 10, 10)
+    monkeypatch.setattr(_util, "available_memory", lambda: task_memory("gravity", 64, 64, 64) - 1)
+    with pytest.raises(MemoryError, match="lower the sizes"):
+        load_task("gravity", "tiny", cache=False)
+
+
+def test_available_memory_honours_the_address_space_limit():
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30)); "
+            "from eqhelpers._util import available_memory; print(available_memory())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert int(res.stdout) <= 3 * 2**30
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--min-time", "1e9"], "min_time must be at most 60"),
+    (["--repeats", "1000000"], "repeats must be at most 100"),
+    (["--min-time", "60", "--repeats", "100", "--batch-sizes", "1", "2", "3"],
+     r"would take at least 45\.0 h"),
+])
+def test_a_bench_without_a_natural_bound_is_refused_with_its_estimate(tmp_path, capsys, args,
+                                                                        match):
+    assert main(["bench", "--budget", "tiny", "--models", "mlp", "transformer", "egnn",
+                 "--no-progress", *args]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------- 6. what is read back
+def _flip_in_largest_record(path, name=None):
+    """Flip one bit inside the largest stored record of a zip file (or the one ``name``d):
+    torch's tensor data and numpy's arrays are stored uncompressed, a damaged sector."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = (z.getinfo(name) if name else max(z.infolist(), key=lambda i: i.file_size))
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28],
+                                         "little"), \
+        int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.file_size // 2] ^= 0x04
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_bit_in_a_cached_task_is_caught_and_the_data_regenerated(tmp_path):
+    import torch
+
+    from eqhelpers.data import load_task
+
+    first = load_task("gravity", "tiny")
+    (cache,) = (tmp_path / "cache").glob("gravity-*.pt")
+    _flip_in_largest_record(cache)
+    with pytest.warns(UserWarning, match="checksum does not match"):
+        again = load_task("gravity", "tiny")
+    assert len(list((tmp_path / "cache").glob("gravity-*.pt.corrupt-*"))) == 1  # kept
+    for split in ("train", "val", "test", "ood", "e3_generalization"):
+        for k in first[split].keys():
+            assert torch.equal(first[split][k], again[split][k])
+
+
+def test_a_short_generalisation_split_is_quarantined_by_name(tmp_path):
+    import torch
+
+    from eqhelpers.data import load_task
+
+    first = load_task("gravity", "tiny")
+    (cache,) = (tmp_path / "cache").glob("gravity-*.pt")
+    blob = torch.load(cache, weights_only=True)
+    blob["splits"]["e3_generalization"] = {k: v[:3] for k, v in
+                                           blob["splits"]["e3_generalization"].items()}
+    blob.pop("sha256")  # as if written by a tool that does not know the checksum
+    torch.save(blob, cache)
+    with pytest.warns(UserWarning, match=r"gravity-.*\.pt is corrupt .*no checksum"):
+        again = load_task("gravity", "tiny")
+    assert len(again["e3_generalization"]) == len(first["e3_generalization"])
+    # and without the checksum check, the size itself would be refused
+    from eqhelpers.data import _read_cache
+    blob["sha256"] = __import__("eqhelpers._util", fromlist=["digest"]).digest(blob["splits"])
+    torch.save(blob, cache)
+    with pytest.warns(UserWarning, match="'e3_generalization' holds 3 samples"):
+        assert _read_cache(cache, blob["config"], None) is None
+
+
+@pytest.mark.parametrize("damage", ["short", "mis-shaped", "flipped"])
+def test_a_damaged_trajectory_is_quarantined_by_name_and_regenerated(tmp_path, damage):
+    import numpy as np
+
+    from eqhelpers.molecules import load_trajectory, trajectory_config, trajectory_path
+
+    pytest.importorskip("rdkit")
+    kw = dict(n_frames=12, equilibrate=5)
+    first = load_trajectory("ethanol", **kw)
+    path = trajectory_path(trajectory_config("ethanol", 12, 0, equilibrate=5))
+    if damage == "flipped":
+        _flip_in_largest_record(path, "pos.npy")
+        match = "Bad CRC-32 for file 'pos.npy'|checksum does not match"  # zip's or ours
+    else:
+        z = dict(np.load(path))
+        if damage == "short":
+            z.update({k: z[k][:5] for k in ("pos", "vel", "forces", "energy")})
+            match = r"pos has shape \(5, 9, 3\), not \(12, 9, 3\)"
+        else:
+            z["forces"] = z["forces"][:, :5]
+            match = r"forces has shape \(12, 5, 3\)"
+        meta = json.loads(str(z["meta"]))
+        from eqhelpers._util import digest  # a consistent checksum: the shapes must catch it
+        meta["sha256"] = digest({k: z[k] for k in ("numbers", "masses", "pos", "vel", "forces",
+                                                   "energy")})
+        z["meta"] = np.array(json.dumps(meta))
+        with open(path, "wb") as fh:
+            np.savez(fh, **z)
+    with pytest.warns(UserWarning, match=match):
+        again = load_trajectory("ethanol", **kw)
+    assert np.array_equal(again.pos, first.pos) and np.array_equal(again.forces, first.forces)
+    assert len(list(path.parent.glob(path.name + ".corrupt-*"))) == 1
+
+
+def test_a_changed_checkpoint_is_refused(tmp_path):
+    import torch
+
+    from eqhelpers.data import load_task
+    from eqhelpers.models import make_model
+    from eqhelpers.results import load_checkpoint, read_checkpoint, save_checkpoint
+
+    task = load_task("gravity", "tiny")
+    net = make_model("transformer", task.spec, width=16, layers=1)
+    path = save_checkpoint(net, tmp_path / "c.pt")
+    blob = torch.load(path, weights_only=True)
+    next(iter(blob["state_dict"].values())).view(-1)[0] += 1e-3  # finite, plausible, wrong
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match="checksum does not match"):
+        read_checkpoint(path)
+    with pytest.raises(ValueError, match="checksum does not match"):
+        load_checkpoint(net, path, blob=blob)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t.replace('"test_mse": ', '"test_mse": NaN, "was": ', 1), "bare NaN"),
+    (lambda t: t.replace('"E_prime": ', '"E_prime": -Infinity, "was": ', 1), "bare -Infinity"),
+    (lambda t: json.dumps({**{k: v for k, v in json.loads(t).items() if k != "sha256"},
+                           "points": [{**p, "test_mse": "NaN"} for p in json.loads(t)["points"]]}),
+     r"points\[0\] \(transformer, β/α = 0.0\) holds values that are not finite"),
+    (lambda t: json.dumps({**{k: v for k, v in json.loads(t).items() if k != "sha256"},
+                           "baselines": {"zero": {"test_mse": "Infinity"}}}),
+     "baselines.*not a finite number"),
+    (lambda t: t.replace('"beta": 1.0', '"beta": 2.0', 1), "checksum does not match"),
+])
+def test_a_changed_or_non_finite_sweep_file_is_refused(tmp_path, edit, match):
+    from eqhelpers.results import load_sweep
+    from eqhelpers.sweep import sweep
+
+    out = tmp_path / "s"
+    sweep("gravity", betas=[0, 1], seeds=[0], budget="tiny", steps=3, progress=False, out=out)
+    f = out / "sweep.json"
+    f.write_text(edit(f.read_text()))
+    with pytest.raises(ValueError, match=match):
+        load_sweep(out)
+
+
+def test_an_edited_sweep_point_is_quarantined_and_recomputed(tmp_path):
+    from eqhelpers.sweep import sweep
+
+    out = tmp_path / "s"
+    opts = dict(betas=[1], seeds=[0], budget="tiny", steps=3, progress=False, out=out)
+    first = sweep("gravity", **opts).points[0]["test_mse"]
+    f = out / "points" / f"{point_key('transformer', 1.0, 0)}.json"
+    p = json.loads(f.read_text())
+    p["test_mse"] = 1e-9  # a well-formed, better-looking number
+    f.write_text(json.dumps(p))
+    with pytest.warns(UserWarning, match="checksum does not match"):
+        res = sweep("gravity", **opts)
+    assert res.computed == 1 and res.points[0]["test_mse"] == pytest.approx(first, rel=1e-5)
+
+
+def test_json_results_are_strict_and_carry_their_checksum(tmp_path):
+    from eqhelpers._util import atomic_json, read_json
+
+    path = atomic_json({"a": float("nan"), "b": [1.5, float("inf")], "c": "x"}, tmp_path / "r.json")
+    text = path.read_text()
+    assert "NaN" not in text.replace('"NaN"', "") and '"sha256"' in text  # no bare NaN
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert read_json(path) == {"a": "NaN", "b": [1.5, "Infinity"], "c": "x"}
+    path.write_text(text.replace('"x"', '"y"'))
+    with pytest.raises(ValueError, match="checksum does not match"):
+        read_json(path)
+
+
+# ---------------------------------------------------------------- signals at chosen points
+KILL_AT = """
+import os, signal, sys
+from pathlib import Path
+import eqhelpers._util as u
+real = u.atomic_write
+def atomic_write(path, write):
+    if Path(path).name == os.environ["KILL_AT"]:
+        def half(tmp):  # the file half written, then the process killed
+            write(tmp)
+            data = Path(tmp).read_bytes()
+            Path(tmp).write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, half)
+    return real(path, write)
+u.atomic_write = atomic_write
+from eqhelpers.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("at", ["best.pt", "metrics.json"])
+def test_a_run_killed_while_writing_leaves_no_half_file_and_nothing_mixed(tmp_path, at):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT": at}
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-c", KILL_AT, *TRAIN, "--out", str(out)], env=env,
+                         capture_output=True, timeout=300)
+    assert res.returncode == -9  # killed, at the chosen point
+    assert not (out / at).exists()  # never a half-written file under its real name
+    assert not (out / "metrics.json").exists()
+    left = {p.name for p in out.iterdir()}
+    env["KILL_AT"] = "none"
+    res = subprocess.run([sys.executable, "-c", KILL_AT, *TRAIN, "--out", str(out)], env=env,
+                         capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
+    assert b"interrupted train run" in res.stderr
+    (aside,) = [p for p in out.iterdir() if p.name.startswith("interrupted-")]
+    assert {p.name for p in aside.iterdir()} == left - {LOCK}  # the killed run's files, whole
+    assert json.loads((out / "metrics.json").read_text())["beta"] == 1.0
+    assert not list(out.glob(".*.tmp"))  # the killed write's temp file went with it
+
+
+def test_a_cache_write_killed_half_way_leaves_no_cache_and_the_next_load_succeeds(tmp_path):
+    env = {**os.environ, "EQHELPERS_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    code = ("import os, signal, eqhelpers._util as u\n"
+            "real = u.atomic_write\n"
+            "def w(path, write):\n"
+            "    return real(path, lambda tmp: (write(tmp), os.kill(os.getpid(), signal.SIGKILL)))\n"
+            "u.atomic_write = w\n"
+            "from eqhelpers.data import load_task; load_task('gravity', 'tiny')\n")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=300)
+    assert res.returncode == -9
+    assert not list(tmp_path.glob("gravity-*.pt"))  # only a temp file, never the cache's name
+    ok = subprocess.run([sys.executable, "-c", "from eqhelpers.data import load_task; "
+                         "load_task('gravity', 'tiny'); print('ok')"], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and "ok" in ok.stdout and "corrupt" not in ok.stderr
+    assert len(list(tmp_path.glob("gravity-*.pt"))) == 1
+
+
+# ---------------------------------------------------------------- 8. the environment
+def test_a_file_size_limit_is_a_clear_error_and_loses_nothing(tmp_path):
+    import resource
+
+    env = {**os.environ, "EQHELPERS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "eqhelpers", *TRAIN, "--out", str(out)], env=env,
+                   check=True, capture_output=True, timeout=300)
+    before = _tree(out)
+    size = len(before["best.pt"])
+
+    def limit():  # ulimit -f: smaller than a checkpoint, larger than the cache's small files
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    res = subprocess.run([sys.executable, "-m", "eqhelpers", *TRAIN, "--seed", "1", "--out",
+                          str(out), "--overwrite"], env=env, capture_output=True, text=True,
+                         timeout=300, preexec_fn=limit)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "enforce fail" not in res.stderr
+    assert "file-size limit" in res.stderr and "best.pt" in res.stderr
+    (kept,) = [p for p in out.iterdir() if p.name.startswith("replaced-")]
+    assert _tree(kept) == before  # the finished run, whole
+    assert not (out / "metrics.json").exists() and not (out / "best.pt").exists()
+
+
+def test_a_full_disk_is_named(tmp_path):
+    import errno
+
+    from eqhelpers._util import atomic_write
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (tmp_path / "r.json").write_text("the earlier result")
+    with pytest.raises(OutputError, match=r"r\.json: the disk is full\. Nothing already saved"):
+        atomic_write(tmp_path / "r.json", full)
+    assert (tmp_path / "r.json").read_text() == "the earlier result"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+@pytest.mark.parametrize("device", ["meta", "mps", "xla"])
+def test_a_device_the_package_cannot_use_is_refused_before_any_work(tmp_path, capsys, device):
+    assert main([*TRAIN, "--device", device, "--out", str(tmp_path / "run")]) == 2
+    assert f"device {device!r}" in capsys.readouterr().err
+    assert not list(tmp_path.glob("cache/*"))  # no data generated
+
+
+# ---------------------------------------------------------------- 9. well-formed but absurd
+@pytest.mark.parametrize("std, dtype, match", [
+    (1e300, "float32", "beyond the range of torch.float32"),
+    (1e39, "float32", "beyond the range of torch.float32"),
+    (1e300, "float64", "erases their geometry"),
+    (1e7, "float32", "erases their geometry"),  # float32 spacing at 1e7 is about 1
+])
+def test_an_absurd_translation_scale_is_refused_naming_it(tmp_path, std, dtype, match):
+    import torch
+
+    from eqhelpers.data import load_task
+
+    named = re.escape(f"ood_translation_std={std:g}")
+    with pytest.raises(ValueError, match=f"the ood split's 'pos' reaches .*{match}.*{named}|"
+                                         f"the ood split's 'pos' reaches .*{named}.*{match}"):
+        load_task("gravity", "tiny", ood_translation_std=std, dtype=getattr(torch, dtype))
+    assert not list(tmp_path.glob("cache/gravity-*"))  # nothing cached
+    load_task("gravity", "tiny", ood_translation_std=200.0)  # GATr's shift: fine in float32
+
+
+def test_a_score_range_beyond_one_turn_is_refused_before_training(tmp_path):
+    from eqhelpers.augment import symmetry_scores
+    from eqhelpers.discover import discover
+
+    with pytest.raises(ValueError, match=r"score_range must be at most 2π.*got 1e\+30"):
+        discover("hidden_axis", budget="tiny", score_range=1e30, progress=False)
+    with pytest.raises(ValueError, match="z_range must be at most 2π"):
+        symmetry_scores(None, None, None, z_range=7.0)
+
+
+def test_rotation_angle_refuses_what_is_not_a_rotation():
+    import torch
+
+    from eqhelpers.groups import SO3, rotation_angle
+
+    R = SO3().sample(5, generator=torch.Generator().manual_seed(0), dtype=torch.float64).rot
+    assert bool(((rotation_angle(R) >= 0) & (rotation_angle(R) <= torch.pi)).all())
+    with pytest.raises(ValueError, match=r"1 reflection\(s\) \(det −1\)"):
+        rotation_angle(torch.cat([R, -R[:1]]))
+    with pytest.raises(ValueError, match="not orthogonal"):
+        rotation_angle(2 * R)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int64"])
+def test_data_in_a_dtype_that_cannot_hold_the_measurement_is_refused(dtype):
+    import torch
+
+    from eqhelpers.data import load_task
+
+    dt = getattr(torch, dtype)
+    with pytest.raises(ValueError, match=f"dtype is torch.{dtype}: data must be float32 or "
+                                         f"float64"):
+        load_task("gravity", "tiny", dtype=dt)
+    task = load_task("gravity", "tiny")
+    with pytest.raises(ValueError, match=f"torch.{dtype}"):
+        task["test"].to(dtype=dt)
+    from eqhelpers.fields import Sample
+
+    if dt.is_floating_point:
+        with pytest.raises(ValueError, match=f"field 'pos' is torch.{dtype}"):
+            Sample({"pos": task["test"]["pos"].to(dt)}, task.spec.spec)
