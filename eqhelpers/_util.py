@@ -410,7 +410,7 @@ def atomic_json(obj: Any, path: str | os.PathLike) -> Path:
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(norm, fh, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False)
+            json.dump(norm, fh, indent=2, sort_keys=True, allow_nan=False)
             fh.write("\n")
 
     return atomic_write(path, write)

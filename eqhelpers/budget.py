@@ -2,6 +2,8 @@
 
 ``tiny`` (tests, nbval: seconds), ``cpu`` (a laptop or Binder: tens of seconds for a Transformer
 or EGNN, far longer for e3nn),
+``long`` (a laptop overnight: 24k systems, 15k steps, a Transformer 128 wide × 4 blocks — the
+Transformers, DA and REMUL of REMUL's table, 3 seeds stacked, in a night on a few cores),
 ``gpu`` (a GPU in minutes) and ``paper`` (GATr's N-body training protocol, which REMUL follows:
 100k training systems, 5k validation and test, the Transformer 384 wide × 10 blocks × 8 heads,
 50k steps of batch 64, Adam 3e-4 decayed exponentially to 0.01× (stepped every 1000 steps),
@@ -69,10 +71,13 @@ class Budget:
 
     def model_size(self, model: str) -> dict:
         """The size arguments of :func:`eqhelpers.models.make_model` for ``model`` at this
-        budget: width and layers, and the attention heads of the Transformer."""
+        budget: width and layers, and the attention heads of the Transformer (GATr: a quarter of
+        the width in multivector channels, each of 16 components)."""
         size = {"width": self.width, "layers": self.layers}
         if model == "transformer":
             size["heads"] = self.heads
+        if model == "gatr":  # a channel is a 16-component multivector: a quarter as many
+            size["width"] = max(8, self.width // 4)
         return size
 
     def scaled(self, **changes) -> Budget:
@@ -87,6 +92,9 @@ BUDGETS: dict[str, Budget] = {
     "cpu": Budget("cpu", n_train=3000, n_val=300, n_test=500, steps=2000, batch_size=64, lr=1e-3,
                   width=64, layers=3, eval_every=200, eval_M=20, eval_samples=200,
                   discover_steps=2000),
+    "long": Budget("long", n_train=24000, n_val=2000, n_test=2000, steps=15000, batch_size=64,
+                   lr=5e-4, width=128, layers=4, eval_every=1000, eval_M=20, eval_samples=1000,
+                   discover_steps=20000),
     "gpu": Budget("gpu", n_train=10000, n_val=1000, n_test=2000, steps=20000, batch_size=64,
                   lr=3e-4, width=128, layers=4, eval_every=1000, eval_M=20, eval_samples=1000,
                   discover_steps=20000),

@@ -576,21 +576,32 @@ class O3(SO3):
 
 
 class RotationsByAngle(SO3):
-    """Rotations by one fixed ``angle`` (degrees) about uniformly random axes: measuring E′ with
-    it for a range of angles shows how a model's equivariance violation grows with the rotation
-    (not a group — the angle is fixed — but a set of group elements to average over)."""
+    """Rotations about uniformly random axes by one fixed ``angle`` (degrees), or by an angle
+    drawn uniformly from a range ``(lo, hi)``: measuring E′ with a fixed angle shows how a
+    model's equivariance violation grows with the rotation; a range makes the small rotations of
+    a near-canonical data set (``(0, 10)``) or a far-away test set (``(90, 180)``). Not a group
+    (the angles are bounded), but a set of group elements to draw from."""
 
-    def __init__(self, angle: float):
-        if isinstance(angle, bool) or not isinstance(angle, (int, float)) \
-                or not math.isfinite(angle):
-            raise ValueError(f"angle must be a finite number of degrees, got {angle!r}")
-        self.angle = float(angle)
-        self.name = f"rotations by {self.angle:g}°"
+    def __init__(self, angle):
+        lohi = tuple(angle) if isinstance(angle, (tuple, list)) else (angle, angle)
+        ok = len(lohi) == 2 and all(not isinstance(a, bool) and isinstance(a, (int, float))
+                                    and math.isfinite(a) for a in lohi)
+        if not ok or not 0 <= lohi[0] <= lohi[1] <= 180:
+            raise ValueError(f"angle must be a number of degrees or a range (lo, hi) with "
+                             f"0 <= lo <= hi <= 180, got {angle!r}")
+        self.lo, self.hi = float(lohi[0]), float(lohi[1])
+        self.angle = self.lo if self.lo == self.hi else (self.lo, self.hi)
+        self.name = (f"rotations by {self.lo:g}°" if self.lo == self.hi
+                     else f"rotations by {self.lo:g}°–{self.hi:g}°")
 
     def _rotations(self, n, generator, device, dtype):
         axis = torch.randn(n, 3, generator=generator, device=device, dtype=dtype)
         axis = axis / torch.linalg.norm(axis, dim=-1, keepdim=True)
-        theta = torch.full((n,), math.radians(self.angle), device=device, dtype=dtype)
+        if self.lo == self.hi:  # one angle: no draw (the random stream of a fixed angle)
+            theta = torch.full((n,), math.radians(self.lo), device=device, dtype=dtype)
+        else:
+            u = torch.rand(n, generator=generator, device=device, dtype=dtype)
+            theta = torch.deg2rad(self.lo + (self.hi - self.lo) * u)
         return axis_angle_to_matrix(axis, theta)
 
     def generators(self, dtype=torch.float64, device=None):

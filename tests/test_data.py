@@ -260,3 +260,54 @@ def test_bad_task_arguments():
         data.generate_task("gravity", 5, 1, 1, orientation="sideways")
     with pytest.raises(ValueError, match="unknown budget"):
         data.load_task("gravity", "huge")
+
+
+# --- the rotation reading of REMUL's N-body split ---------------------------------------------
+def _kabsch(a, b):
+    """The rotation R with b ≈ R a (each [N, 3], centred on the first body)."""
+    a, b = a - a[:1], b - b[:1]
+    u, _, vt = torch.linalg.svd(b.T @ a)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    return u @ torch.diag(torch.tensor([1.0, 1.0, float(d)], dtype=a.dtype)) @ vt
+
+
+def test_the_rotation_split_turns_train_a_little_and_ood_a_lot():
+    from eqhelpers.groups import rotation_angle
+
+    canon = data.load_task("gravity_rotation_split", "tiny", max_angle=0.0, dtype=torch.float64)
+    t = data.load_task("gravity_rotation_split", "tiny", dtype=torch.float64)
+    assert float(canon["train"]["pos"][..., 2].abs().max()) == 0.0  # the canonical frame: z = 0
+    for split, lo, hi in (("train", 0.0, 10.0), ("test", 0.0, 10.0)):
+        # the same systems, turned: recover each rotation from the canonical copy
+        ang = torch.rad2deg(torch.stack([rotation_angle(_kabsch(c, x)) for c, x in
+                                         zip(canon[split]["pos"], t[split]["pos"])]))
+        assert float(ang.min()) >= lo - 1e-6 and float(ang.max()) <= hi + 1e-6
+        assert float(ang.max()) > 0.8 * hi  # the range is used, not a corner of it
+    ood = torch.rad2deg(torch.stack([rotation_angle(_kabsch(a, b)) for a, b in
+                                     zip(t["test"]["pos"], t["ood"]["pos"])]))
+    assert float(ood.min()) >= 90 - 1e-6 and float(ood.max()) <= 180 + 1e-6
+    # the OOD targets are re-simulated, and the physics is rotation-invariant: the rotated test
+    # targets, up to float precision
+    r = torch.stack([_kabsch(a, b) for a, b in zip(t["test"]["pos"], t["ood"]["pos"])])
+    moved = torch.einsum("bij,bnj->bni", r, t["test"]["pos_next"] - t["test"]["pos"][:, :1]) \
+        + t["ood"]["pos"][:, :1]
+    torch.testing.assert_close(moved, t["ood"]["pos_next"], atol=1e-9, rtol=0)
+    assert "rotation reading" in data.TASKS["gravity_rotation_split"].description
+
+
+@pytest.mark.parametrize("kw, match", [({"ood_angles": (200, 10)}, "0 <= lo <= hi <= 180"),
+                                       ({"max_angle": -5.0}, "max_angle"),
+                                       ({"ood_angle": (90, 180)}, "no generator setting")])
+def test_the_rotation_split_refuses_bad_angles_before_work(kw, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        data.load_task("gravity_rotation_split", "tiny", **kw)
+    assert not list(data.cache_dir().glob("gravity_rotation_split-*"))
+
+
+def test_the_ood_range_is_part_of_the_cache_key():
+    a = data.load_task("gravity_rotation_split", "tiny", ood_angles=(170, 180))
+    b = data.load_task("gravity_rotation_split", "tiny", ood_angles=[170, 180])  # one setting
+    c = data.load_task("gravity_rotation_split", "tiny")
+    assert torch.equal(a["ood"]["pos"], b["ood"]["pos"])
+    assert not torch.equal(a["ood"]["pos"], c["ood"]["pos"])
+    assert torch.equal(a["train"]["pos"], c["train"]["pos"])

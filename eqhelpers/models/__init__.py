@@ -1,7 +1,8 @@
 """Models with one interface: ``model(sample) -> {output field: tensor}``, built from a TaskSpec.
 
 Unconstrained: ``transformer``, ``mlp``, ``gnn``. Equivariant baselines: ``egnn``, ``e3nn``,
-``se3_transformer`` (SE(3) only: no reflections; needs the extra ``eqhelpers[se3]``).
+``se3_transformer`` (SE(3) only: no reflections; needs the extra ``eqhelpers[se3]``), ``gatr``
+(GATr on ``ezgatr``: E(3)).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .base import Model, build_edges, other_index
 from .conservative import Conservative
 from .e3nn_net import E3NN
 from .egnn import EGNN
+from .gatr import GATr
 from .gnn import GNN
 from .mlp import MLP
 from .se3_transformer import SE3Transformer
@@ -21,7 +23,7 @@ from .transformer import Transformer
 
 MODELS: dict[str, type[Model]] = {
     "transformer": Transformer, "mlp": MLP, "gnn": GNN, "egnn": EGNN, "e3nn": E3NN,
-    "se3_transformer": SE3Transformer,
+    "se3_transformer": SE3Transformer, "gatr": GATr,
 }
 
 
@@ -60,5 +62,5 @@ def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
 
 
 __all__ = ["MODELS", "Model", "make_model", "Conservative", "Transformer", "MLP", "GNN", "EGNN", "E3NN",
-           "SE3Transformer",
+           "SE3Transformer", "GATr",
            "build_edges", "other_index"]
