@@ -35,6 +35,7 @@ import torch
 from eqhelpers import __version__
 from eqhelpers._util import atomic_json, atomic_write, read_json
 from eqhelpers.budget import get_budget
+from eqhelpers.results import mean_interval as interval
 from eqhelpers.train import run_group
 
 READINGS = {"gatr": ("gravity", "e3_generalization_mse",
@@ -65,20 +66,12 @@ PAPER = {"transformer": (8.99, 27.06), "da": (4.20, 4.21), "remul": (1.94, 1.83)
          "se3_transformer": (5.16, 4.85), "gatr": (1.49, 1.41)}
 
 
-def interval(values) -> tuple[float, float, float]:
-    """Mean and the half-width of its 95 % Student-t interval (nan for one value)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return float(v.mean()), half, float(v.std(ddof=1))
-
-
-def run_row(reading: str, key: str, seeds, budget, slow_steps: int, device: str) -> list[dict]:
-    """Train one row (every seed, every β of a grid) as one group; its runs' metrics."""
-    _, label, model, objective, betas, options, slow = next(r for r in ROWS if r[0] == key)
+def run_row(reading: str, key: str, seeds, budget, slow_steps: int, device: str,
+            betas=None) -> list[dict]:
+    """Train one row (every seed, every β of a grid) as one group; its runs' metrics.
+    ``betas`` replaces the REMUL grid (e.g. only β/α = 10 on a long budget)."""
+    _, label, model, objective, grid, options, slow = next(r for r in ROWS if r[0] == key)
+    betas = tuple(betas) if betas and key == "remul_grid" else grid
     task = READINGS[reading][0]
     opts = dict(options)
     b = get_budget(budget)
@@ -114,7 +107,9 @@ def summarise(runs: list[dict]) -> list[dict]:
             for r in mine:
                 groups.setdefault(r["beta"], []).append(r)
             picks = [(label, list(groups.values())[0])]
-            if key == "remul_grid":
+            if key == "remul_grid" and len(groups) == 1:
+                picks = [(f"REMUL-Transformer β/α={next(iter(groups)):g}", mine)]
+            elif key == "remul_grid":
                 best = min(groups, key=lambda bt: np.mean([r["best_val_mse"] for r in groups[bt]]))
                 picks = [("REMUL-Transformer β/α=10", groups.get(10.0, [])),
                          (f"REMUL-Transformer β/α={best:g} (best of {sorted(groups)} on "
@@ -234,8 +229,13 @@ def main(argv=None) -> int:
                    help="training steps of e3nn, the SE(3)-Transformer and GATr")
     p.add_argument("--readings", nargs="+", choices=list(READINGS), default=list(READINGS))
     p.add_argument("--only", nargs="+", choices=[r[0] for r in ROWS], default=None)
+    p.add_argument("--betas", type=float, nargs="+", default=None,
+                   help=f"REMUL's beta/alpha grid (default {list(BETA_GRID)}); beta/alpha = 10 "
+                        "is always reported, so a grid without it reports only the best")
     p.add_argument("--out", default=None, help="default: benchmarks/results/remul_table1_<budget>")
     a = p.parse_args(argv)
+    if a.betas is not None and (not all(math.isfinite(x) and x >= 0 for x in a.betas)):
+        p.error(f"--betas must be finite and >= 0, got {a.betas}")
     out = Path(a.out or f"benchmarks/results/remul_table1_{a.budget}")
     store = out.with_suffix(".json")
     runs = read_json(store, "table")["runs"] if store.exists() else []
@@ -250,7 +250,7 @@ def main(argv=None) -> int:
             if not todo:
                 continue
             t0 = time.perf_counter()
-            new = run_row(reading, key, todo, a.budget, a.slow_steps, a.device)
+            new = run_row(reading, key, todo, a.budget, a.slow_steps, a.device, a.betas)
             runs += new
             blob = {"runs": runs, "provenance": provenance(a, b, runs)}
             atomic_json(blob, store)  # each finished row, at once
@@ -274,6 +274,7 @@ def provenance(a, b, runs) -> dict:
     return {"command": "python benchmarks/remul_table1.py " + " ".join(sys.argv[1:]),
             "budget": b.name, "steps": b.steps, "batch_size": b.batch_size,
             "slow_steps": a.slow_steps, "seeds": a.seeds,
+            "remul_betas": sorted({r["beta"] for r in runs if r["row"] == "remul_grid"}),
             "device": runs[0]["device"] if runs else None, "torch": torch.__version__,
             "version": __version__, "date": time.strftime("%Y-%m-%d")}
 

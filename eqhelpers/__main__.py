@@ -1,4 +1,4 @@
-"""Command line: ``python -m eqhelpers {train,sweep,discover,bench,fetch-3dmol} ...`` (``--help``
+"""Command line: ``python -m eqhelpers {train,sweep,discover,bench,audit,fetch-3dmol} ...`` (``--help``
 on each)."""
 
 from __future__ import annotations
@@ -39,13 +39,21 @@ GROUP_HELP = ("group the equivariance term samples: the data's own symmetry (tas
               "to centring (so3: REMUL's choice)")
 
 
-def _model_options(p: argparse.ArgumentParser, size: bool = True) -> None:
+def _model_options(p: argparse.ArgumentParser, size: bool = True, symmetrize: bool = True) -> None:
     p.add_argument("--head", default="residual", choices=["residual", "absolute"],
                    help="point outputs as input + displacement (residual) or the position itself "
                         "(absolute, as GATr's Transformer baseline)")
     p.add_argument("--no-centre", dest="centre", action="store_false",
                    help="feed raw coordinates (default: centre every system, so the model is "
                         "exactly translation-equivariant, as REMUL does)")
+    if symmetrize:
+        p.add_argument("--symmetrize", default=None, choices=["frames", "canonical"],
+                       help="wrap the model so it is equivariant without training for it: "
+                            "average it over the input's PCA frames (frames) or run it once in "
+                            "the canonical pose (canonical)")
+        p.add_argument("--frame-group", default="o3", choices=["o3", "so3"],
+                       help="the group the frames cover: rotations and reflections (o3, 8 "
+                            "frames) or rotations only (so3, 4 frames)")
     if size:
         p.add_argument("--width", type=int, default=None, help="override the budget's model width")
         p.add_argument("--layers", type=int, default=None, help="override the budget's depth")
@@ -190,10 +198,26 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--min-time", type=float, default=1.0, help="seconds per timed window")
     b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--symmetrize", nargs="+", default=(), choices=["frames", "canonical"],
+                   help="also measure each unconstrained model wrapped this way (O(3) frames)")
     b.add_argument("--out", default=None, help="write bench.json and bench.md here")
     b.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (the old one is kept in replaced-<time>/)")
     b.add_argument("--no-progress", action="store_true")
+
+    u = sub.add_parser("audit", help="does a task's data already show a symmetry? (two-sample "
+                                     "test of its inputs against transformed copies)")
+    u.add_argument("--task", default="gravity", choices=sorted(TASKS))
+    u.add_argument("--group", default="task", choices=EQUI_GROUPS,
+                   help="the group to test: the data's own symmetry (task), E(3)×S_N (e3) or "
+                        "rotations (so3)")
+    u.add_argument("--split", default="train")
+    u.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
+    u.add_argument("--n", type=int, default=1000, help="inputs used (two halves)")
+    u.add_argument("--alpha", type=float, default=0.01, help="significance level")
+    u.add_argument("--permutations", type=int, default=500)
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--json", action="store_true", help="print the result as JSON too")
 
     j = sub.add_parser("fetch-3dmol", help="set-up: keep a local copy of 3Dmol.js (npm package "
                                            "3dmol) so the molecule views work offline")
@@ -211,6 +235,19 @@ def cmd_fetch_3dmol(a) -> int:
               "molecule views will load it from the CDN instead (needs network)", file=sys.stderr)
         return 1
     print(f"3Dmol.js {threedmol_version()}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_audit(a) -> int:
+    from .audit import audit
+    from .data import load_task
+
+    res = audit(load_task(a.task, a.budget), a.group, a.split, n=a.n, alpha=a.alpha,
+                permutations=a.permutations, seed=a.seed)
+    print(res.table())
+    print(f"\nverdict: {res.verdict}")
+    if a.json:
+        print(json.dumps(res.as_dict()))
     return 0
 
 
@@ -233,7 +270,8 @@ def _train_into(a, out: Path) -> int:
                                device=a.device, seed=a.seed, steps=a.steps, out=out,
                                compile=a.compile, amp=a.amp, progress=not a.no_progress,
                                conservative=a.conservative, centre=a.centre, head=a.head,
-                               width=a.width, layers=a.layers,
+                               width=a.width, layers=a.layers, symmetrize=a.symmetrize,
+                               frame_group=a.frame_group,
                                cuda_graph=False if a.no_cuda_graph else None)
     metrics["command"] = a.command_line
     atomic_json(hist.as_dict(), out / "history.json")
@@ -289,7 +327,8 @@ def cmd_sweep(a) -> int:
                    mode=a.mode, budget=a.budget, device=a.device, steps=a.steps,
                    n_train=a.n_train, out=a.out, progress=not a.no_progress,
                    command=a.command_line, save_models=a.save_models, head=a.head,
-                   centre=a.centre, stack=not a.no_stack, max_stack=a.max_stack, ray=a.ray)
+                   centre=a.centre, stack=not a.no_stack, max_stack=a.max_stack, ray=a.ray,
+                   symmetrize=a.symmetrize, frame_group=a.frame_group)
     save_tradeoff(result)
     print(format_table(result.summary,
                        [c for c in SWEEP_COLUMNS if any(c[0] in r for r in result.summary)]))
@@ -358,7 +397,8 @@ def cmd_bench(a) -> int:
     with (claim_output(a.out, "bench", a.overwrite, what=a.command_line) if a.out
           else contextlib.nullcontext()) as out:  # owned for the whole run
         result = benchmark(a.task, models, tuple(a.batch_sizes), a.budget,
-                           a.device, a.min_time, a.repeats, progress=not a.no_progress)
+                           a.device, a.min_time, a.repeats, progress=not a.no_progress,
+                           symmetrize=tuple(a.symmetrize))
         result["meta"]["command"] = a.command_line
         md = to_markdown(result)
         if out is not None:  # written before anything is printed
@@ -395,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
 
             resolve_device(a.device)
         return {"train": cmd_train, "sweep": cmd_sweep, "discover": cmd_discover,
-                "bench": cmd_bench, "fetch-3dmol": cmd_fetch_3dmol}[a.command](a)
+                "bench": cmd_bench, "audit": cmd_audit,
+                "fetch-3dmol": cmd_fetch_3dmol}[a.command](a)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError, MemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -86,8 +86,18 @@ MAX_BENCH_S = 12 * 3600.0  # a lower bound on the whole bench
 
 def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), budget="cpu",
               device="auto", min_time: float = 1.0, repeats: int = 3, seed: int = 0,
-              progress: bool = True) -> dict:
-    """Measure every model at every batch size. Returns {"rows": [...], "meta": {...}}."""
+              progress: bool = True, symmetrize=()) -> dict:
+    """Measure every model at every batch size. Returns {"rows": [...], "meta": {...}}.
+    ``symmetrize`` (some of ``"frames"``, ``"canonical"``): also each unconstrained model
+    wrapped that way (:mod:`eqhelpers.symmetrize`, O(3)), as rows ``<model>+<how>``."""
+    from .models import MODELS
+    from .symmetrize import SYMMETRIZE
+
+    symmetrize = tuple(symmetrize)
+    bad = [h for h in symmetrize if h not in SYMMETRIZE]
+    if bad:
+        raise ValueError(f"symmetrize takes some of {SYMMETRIZE}, got {bad}")
+    check_unique("symmetrize", symmetrize)
     check_positive("min_time", min_time)
     check_count("repeats", repeats)
     for bs in batch_sizes:
@@ -101,7 +111,7 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
                          f"{min_time:g}")
     if repeats > MAX_REPEATS:
         raise ValueError(f"repeats must be at most {MAX_REPEATS}, got {repeats}")
-    at_least = 3 * repeats * min_time * len(models) * len(batch_sizes)
+    at_least = 3 * repeats * min_time * len(models) * (1 + len(symmetrize)) * len(batch_sizes)
     if at_least > MAX_BENCH_S:
         raise ValueError(f"this bench would take at least {at_least / 3600:.1f} h (3 measures × "
                          f"{repeats} windows × {min_time:g} s × {len(models)} models × "
@@ -114,14 +124,18 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
     t = load_task(task, b)
     data = t["train"].to(dev)
     rows = []
-    jobs = [(m, bs) for m in models for bs in batch_sizes]
-    for name, bs in tqdm(jobs, desc="bench", disable=not progress):
+    variants = [(m, h) for m in models
+                for h in (None, *(() if getattr(MODELS.get(m), "equivariant", False)
+                                  else symmetrize))]
+    jobs = [(m, h, bs) for m, h in variants for bs in batch_sizes]
+    for name, how, bs in tqdm(jobs, desc="bench", disable=not progress):
         seed_everything(seed)
         gen = make_generator(seed, dev)
-        model = make_model(name, t.spec, **b.model_size(name)).to(dev)
+        model = make_model(name, t.spec, **b.model_size(name), symmetrize=how).to(dev)
         batch = data.index(torch.randint(len(data), (bs,), device=dev, generator=gen))
         r_inf, r_plain, r_remul = _measure(model, batch, gen, t.group, dev, min_time, repeats)
-        rows.append({"model": name, "equivariant": model.equivariant, "batch": bs,
+        rows.append({"model": name if how is None else f"{name}+{how}",
+                     "equivariant": model.equivariant, "batch": bs,
                      "params": model.n_parameters(),
                      "infer_samples_s": r_inf * bs, "train_steps_s": r_plain,
                      "train_samples_s": r_plain * bs, "remul_steps_s": r_remul,

@@ -159,12 +159,59 @@ def load_checkpoint(model, path: str | Path, map_location=None, blob: dict | Non
 
 
 def checkpoint_options(blob: dict) -> dict:
-    """The ``make_model`` options (``centre``, ``head``) a checkpoint was trained with.
-    Checkpoints from before eqhelpers 0.2 record none: those models ran uncentred."""
+    """The ``make_model`` options (``centre``, ``head``, and ``symmetrize``, ``frame_group``
+    for a wrapped model) a checkpoint was trained with. Checkpoints from before eqhelpers 0.2
+    record none: those models ran uncentred."""
     cfg = blob.get("model_config")
     if not cfg:
         return {"centre": False, "head": "residual"}
-    return {"centre": bool(cfg["centre"]), "head": cfg["head"]}
+    out = {"centre": bool(cfg["centre"]), "head": cfg["head"]}
+    if cfg.get("symmetrize"):
+        out.update(symmetrize=cfg["symmetrize"], frame_group=cfg["frame_group"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# statistics of seeds: intervals and power laws (the benchmarks' tables)
+# --------------------------------------------------------------------------------------------
+
+
+def mean_interval(values) -> tuple[float, float, float]:
+    """Mean, the half-width of its 95 % Student-t interval and the sample standard deviation of
+    ``values`` (nan for the last two with one value)."""
+    from scipy import stats
+
+    v = torch.as_tensor(list(values), dtype=torch.float64)
+    if v.numel() == 0 or not bool(torch.isfinite(v).all()):
+        raise ValueError(f"an interval needs finite values, got {v.tolist()}")
+    if v.numel() < 2:
+        return float(v.mean()), math.nan, math.nan
+    sd = float(v.std(unbiased=True))
+    return float(v.mean()), float(stats.t.ppf(0.975, v.numel() - 1) * sd / math.sqrt(v.numel())), sd
+
+
+def power_law_fit(x, y) -> dict:
+    """Least-squares fit of log y = a + slope · log x over every (x, y) given (seeds as separate
+    points): ``slope``, its 95 % t-interval half-width ``slope_ci95``, ``prefactor`` e^a, and ``n``."""
+    from scipy import stats
+
+    lx = torch.as_tensor(list(x), dtype=torch.float64).log()
+    ly = torch.as_tensor(list(y), dtype=torch.float64).log()
+    if lx.numel() != ly.numel():
+        raise ValueError(f"x and y differ in length: {lx.numel()} and {ly.numel()}")
+    if not (bool(torch.isfinite(lx).all()) and bool(torch.isfinite(ly).all())):
+        raise ValueError("a power law needs positive, finite x and y")
+    if lx.numel() < 3 or len(set(lx.tolist())) < 2:
+        raise ValueError(f"a power law needs at least 3 points at 2 or more x, got {lx.numel()}")
+    xm, ym = lx.mean(), ly.mean()
+    sxx = float(((lx - xm) ** 2).sum())
+    slope = float(((lx - xm) * (ly - ym)).sum()) / sxx
+    a = float(ym) - slope * float(xm)
+    resid = ly - (a + slope * lx)
+    dof = lx.numel() - 2
+    se = math.sqrt(float((resid ** 2).sum()) / dof / sxx) if dof > 0 else math.nan
+    return {"slope": slope, "slope_ci95": float(stats.t.ppf(0.975, dof)) * se if dof > 0
+            else math.nan, "prefactor": math.exp(a), "n": int(lx.numel())}
 
 
 # --------------------------------------------------------------------------------------------

@@ -116,11 +116,11 @@ def summarise(points: list[dict]) -> list[dict]:
 # what defines how a point was trained: a point file records these, and a sweep refuses a
 # directory (or a point) made with other values
 POINT_SETTINGS = ("task", "alpha", "budget", "group", "mode", "steps", "n_train", "head",
-                  "centre", "version")
+                  "centre", "symmetrize", "frame_group", "version")
 
 
 def _settings(config: dict) -> dict:
-    return {k: config[k] for k in POINT_SETTINGS}
+    return {k: config.get(k) for k in POINT_SETTINGS}  # absent (older files): None
 
 
 def _read_point(path: Path, expect: dict, settings: dict,
@@ -148,7 +148,7 @@ def _read_point(path: Path, expect: dict, settings: dict,
         quarantine(path, "sweep point", exc, action, seen=seen)
         return None
     have = p.get("settings")
-    if have != settings:
+    if not isinstance(have, dict) or any(have.get(k) != v for k, v in settings.items()):
         diff = ({k: (have.get(k), v) for k, v in settings.items() if have.get(k) != v}
                 if isinstance(have, dict) else "none recorded (written before eqhelpers 0.2.1)")
         raise ValueError(f"{path} was trained with other settings: {diff} (point, this sweep); "
@@ -250,7 +250,8 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
           out: str | Path | None = None, progress: bool = True,
           command: str | None = None, save_models: bool = False, head: str = "residual",
           centre: bool = True, stack: bool = True, max_stack: int | None = None,
-          ray: str | None = None) -> SweepResult:
+          ray: str | None = None, symmetrize: str | None = None,
+          frame_group: str = "o3") -> SweepResult:
     """Run (or resume) a β/α sweep. Equivariant models are run at β = 0 only: the equivariance
     term cannot change a model that is equivariant by construction.
 
@@ -259,9 +260,12 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     :func:`load_sweep_model`. ``group``, ``mode``, ``head``, ``centre``: as in
     :func:`eqhelpers.train.run`. ``stack``: train each model's points as one stack (default);
     ``max_stack``: at most this many per stack. ``ray``: ``"auto"`` or a cluster address
-    (module docstring).
+    (module docstring). ``symmetrize`` (``"frames"``, ``"canonical"``): every model of the
+    sweep wrapped so that it is equivariant (:mod:`eqhelpers.symmetrize`) under ``frame_group``
+    (``"o3"``, ``"so3"``): β = 0 only.
     """
     from .models import MODELS
+    from .symmetrize import FRAME_GROUPS, SYMMETRIZE
 
     # + 0.0: −0 is 0 (one point, one file)
     betas = log_betas() if betas is None else [check_weight("beta", b) + 0.0 for b in betas]
@@ -275,6 +279,15 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
     for m in models:
         if m not in MODELS:
             raise ValueError(f"unknown model {m!r}: choose one of {sorted(MODELS)}")
+    if symmetrize is not None:
+        if symmetrize not in SYMMETRIZE:
+            raise ValueError(f"symmetrize must be one of {SYMMETRIZE} or None, got {symmetrize!r}")
+        if frame_group not in FRAME_GROUPS:
+            raise ValueError(f"frame_group must be one of {FRAME_GROUPS}, got {frame_group!r}")
+        eq = [m for m in models if MODELS[m].equivariant]
+        if eq:
+            raise ValueError(f"symmetrize wraps unconstrained models; {eq} are equivariant by "
+                             f"construction: sweep them without it")
     if max_stack is not None:
         check_count("max_stack", max_stack)
     if ray is not None and (not isinstance(ray, str) or not ray):
@@ -285,8 +298,9 @@ def sweep(task: str = "gravity", models=("transformer",), betas=None, seeds=(0, 
         b = b.scaled(n_train=check_count("n_train", n_train))
     config = {"task": task, "models": list(models), "betas": [float(x) for x in betas],
               "seeds": [int(s) for s in seeds], "alpha": alpha, "group": group, "mode": mode,
-              "head": head, "centre": centre,
-              "budget": b.name, "steps": b.steps if steps is None else check_count("steps", steps),
+              "head": head, "centre": centre, "symmetrize": symmetrize,
+              "frame_group": frame_group if symmetrize else None, "budget": b.name,
+              "steps": b.steps if steps is None else check_count("steps", steps),
               "n_train": b.n_train,
               "version": __version__}
     for name, value in (("group", group), ("mode", mode), ("head", head)):
@@ -319,12 +333,13 @@ def _sweep(config, b, dev, out, task_obj, models, betas, seeds, alpha, save_mode
     from .models import MODELS
 
     task, group, mode, steps = config["task"], config["group"], config["mode"], config["steps"]
-    head, centre = config["head"], config["centre"]
+    head, centre, symmetrize = config["head"], config["centre"], config.get("symmetrize")
     settings = _settings(config)
 
     def grid(models, betas, seeds):
         return [(m, beta, int(s)) for m in models
-                for beta in ([0.0] if MODELS[m].equivariant else sorted({float(x) for x in betas}))
+                for beta in ([0.0] if MODELS[m].equivariant or symmetrize
+                             else sorted({float(x) for x in betas}))
                 for s in seeds]
 
     plan = grid(models, betas, seeds)  # what this run asks for
@@ -345,7 +360,8 @@ def _sweep(config, b, dev, out, task_obj, models, betas, seeds, alpha, save_mode
               for m, pts in todo.items()
               for i in range(0, len(pts), len(pts) if max_stack is None else max_stack)]
     options = {"group": group, "mode": mode, "steps": steps, "head": head, "centre": centre,
-               "stack": stack}
+               "stack": stack, "symmetrize": symmetrize,
+               "frame_group": config.get("frame_group") or "o3"}
 
     def store(m: str, results: list[tuple]) -> None:
         for p, blob in results:

@@ -619,6 +619,7 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
               device="auto", steps: int | None = None, compile: bool = False, amp: bool = False,
               progress: bool = True, conservative: bool = False, centre: bool = True,
               head: str = "residual", width: int | None = None, layers: int | None = None,
+              symmetrize: str | None = None, frame_group: str = "o3",
               outs: Sequence[str | Path | None] | None = None,
               stack: bool = True, cuda_graph: bool | None = None,
               on_point: Callable[[int, Model, History, dict], None] | None = None
@@ -643,7 +644,8 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
                                    mode=mode, weighting=weighting))
         seed_everything(p["seed"])  # the initialisation is the seed's, stacked or not
         nets.append(make_model(model, task_obj.spec, conservative=conservative, centre=centre,
-                               head=head, **size))
+                               head=head, symmetrize=symmetrize, frame_group=frame_group,
+                               **size))
     outs = list(outs) if outs is not None else [None] * len(points)
     ckpts = [Path(o) / "best.pt" if o is not None else None for o in outs]
     reason = stack_reason(nets, objs) if len(nets) > 1 else None
@@ -659,6 +661,7 @@ def run_group(task: str | Task, model: str, points: Sequence[dict], *, group: st
         metrics.update({
             "task": task_obj.name, "model": model, "conservative": conservative,
             "centre": centre, "head": head, "protocol": task_obj.provenance.get("protocol", ""),
+            "symmetrize": symmetrize, "frame_group": frame_group if symmetrize else None,
             "objective": p["objective"], "alpha": p["alpha"],
             "beta": p["beta"] if p["objective"] == "remul" else None, "group": grp.name,
             "seed": p["seed"], "stack": k, "stack_note": note,
@@ -708,6 +711,7 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
         compile: bool = False, amp: bool = False, progress: bool = True,
         conservative: bool = False, centre: bool = True, head: str = "residual",
         width: int | None = None, layers: int | None = None,
+        symmetrize: str | None = None, frame_group: str = "o3",
         cuda_graph: bool | None = None) -> tuple[Model, History, dict]:
     """Load a task, build a model, train it, evaluate it. Returns (model, history, metrics).
 
@@ -716,11 +720,13 @@ def run(task: str | Task = "gravity", model: str = "transformer", objective: str
     ``conservative``: forces as −∂E/∂x of the model's energy (tasks with forces and an energy).
     ``centre``, ``head``: translations by centring, residual or absolute point outputs
     (:class:`eqhelpers.models.Model`). ``width``, ``layers``: override the budget's.
-    One point of :func:`run_group`.
+    ``symmetrize``: ``"frames"`` or ``"canonical"`` wraps the model (:mod:`eqhelpers.symmetrize`)
+    under ``frame_group`` (``"o3"`` or ``"so3"``). One point of :func:`run_group`.
     """
     return run_group(task, model, [{"objective": objective, "alpha": alpha, "beta": beta,
                                     "seed": seed}],
                      group=group, mode=mode, weighting=weighting, budget=budget, device=device,
                      steps=steps, compile=compile, amp=amp, progress=progress,
                      conservative=conservative, centre=centre, head=head, width=width,
-                     layers=layers, outs=[out], cuda_graph=cuda_graph)[0]
+                     layers=layers, symmetrize=symmetrize, frame_group=frame_group,
+                     outs=[out], cuda_graph=cuda_graph)[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "eqhelpers"
-CORE = ("groups", "fields", "equivariance", "augment", "models")
+CORE = ("groups", "fields", "equivariance", "augment", "models", "symmetrize")
 UPPER = ("train", "sweep", "viz")
 
 
@@ -28,14 +28,15 @@ def imported_modules(module: str) -> set[str]:
 
 def test_importing_the_core_loads_none_of_train_sweep_viz():
     code = ("import sys\nimport eqhelpers.groups, eqhelpers.fields, eqhelpers.equivariance, "
-            "eqhelpers.augment, eqhelpers.models, eqhelpers.evaluation, eqhelpers.results\n"
+            "eqhelpers.augment, eqhelpers.models, eqhelpers.symmetrize, eqhelpers.evaluation, "
+            "eqhelpers.results, eqhelpers.audit\n"
             "print(sorted(m for m in sys.modules if m in "
             f"{tuple('eqhelpers.' + u for u in UPPER)!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", [*CORE, "evaluation", "results", "data"])
+@pytest.mark.parametrize("module", [*CORE, "evaluation", "results", "data", "audit"])
 def test_the_core_never_imports_upward(module):
     assert not imported_modules(module) & set(UPPER), imported_modules(module)
 

@@ -453,3 +453,19 @@ def test_semola_wall_times():
         ]
         assert len(w) >= 3
         says(f"{min(w):.0f}–{max(w):.0f} s ({words})")
+
+
+def test_the_audit_sentence_is_the_audits_result():
+    """The README's p-values of the symmetry audit, recomputed (deterministic by seed)."""
+    from eqhelpers.audit import BIASED, SYMMETRIC, audit
+    from eqhelpers.data import load_task
+
+    gravity, planar = (audit(load_task(n, "cpu")) for n in ("gravity", "gravity_planar"))
+    rot = {r.task: next(x for x in r.rows if x.part == "rotations") for r in (gravity, planar)}
+    assert gravity.verdict == SYMMETRIC and planar.verdict == BIASED
+    assert (f"`python -m eqhelpers audit --task gravity` cannot tell GATr's training systems from "
+            f"rotated copies of them (p = {rot['gravity'].p_value:.3f}, a kernel two-sample test "
+            f"on {gravity.n} systems)") in README
+    assert rot["gravity_planar"].p_value == 1 / (1 + planar.permutations)
+    assert (f"on `gravity_planar` it can (p = {rot['gravity_planar'].p_value:.3f}, the smallest "
+            f"its {planar.permutations} permutations give)") in README

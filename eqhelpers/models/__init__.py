@@ -34,7 +34,8 @@ COUNT_OPTIONS = {"heads": 1, "lmax": 0, "degrees": 1, "n_radial": 1}
 
 def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
                dtype: torch.dtype = torch.float32, conservative: bool = False,
-               centre: bool = True, head: str = "residual", **kwargs) -> Model:
+               centre: bool = True, head: str = "residual", symmetrize: str | None = None,
+               frame_group: str = "o3", **kwargs) -> Model:
     """Build a model by name, e.g. ``make_model("egnn", task.spec, width=64, layers=3)``.
 
     ``dtype`` is the parameter dtype; ask for float64 here rather than calling ``.double()``
@@ -42,6 +43,9 @@ def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
     (tasks with forces and an energy): the model predicts the energy and the forces are −∂E/∂x
     by autograd (:class:`Conservative`). ``centre`` and ``head``: how translations and point
     outputs are handled (:class:`Model`: centring on by default; residual or absolute positions).
+    ``symmetrize`` (``"frames"`` or ``"canonical"``) wraps the model so that it is equivariant
+    without training for it (:mod:`eqhelpers.symmetrize`: frame averaging or a canonical
+    pose, under ``frame_group`` ``"o3"`` or ``"so3"``).
     """
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}")
@@ -56,9 +60,22 @@ def make_model(name: str, spec: TaskSpec, width: int = 64, layers: int = 3,
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     check_bool("conservative", conservative)  # centre: checked by the model
     kwargs.update(centre=centre, head=head)
+    if symmetrize is not None:
+        from ..symmetrize import SYMMETRIZE
+        from ..symmetrize import symmetrize as wrap
+
+        if symmetrize not in SYMMETRIZE:
+            raise ValueError(f"symmetrize must be one of {SYMMETRIZE} or None, got {symmetrize!r}")
+        if MODELS[name].equivariant:
+            raise ValueError(f"{name} is already equivariant by construction: symmetrize wraps "
+                             f"the unconstrained models (transformer, mlp, gnn)")
     if conservative:
-        return Conservative(MODELS[name], spec, width=width, layers=layers, **kwargs).to(dtype)
-    return MODELS[name](spec, width=width, layers=layers, **kwargs).to(dtype)
+        net = Conservative(MODELS[name], spec, width=width, layers=layers, **kwargs)
+    else:
+        net = MODELS[name](spec, width=width, layers=layers, **kwargs)
+    if symmetrize is not None:
+        net = wrap(net, symmetrize, group=frame_group)
+    return net.to(dtype)
 
 
 __all__ = ["MODELS", "Model", "make_model", "Conservative", "Transformer", "MLP", "GNN", "EGNN", "E3NN",

@@ -1,0 +1,258 @@
+"""Build it in, learn it, or canonicalize it — against the size of the training set.
+
+    python benchmarks/data_scaling.py --budget cpu
+
+Test and OOD error against the number of training systems (log-spaced, about 100 → 30 000) on
+the rotation reading of REMUL's N-body split (``gravity_rotation_split``: trained within 10° of
+one frame, OOD turned 90°–180°) and on EGNN's charged particles (``charged``), for each route
+to equivariance a learner can choose:
+
+* ``transformer``: the plain (centred) Transformer, nothing learned about rotations;
+* ``da``: the same trained on Haar-rotated batches (data augmentation);
+* ``remul``: REMUL's objective, β/α = 10, Haar rotations (learned, soft equivariance);
+* ``frames``: the Transformer averaged over its input's 8 PCA frames (exact, 8 passes);
+* ``canonical``: the Transformer run once in the input's canonical PCA pose (exact where the
+  pose is defined);
+* ``egnn``: EGNN (built in); ``e3nn`` and ``se3_transformer`` at ``--slow-sizes`` only.
+
+The sizes are nested (each the first n systems of the largest), and every size is tested on the
+same validation, test and OOD systems.
+
+**Steps** (how "converged" is made and checked): each run trains for ``epochs`` passes over its
+training set, at least ``--min-steps`` and at most ``--max-steps`` (``steps_for``), and keeps
+its best validation checkpoint (the engine evaluates every ``eval_every`` steps). A run counts as
+converged when that best step came before the last quarter of training: its validation error had
+stopped improving. The table prints the fraction of converged runs per route; the cap is where a
+size stops converging at this budget, and the table says so rather than hiding it.
+
+Every size's seeds train as one stack (``train_many``); each finished (task, route, size) is
+stored at once, so an interrupted run resumes. The summary fits a power law err ∝ n^slope per
+(task, route) over every seed's point (a 95 % t-interval on the slope) and, against training
+compute, says which route has the lowest error at each wall-time budget. Results:
+``benchmarks/results/data_scaling_<budget>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eqhelpers import __version__
+from eqhelpers._util import atomic_json, atomic_write, read_json
+from eqhelpers.budget import get_budget
+from eqhelpers.data import Task, load_task
+from eqhelpers.results import mean_interval, power_law_fit
+from eqhelpers.train import run_group
+
+TASKS = ("gravity_rotation_split", "charged")
+SIZES = (100, 300, 1000, 3000, 10000, 30000)
+# route: (model, objective, beta, run_group options)
+ROUTES = {
+    "transformer": ("transformer", "plain", 0.0, {}),
+    "da": ("transformer", "augment", 0.0, {"group": "so3"}),
+    "remul": ("transformer", "remul", 10.0, {"group": "so3"}),
+    "frames": ("transformer", "plain", 0.0, {"symmetrize": "frames"}),
+    "canonical": ("transformer", "plain", 0.0, {"symmetrize": "canonical"}),
+    "egnn": ("egnn", "plain", 0.0, {}),
+    "e3nn": ("e3nn", "plain", 0.0, {}),
+    "se3_transformer": ("se3_transformer", "plain", 0.0, {}),
+}
+SLOW = ("e3nn", "se3_transformer")
+LABELS = {"transformer": "Transformer (plain)", "da": "DA", "remul": "REMUL β/α=10",
+          "frames": "frame averaging", "canonical": "canonicalization", "egnn": "EGNN",
+          "e3nn": "e3nn", "se3_transformer": "SE(3)-Transformer"}
+WALL_BUDGETS = (10.0, 30.0, 100.0, 300.0, 1000.0)  # seconds of training per model
+
+
+def steps_for(n: int, batch: int, epochs: float, min_steps: int, max_steps: int) -> int:
+    """Training steps for ``n`` systems: ``epochs`` passes, clipped to [min_steps, max_steps]."""
+    if not (min_steps >= 1 and max_steps >= min_steps):
+        raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
+    return int(min(max_steps, max(min_steps, math.ceil(epochs * n / batch))))
+
+
+def nested(task: Task, n: int) -> Task:
+    """``task`` with its first ``n`` training systems: the sizes of one study are nested, and
+    every size is tested on the same validation, test and OOD systems."""
+    if not 1 <= n <= len(task["train"]):
+        raise ValueError(f"n_train={n}: the study's task has {len(task['train'])} systems")
+    splits = {**task.splits, "train": task["train"].index(slice(0, n))}
+    return replace(task, splits=splits, config={**task.config, "n_train": n})
+
+
+def run_cell(task: Task, route: str, n: int, seeds, budget: str, steps: int,
+             device: str) -> list:
+    """Train one (task, route, size) for every seed, as one stack; its runs' records."""
+    model, objective, beta, options = ROUTES[route]
+    b = get_budget(budget).scaled(n_train=n)
+    points = [{"objective": objective, "alpha": 1.0, "beta": beta, "seed": s} for s in seeds]
+    res = run_group(nested(task, n), model, points, budget=b, device=device, progress=False,
+                    steps=steps, **options)
+    out = []
+    for p, (_, _, m) in zip(points, res):
+        out.append({"task": task.name, "route": route, "n_train": n, "seed": p["seed"],
+                    "steps": m["config"]["steps"], "best_step": m["best_step"],
+                    "converged": m["best_step"] < 0.75 * m["config"]["steps"],
+                    "test_mse": m["test_mse"], "ood_mse": m["ood_mse"],
+                    "E_prime": m.get("E_prime"), "best_val_mse": m["best_val_mse"],
+                    "train_seconds": m["train_seconds"] / m["stack"], "stack": m["stack"],
+                    "device": m["device"]})
+    return out
+
+
+def summarise(runs: list[dict]) -> dict:
+    cells, fits, per_wall = [], [], []
+    for task in TASKS:
+        for route in ROUTES:
+            mine = [r for r in runs if r["task"] == task and r["route"] == route]
+            if not mine:
+                continue
+            for n in sorted({r["n_train"] for r in mine}):
+                rs = [r for r in mine if r["n_train"] == n]
+                t = mean_interval([r["test_mse"] for r in rs])
+                o = mean_interval([r["ood_mse"] for r in rs])
+                cells.append({"task": task, "route": route, "n_train": n, "seeds": len(rs),
+                              "steps": rs[0]["steps"], "test_mse": t[0], "test_mse_ci95": t[1],
+                              "ood_mse": o[0], "ood_mse_ci95": o[1],
+                              "E_prime": float(np.mean([r["E_prime"] or 0.0 for r in rs])),
+                              "converged": sum(r["converged"] for r in rs) / len(rs),
+                              "train_seconds": float(np.mean([r["train_seconds"] for r in rs]))})
+            sizes = {r["n_train"] for r in mine}
+            if len(sizes) >= 2 and len(mine) >= 3:
+                fit = {"task": task, "route": route, "sizes": sorted(sizes)}
+                for key in ("test_mse", "ood_mse"):
+                    f = power_law_fit([r["n_train"] for r in mine], [r[key] for r in mine])
+                    fit[key] = f
+                fits.append(fit)
+        # against compute: at each training-time budget, the route with the lowest mean test error
+        # among its sizes that trained within it
+        for wall in WALL_BUDGETS:
+            best = None
+            for c in (c for c in cells if c["task"] == task and c["train_seconds"] <= wall):
+                if best is None or c["test_mse"] < best["test_mse"]:
+                    best = c
+            per_wall.append({"task": task, "train_seconds_at_most": wall,
+                             "route": best and best["route"], "n_train": best and best["n_train"],
+                             "test_mse": best and best["test_mse"]})
+    return {"cells": cells, "fits": fits, "per_wall": per_wall}
+
+
+def markdown(blob: dict) -> str:
+    prov, s = blob["provenance"], blob["summary"]
+    lines = [f"Data scaling at budget `{prov['budget']}` (width {prov['width']}, {prov['layers']} "
+             f"layers, batch {prov['batch_size']}; {prov['epochs']:g} epochs per run, clipped to "
+             f"{prov['min_steps']}–{prov['max_steps']} steps; best validation checkpoint), device "
+             f"{prov['device']}, torch {prov['torch']}, eqhelpers {prov['version']}, "
+             f"{prov['date']}. MSE, mean ± 95 % interval over the seeds; converged: the share of "
+             f"seeds whose best validation step came before the last quarter of training. "
+             f"Command: `{prov['command']}`", ""]
+    for task in TASKS:
+        cells = [c for c in s["cells"] if c["task"] == task]
+        if not cells:
+            continue
+        lines += [f"**{task}**", "", "| route | n train | steps | test MSE | OOD MSE | E′ | "
+                  "converged | train s per model |", "|---|---|---|---|---|---|---|---|"]
+        def ci(v, h):
+            return f"{v:.3g}" if h != h else f"{v:.3g} ± {h:.2g}"
+
+        for c in cells:
+            lines.append(f"| {LABELS[c['route']]} | {c['n_train']} | {c['steps']} | "
+                         f"{ci(c['test_mse'], c['test_mse_ci95'])} | "
+                         f"{ci(c['ood_mse'], c['ood_mse_ci95'])} | {c['E_prime']:.2g} | "
+                         f"{c['converged']:.2f} | {c['train_seconds']:.1f} |")
+        lines += ["", "Power-law slopes (err ∝ n^slope, least squares over every seed's point, "
+                  "95 % t-interval):", "", "| route | sizes | test slope | OOD slope |",
+                  "|---|---|---|---|"]
+        def sl(d):
+            return f"{d['slope']:.2f} ± {d['slope_ci95']:.2f}"
+
+        for f in (f for f in s["fits"] if f["task"] == task):
+            lines.append(f"| {LABELS[f['route']]} | {f['sizes'][0]}–{f['sizes'][-1]} | "
+                         f"{sl(f['test_mse'])} | {sl(f['ood_mse'])} |")
+        lines += ["", "Per CPU-second: the lowest mean test error among runs that trained within "
+                  "each time:", "", "| train s per model ≤ | route | n train | test MSE |",
+                  "|---|---|---|---|"]
+        for w in (w for w in s["per_wall"] if w["task"] == task):
+            if w["route"] is None:
+                lines.append(f"| {w['train_seconds_at_most']:g} | – | – | – |")
+            else:
+                lines.append(f"| {w['train_seconds_at_most']:g} | {LABELS[w['route']]} | "
+                             f"{w['n_train']} | {w['test_mse']:.3g} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", default="cpu")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    p.add_argument("--routes", nargs="+", choices=list(ROUTES),
+                   default=[r for r in ROUTES if r not in SLOW])
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    p.add_argument("--slow-sizes", type=int, nargs="*", default=[300, 3000],
+                   help="the only sizes at which e3nn and the SE(3)-Transformer run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=float, default=30.0)
+    p.add_argument("--min-steps", type=int, default=1000)
+    p.add_argument("--max-steps", type=int, default=6000)
+    p.add_argument("--out", default=None, help="default: benchmarks/results/data_scaling_<budget>")
+    a = p.parse_args(argv)
+    if not all(n >= 2 for n in a.sizes):
+        p.error(f"--sizes must be at least 2 systems each, got {a.sizes}")
+    if not (a.epochs > 0 and math.isfinite(a.epochs)):
+        p.error(f"--epochs must be finite and > 0, got {a.epochs}")
+    b = get_budget(a.budget)
+    steps_for(1, b.batch_size, a.epochs, a.min_steps, a.max_steps)  # refuses a bad range now
+    out = Path(a.out or f"benchmarks/results/data_scaling_{a.budget}")
+    store = out.with_suffix(".json")
+    runs = read_json(store, "data scaling")["runs"] if store.exists() else []
+    for name in a.tasks:
+        task = None  # loaded (the largest size; smaller ones are its first systems) when needed
+        for n in sorted(a.sizes):
+            for route in a.routes:
+                if route in SLOW and n not in a.slow_sizes:
+                    continue
+                todo = [s for s in a.seeds if not any(
+                    r["task"] == name and r["route"] == route and r["n_train"] == n
+                    and r["seed"] == s for r in runs)]
+                if not todo:
+                    continue
+                steps = steps_for(n, b.batch_size, a.epochs, a.min_steps, a.max_steps)
+                if task is None:
+                    task = load_task(name, b.scaled(n_train=max(a.sizes)))
+                t0 = time.perf_counter()
+                new = run_cell(task, route, n, todo, a.budget, steps, a.device)
+                runs += new
+                atomic_json({"runs": runs, "provenance": provenance(a, b, runs)}, store)
+                print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} test "
+                      f"{np.mean([r['test_mse'] for r in new]):.3e} ood "
+                      f"{np.mean([r['ood_mse'] for r in new]):.3e} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    blob = {"runs": runs, "summary": summarise(runs), "provenance": provenance(a, b, runs)}
+    md = markdown(blob)
+    atomic_json(blob, store)
+    atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
+    print(md)
+    return 0
+
+
+def provenance(a, b, runs) -> dict:
+    return {"command": "python benchmarks/data_scaling.py " + " ".join(sys.argv[1:]),
+            "budget": b.name, "width": b.width, "layers": b.layers, "batch_size": b.batch_size,
+            "epochs": a.epochs, "min_steps": a.min_steps, "max_steps": a.max_steps,
+            "seeds": a.seeds, "device": runs[0]["device"] if runs else None,
+            "torch": torch.__version__, "version": __version__,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

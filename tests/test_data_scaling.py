@@ -1,0 +1,84 @@
+"""benchmarks/data_scaling.py: its step rule, its statistics, and a tiny run that resumes."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from eqhelpers import data
+from eqhelpers.results import mean_interval, power_law_fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("data_scaling",
+                                                  ROOT / "benchmarks" / "data_scaling.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_steps_follow_epochs_within_the_bounds():
+    b = _bench()
+    assert b.steps_for(100, 64, 30, 1000, 6000) == 1000  # small sets: the floor
+    assert b.steps_for(3000, 64, 30, 1000, 6000) == math.ceil(30 * 3000 / 64)
+    assert b.steps_for(30000, 64, 30, 1000, 6000) == 6000  # the cap
+    with pytest.raises(ValueError, match="min_steps"):
+        b.steps_for(10, 64, 30, 500, 100)
+
+
+def test_power_law_fit_recovers_a_known_slope_and_its_interval():
+    g = torch.Generator().manual_seed(0)
+    x = [n for n in (100, 300, 1000, 3000, 10000) for _ in range(3)]
+    y = [2.0 * n ** -0.5 * math.exp(0.05 * float(torch.randn(1, generator=g))) for n in x]
+    f = power_law_fit(x, y)
+    assert abs(f["slope"] + 0.5) < 3 * f["slope_ci95"] and f["slope_ci95"] < 0.1
+    assert f["prefactor"] == pytest.approx(2.0, rel=0.3) and f["n"] == 15
+    exact = power_law_fit([1, 10, 100], [1.0, 0.1, 0.01])
+    assert exact["slope"] == pytest.approx(-1.0) and exact["slope_ci95"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="positive"):
+        power_law_fit([1, 2, 3], [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="at least 3"):
+        power_law_fit([1, 1, 1], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="finite"):
+        mean_interval([1.0, float("nan")])
+
+
+def test_sizes_are_nested_and_share_their_test_systems():
+    b = _bench()
+    task = data.load_task("charged", "tiny")
+    small, large = b.nested(task, 50), b.nested(task, 200)
+    assert torch.equal(small["train"]["pos"], large["train"]["pos"][:50])
+    assert torch.equal(small["test"]["pos"], large["test"]["pos"])
+    assert small.config["n_train"] == 50 and len(large["train"]) == 200
+    with pytest.raises(ValueError, match="has 256 systems"):
+        b.nested(task, 1000)
+
+
+def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
+    b = _bench()
+    out = tmp_path / "scaling"
+    args = ["--budget", "tiny", "--tasks", "charged", "--routes", "transformer", "frames",
+            "--sizes", "32", "64", "128", "--seeds", "0", "1", "--epochs", "2", "--min-steps", "4",
+            "--max-steps", "8", "--out", str(out)]
+    assert b.main(args) == 0
+    blob = json.loads(out.with_suffix(".json").read_text())
+    assert len(blob["runs"]) == 2 * 3 * 2
+    # 2 epochs at batch 32: 2, 4 and 8 steps, the first raised to the floor of 4
+    assert sorted({r["n_train"]: r["steps"] for r in blob["runs"]}.items()) == [(32, 4), (64, 4),
+                                                                              (128, 8)]
+    fits = {f["route"]: f for f in blob["summary"]["fits"]}
+    assert set(fits) == {"transformer", "frames"} and fits["frames"]["test_mse"]["n"] == 6
+    cells = blob["summary"]["cells"]
+    assert all(c["E_prime"] < 1e-4 for c in cells if c["route"] == "frames")
+    assert all(c["E_prime"] > 1e-3 for c in cells if c["route"] == "transformer")
+    md = out.with_suffix(".md").read_text()
+    assert "frame averaging" in md and "Power-law slopes" in md and "Per CPU-second" in md
+    capsys.readouterr()
+    assert b.main(args) == 0  # everything on disk: nothing trains again
+    assert "n=" not in capsys.readouterr().out
+    assert json.loads(out.with_suffix(".json").read_text())["runs"] == blob["runs"]
