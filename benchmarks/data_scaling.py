@@ -11,8 +11,8 @@ to equivariance a learner can choose:
 * ``da``: the same trained on Haar-rotated batches (data augmentation);
 * ``remul``: REMUL's objective, β/α = 10, Haar rotations (learned, soft equivariance);
 * ``frames``: the Transformer averaged over its input's 8 PCA frames (exact, 8 passes);
-* ``canonical``: the Transformer run once in the input's canonical PCA pose (exact where the
-  pose is defined);
+* ``canonical``: the Transformer run once in the input's canonical PCA pose, under SO(3) (the
+  O(3) pose of a planar system is undefined: it is its own mirror image);
 * ``egnn``: EGNN (built in); ``e3nn`` and ``se3_transformer`` at ``--slow-sizes`` only.
 
 The sizes are nested (each the first n systems of the largest), and every size is tested on the
@@ -59,14 +59,15 @@ ROUTES = {
     "da": ("transformer", "augment", 0.0, {"group": "so3"}),
     "remul": ("transformer", "remul", 10.0, {"group": "so3"}),
     "frames": ("transformer", "plain", 0.0, {"symmetrize": "frames"}),
-    "canonical": ("transformer", "plain", 0.0, {"symmetrize": "canonical"}),
+    # SO(3): a planar system's mirror image is itself, so its O(3) pose has no defined normal
+    "canonical": ("transformer", "plain", 0.0, {"symmetrize": "canonical", "frame_group": "so3"}),
     "egnn": ("egnn", "plain", 0.0, {}),
     "e3nn": ("e3nn", "plain", 0.0, {}),
     "se3_transformer": ("se3_transformer", "plain", 0.0, {}),
 }
 SLOW = ("e3nn", "se3_transformer")
 LABELS = {"transformer": "Transformer (plain)", "da": "DA", "remul": "REMUL β/α=10",
-          "frames": "frame averaging", "canonical": "canonicalization", "egnn": "EGNN",
+          "frames": "frame averaging (O(3))", "canonical": "canonicalization (SO(3))", "egnn": "EGNN",
           "e3nn": "e3nn", "se3_transformer": "SE(3)-Transformer"}
 WALL_BUDGETS = (10.0, 30.0, 100.0, 300.0, 1000.0)  # seconds of training per model
 
@@ -205,6 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-steps", type=int, default=1000)
     p.add_argument("--max-steps", type=int, default=6000)
     p.add_argument("--out", default=None, help="default: benchmarks/results/data_scaling_<budget>")
+    p.add_argument("--summarise", action="store_true",
+                   help="train nothing: write the summary and table of the runs on disk")
     a = p.parse_args(argv)
     if not all(n >= 2 for n in a.sizes):
         p.error(f"--sizes must be at least 2 systems each, got {a.sizes}")
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
     out = Path(a.out or f"benchmarks/results/data_scaling_{a.budget}")
     store = out.with_suffix(".json")
     runs = read_json(store, "data scaling")["runs"] if store.exists() else []
-    for name in a.tasks:
+    for name in ([] if a.summarise else a.tasks):
         task = None  # loaded (the largest size; smaller ones are its first systems) when needed
         for n in sorted(a.sizes):
             for route in a.routes:
@@ -237,6 +240,8 @@ def main(argv=None) -> int:
                       f"{np.mean([r['test_mse'] for r in new]):.3e} ood "
                       f"{np.mean([r['ood_mse'] for r in new]):.3e} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if not runs:
+        p.error(f"no runs in {store}: nothing to summarise")
     blob = {"runs": runs, "summary": summarise(runs), "provenance": provenance(a, b, runs)}
     md = markdown(blob)
     atomic_json(blob, store)

@@ -82,6 +82,42 @@ def normalise(generators: Tensor) -> Tensor:
     return GEN_NORM * g / g.flatten(1).norm(dim=1)[:, None, None]
 
 
+def lie_closure(generators: Tensor, tol: float = 0.05, max_dim: int | None = None) -> Tensor:
+    """The smallest Lie algebra containing ``generators`` [k, d, d]: add each commutator
+    [A, B] = AB − BA that leaves their span (its part outside the span above ``tol`` of its
+    norm) until none does. A learned basis of part of an algebra completes it: two independent
+    rotation generators of R³ give the third, [L_x, L_y] = L_z. Returns an orthonormal basis
+    (Frobenius), scaled as :func:`normalise` does, [m, d, d] with m ≥ rank(generators)."""
+    g = as_generators(generators).double()
+    d = g.shape[-1]
+    max_dim = d * d if max_dim is None else max_dim
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be in (0, 1), got {tol}")
+    basis: list[Tensor] = []
+
+    def add(m: Tensor) -> bool:
+        v = m.flatten()
+        n0 = float(v.norm())
+        for b in basis:
+            v = v - (v @ b) * b
+        if n0 == 0 or float(v.norm()) <= tol * n0:
+            return False
+        basis.append(v / v.norm())
+        return True
+
+    for m in g:
+        add(m)
+    grown = True
+    while grown and len(basis) < max_dim:
+        grown = False
+        mats = [b.view(d, d) for b in basis]
+        for i in range(len(mats)):
+            for j in range(i + 1, len(mats)):
+                if add(mats[i] @ mats[j] - mats[j] @ mats[i]):
+                    grown = True
+    return normalise(torch.stack([b.view(d, d) for b in basis]).to(generators.dtype))
+
+
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     """|⟨A_i, B_j⟩_F| / (‖A_i‖ ‖B_j‖) for every pair: [k, m] (the sign of a generator is
     arbitrary, so the absolute value)."""

@@ -55,6 +55,29 @@ def _rate(fn, device, min_time: float, repeats: int, warmup: int = 3) -> float:
     return statistics.median(rates)
 
 
+def activation_bytes(model, batch, objective=None, generator=None) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one training step of
+    ``model`` on ``batch`` (``objective``: default the plain task loss) — the memory a step
+    needs beyond the weights, measured (not estimated) and the same on every run. A tensor
+    saved twice counts once."""
+    from .equivariance import REMUL as _REMUL
+
+    obj = _REMUL(1.0, 0.0) if objective is None else objective
+    seen: dict[tuple, int] = {}
+
+    def pack(t):
+        if isinstance(t, torch.Tensor) and t.device.type != "meta":
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+            seen.setdefault(key, t.numel() * t.element_size())
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss, _ = obj(model, batch, generator)
+    del loss
+    return int(sum(seen.values()))
+
+
 def _measure(model, batch, gen, group, dev, min_time, repeats) -> tuple[float, float, float]:
     """Rates of inference calls, plain training steps and REMUL training steps."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -134,12 +157,13 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
         model = make_model(name, t.spec, **b.model_size(name), symmetrize=how).to(dev)
         batch = data.index(torch.randint(len(data), (bs,), device=dev, generator=gen))
         r_inf, r_plain, r_remul = _measure(model, batch, gen, t.group, dev, min_time, repeats)
+        act_mb = activation_bytes(model, batch, generator=gen) / 2**20
         rows.append({"model": name if how is None else f"{name}+{how}",
                      "equivariant": model.equivariant, "batch": bs,
                      "params": model.n_parameters(),
                      "infer_samples_s": r_inf * bs, "train_steps_s": r_plain,
                      "train_samples_s": r_plain * bs, "remul_steps_s": r_remul,
-                     "remul_cost": r_plain / r_remul})
+                     "remul_cost": r_plain / r_remul, "activation_mb": act_mb})
     meta = {"task": task, "budget": b.name, "width": b.width, "layers": b.layers,
             "device": device_name(dev), "torch": torch.__version__, "version": __version__,
             "date": time.strftime("%Y-%m-%d"), "min_time": min_time, "repeats": repeats}
@@ -149,7 +173,8 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
 COLUMNS = [("model", "model", ""), ("batch", "batch", "d"), ("params", "params", ",d"),
            ("infer_samples_s", "inference samples/s", ",.0f"),
            ("train_steps_s", "train steps/s", ",.3g"), ("train_samples_s", "train samples/s", ",.0f"),
-           ("remul_steps_s", "REMUL steps/s", ",.3g"), ("remul_cost", "REMUL step cost ×", ".2f")]
+           ("remul_steps_s", "REMUL steps/s", ",.3g"), ("remul_cost", "REMUL step cost ×", ".2f"),
+           ("activation_mb", "activations MB", ".2f")]
 
 
 def to_markdown(result: dict) -> str:

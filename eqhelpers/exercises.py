@@ -13,6 +13,8 @@ check                    notebook   the learner writes
 ``check_symmetry_score``  04        the symmetry score of a generator
 ``check_boost``           05        the boosts expm(zK) of a non-compact group
 ``check_forces``          06        forces −∂E/∂x by automatic differentiation
+``check_frame_average``   07        frame averaging over a cloud's PCA frames
+``check_mystery``         07        (the capstone) a mystery data set's symmetry, a model
 =======================  =========  ==================================================
 
 Each ``check_*`` returns ``True`` when the learner's function agrees, raises ``AssertionError``
@@ -574,4 +576,215 @@ def check_expm_step(fn: Callable, n: int = 16, n_points: int = 5, k: int = 2, di
                              "the augmenter learns them by backpropagation, so build the "
                              "exponent from `generators` with torch operations (no .detach(), "
                              "no NumPy)")
+    return True
+
+
+def _fixed_function(seed: int) -> Callable[[Tensor], Tensor]:
+    """A fixed, deliberately unconstrained map of clouds [B, N, 3] to vectors [B, N, 3]: each
+    point's output mixes its own coordinates with the cloud's first point (not equivariant)."""
+    g = torch.Generator().manual_seed(seed)
+    w1 = torch.randn(6, 16, generator=g, dtype=torch.float64) / 2
+    w2 = torch.randn(16, 3, generator=g, dtype=torch.float64) / 4
+    b1 = torch.randn(16, generator=g, dtype=torch.float64) / 2  # not odd: f(−x) ≠ −f(x), so
+    # a frame and its mirror image (−R) give different terms
+
+    def f(x: Tensor) -> Tensor:
+        h = torch.cat([x, x[:, :1].expand_as(x)], -1)
+        return torch.tanh(h @ w1.to(x.dtype) + b1.to(x.dtype)) @ w2.to(x.dtype)
+
+    return f
+
+
+def _frame_average(f, pos: Tensor, signs: Tensor, centre: bool = True, back: bool = True,
+                   transpose: bool = False, ascending: bool = False, reduce: str = "mean"):
+    """The reference (and its known mistakes): average of R f(Rᵀ(x − c)) over the frames."""
+    from .symmetrize import pca_frame
+
+    axes, c, _ = pca_frame(pos)
+    if ascending:
+        axes = axes.flip(-1)
+    rot = axes[:, None] * signs[None, :, None, :]  # [B, F, 3, 3]
+    y = pos - c[:, None] if centre else pos
+    inv = "bfij,bnj->bfni" if transpose else "bfji,bnj->bfni"
+    canon = torch.einsum(inv, rot, y)
+    b, n_f, n = pos.shape[0], rot.shape[1], pos.shape[1]
+    out = f(canon.reshape(b * n_f, n, 3)).reshape(b, n_f, n, 3)
+    if back:
+        out = torch.einsum("bfji,bfnj->bfni" if transpose else "bfij,bfnj->bfni", rot, out)
+    return out.sum(1) if reduce == "sum" else out.mean(1)
+
+
+def check_frame_average(fn: Callable, n: int = 8, n_points: int = 6, seed: int = 0,
+                        where: str = "07_build_learn_or_canonicalize_solutions.md") -> bool:
+    """``fn(f, pos) -> vectors``: frame averaging (Puny et al. 2022) of ``f``, a function of
+    clouds [B, N, 3] returning a vector per point [B, N, 3]. For each cloud: centre it (c, the
+    mean point), take the eigenvectors of its covariance as the columns of R (largest eigenvalue
+    first), and average R·f(Rᵀ(x − c)) over the 8 frames that flip the columns' signs. Compared
+    with the package's (:class:`~eqhelpers.symmetrize.FrameAveraged`) on the same clouds, and
+    checked for O(3) equivariance."""
+    from .groups import O3
+    from .symmetrize import sign_frames
+
+    _check_inputs(fn)
+    check_count("n", n)
+    check_count("n_points", n_points, 4)
+    gen = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([3.0, 1.5, 0.5], dtype=torch.float64)  # distinct spectra: frames defined
+    pos = torch.randn(n, n_points, 3, generator=gen, dtype=torch.float64) * scale + 2.0
+    rot = O3().sample(n, generator=gen, dtype=torch.float64).rot
+    pos = torch.einsum("bij,bnj->bni", rot, pos)
+    f = _fixed_function(seed)
+    got = _attempt(fn, f, pos.clone(), where=where)
+    if got is None:
+        return False
+    if not isinstance(got, Tensor) or got.shape != pos.shape:
+        shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+        raise AssertionError(f"return one vector per point, shape {tuple(pos.shape)}, got {shape}")
+    o3, so3 = sign_frames(3, "o3"), sign_frames(3, "so3")
+    want = _frame_average(f, pos, o3)
+    g = got.detach().double()
+
+    def close(a):
+        return torch.allclose(g, a, rtol=1e-6, atol=1e-9)
+
+    if close(want):
+        moved_rot = O3().sample(n, generator=gen, dtype=torch.float64).rot
+        moved = torch.einsum("bij,bnj->bni", moved_rot, pos) + 1.7
+        again = fn(f, moved)
+        err = float((torch.as_tensor(again).double()
+                     - torch.einsum("bij,bnj->bni", moved_rot, g)).abs().max())
+        if err > 1e-6:  # right on these clouds, yet not equivariant: a frame that is not the cloud's
+            raise AssertionError(f"right on the given clouds but not equivariant (error {err:.2g} "
+                                 f"on moved copies): compute the frame from the cloud itself")
+        return True
+    # each eigenvector's sign is the learner's own (eigh's), so one frame, or half of them, may
+    # be any of the package's: compare with all of them
+    mistakes = [
+        ([_frame_average(f, pos, o3[i:i + 1]) for i in range(len(o3))], "one frame only: each "
+         "eigenvector's sign is arbitrary, so average over all 8 sign choices "
+         "(torch.tensor(list(itertools.product((1., -1.), repeat=3))))"),
+        ([_frame_average(f, pos, so3), _frame_average(f, pos, o3[o3.prod(-1) < 0])], "only 4 of "
+         "the 8 frames (those of one determinant): that is SO(3) frame averaging; O(3) needs all "
+         "8 sign choices"),
+        ([_frame_average(f, pos, o3, back=False)], "the outputs are not rotated back: average "
+         "R·f(Rᵀ(x − c)), not f(Rᵀ(x − c))"),
+        ([_frame_average(f, pos, o3, centre=False)], "the cloud is not centred: subtract its mean "
+         "point before rotating into the frame (translations must not change the frame's input)"),
+        ([_frame_average(f, pos, o3, transpose=True)], "R and Rᵀ are swapped: with the "
+         "eigenvectors as R's columns, the cloud in the frame is Rᵀ(x − c), and outputs go back "
+         "by R"),
+        ([_frame_average(f, pos, o3, ascending=True)], "the eigenvectors are in ascending order "
+         "(torch.linalg.eigh's): put the largest eigenvalue's first (.flip(-1))"),
+        ([_frame_average(f, pos, o3, reduce="sum")], "a sum over the frames: average them "
+         "(divide by 8)"),
+    ]
+    def close_each(values):  # every cloud matches one of the values (its own sign choice)
+        return all(any(torch.allclose(g[b], v[b], rtol=1e-6, atol=1e-9) for v in values)
+                   for b in range(len(g)))
+
+    for values, message in mistakes:
+        if close_each(values):
+            raise AssertionError(message)
+    raise AssertionError(f"the average differs from the package's by up to "
+                         f"{float((g - want).abs().max()):.3g}: centre, rotate into each frame "
+                         "(Rᵀ(x − c)), apply f, rotate back (R·), average over the 8 frames")
+
+
+MYSTERY_MAX_ANGLE = 10.0  # degrees: the largest principal angle a found group may have
+MYSTERY_MSE_SHARE = 0.25  # a model passes below this share of the mean predictor's error
+MYSTERY_OOD_RATIO = 2.0  # ... and when moving the test set along the symmetry costs at most this
+
+
+def check_mystery(fn: Callable, seed: int, budget=None,
+                  where: str = "07_build_learn_or_canonicalize_solutions.md") -> bool:
+    """The capstone: ``fn(task) -> (generators, model)`` is given the mystery data set of
+    ``seed`` (:func:`~eqhelpers.tasks.mystery.mystery_task` at ``budget``) and returns the
+    symmetry it concludes — ``generators`` [k, 3, 3], or None for "no symmetry" — and a model
+    trained on the task. Graded: ``generators`` against the hidden one of mystery ``seed``
+    (:func:`~eqhelpers.tasks.mystery.mystery_task`), by principal angle (every angle below
+    ``MYSTERY_MAX_ANGLE`` degrees, as many generators as the symmetry has); ``model`` (trained
+    on that task) by its OOD error — the test set moved along the hidden symmetry — which must
+    be below ``MYSTERY_MSE_SHARE`` of the mean predictor's and at most ``MYSTERY_OOD_RATIO``
+    times the model's own test error (moving along a symmetry must not hurt a model that
+    encodes it; an MLP fitted on half of each orbit fails this). For a mystery with no symmetry
+    no model can know the moved points: its test error is graded against the mean predictor.
+    Prints the report card; returns True when both pass, else raises AssertionError naming what
+    failed, and False (printing where the solution is) while ``fn`` is not written yet."""
+    from .augment import principal_angles
+    from .tasks.mystery import mystery_task, mystery_truth
+
+    _check_inputs(fn)
+    truth = mystery_truth(seed)
+    task = mystery_task(seed, budget)
+    answer = _attempt(fn, task, where=where)
+    if answer is None:
+        return False
+    if not (isinstance(answer, tuple) and len(answer) == 2):
+        raise AssertionError(f"return (generators, model): the symmetry you conclude (None for "
+                             f"none) and a model trained with it, got {type(answer).__name__}")
+    generators, model = answer
+    if not isinstance(model, torch.nn.Module):
+        raise AssertionError(f"the second value must be the trained model, got "
+                             f"{type(model).__name__}")
+    lines, failed = [], []
+    if isinstance(generators, Tensor) and generators.numel() == 0:
+        generators = None
+    gens = None if generators is None else torch.as_tensor(generators, dtype=torch.float64)
+    if gens is not None and gens.dim() == 2:
+        gens = gens[None]
+    if gens is not None and (gens.dim() != 3 or gens.shape[1:] != (3, 3)):
+        raise AssertionError(f"give the generators as a [k, 3, 3] tensor (or None for no "
+                             f"symmetry), got shape {tuple(gens.shape)}")
+    k = 0 if gens is None else len(gens)
+    true = truth["generators"]
+    m = 0 if true is None else len(true)
+    if m == 0 and k == 0:
+        lines.append("group: no symmetry — right")
+    elif m == 0:
+        failed.append(f"group: you found {k} generator(s), but these data have no continuous "
+                      f"symmetry (did the symmetry score accept them? a least-broken direction "
+                      f"is not a symmetry)")
+    elif k == 0:
+        failed.append(f"group: there is a symmetry ({m} generator(s)): the data are invariant "
+                      f"along it")
+    else:
+        ang = principal_angles(gens, true)
+        worst = float(ang.max())
+        if k != m:
+            failed.append(f"group: {k} generator(s) found, the symmetry has {m} (largest "
+                          f"principal angle of the overlap {worst:.1f}°)")
+        elif worst > MYSTERY_MAX_ANGLE:
+            failed.append(f"group: the right size, but {worst:.1f}° from the symmetry (at most "
+                          f"{MYSTERY_MAX_ANGLE:g}°)")
+        else:
+            lines.append(f"group: {m} generator(s), largest principal angle {worst:.2f}° — right")
+    p = next(model.parameters())
+    with torch.no_grad():
+        errs = {}
+        for split in ("test", "ood"):
+            s = task[split].to(p.device, p.dtype)
+            errs[split] = float((model(s)["y"] - s["y"]).pow(2).mean())
+    from .evaluation import baselines
+
+    mean = baselines(task)["mean"]
+    split = "test" if m == 0 else "ood"
+    share = errs[split] / mean[f"{split}_mse"]
+    where = ("on the test set (no symmetry: nothing can predict the moved points)" if m == 0
+             else "out of distribution (the test set moved along the hidden symmetry)")
+    ratio = errs["ood"] / errs["test"]
+    ok = share < MYSTERY_MSE_SHARE and (m == 0 or ratio <= MYSTERY_OOD_RATIO)
+    msg = (f"model: MSE {errs[split]:.3g} {where}, the mean predictor {mean[f'{split}_mse']:.3g} "
+           f"(share {share:.2f}, pass below {MYSTERY_MSE_SHARE:g})")
+    if m:
+        msg += (f"; in distribution {errs['test']:.3g}, so moving along the symmetry costs "
+                f"{ratio:.2f}× (pass at most {MYSTERY_OOD_RATIO:g}×"
+                + ("" if ratio <= MYSTERY_OOD_RATIO else ": the model has not learned the "
+                   "symmetry — train it with the group you found") + ")")
+    (lines if ok else failed).append(msg + (" — right" if ok else ""))
+    print(f"mystery {seed}: " + ("passed" if not failed else "not yet"))
+    for line in lines + failed:
+        print("  " + line)
+    if failed:
+        raise AssertionError("; ".join(failed))
+    print(f"  (it was: {truth['kind']})")
     return True

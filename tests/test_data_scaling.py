@@ -82,3 +82,8 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
     assert b.main(args) == 0  # everything on disk: nothing trains again
     assert "n=" not in capsys.readouterr().out
     assert json.loads(out.with_suffix(".json").read_text())["runs"] == blob["runs"]
+    # --summarise trains nothing, even for sizes not yet run
+    assert b.main(["--budget", "tiny", "--tasks", "charged", "--sizes", "32", "64", "128", "200",
+                   "--summarise", "--out", str(out)]) == 0
+    assert "n=" not in capsys.readouterr().out
+    assert len(json.loads(out.with_suffix(".json").read_text())["runs"]) == 12

@@ -1,9 +1,12 @@
 """The hands-on checks (eqhelpers.exercises): a right solution passes, common mistakes fail with
 a hint, and an unwritten one lets the notebook go on."""
 
+import itertools
+
 import pytest
 import torch
 
+from eqhelpers.budget import get_budget
 from eqhelpers.data import load_task
 from eqhelpers.equivariance import field_mse
 from eqhelpers.exercises import (
@@ -11,8 +14,10 @@ from eqhelpers.exercises import (
     check_e_prime,
     check_expm_step,
     check_forces,
+    check_frame_average,
     check_haar_rotations,
     check_l_equi,
+    check_mystery,
     check_pareto,
     check_symmetry_score,
 )
@@ -390,6 +395,8 @@ def test_an_unwritten_exercise_lets_the_notebook_go_on(setting, capsys):
     assert capsys.readouterr().out.count("not written yet") == 3
 
 
+AXIS_MYSTERY = 0  # mystery 0 hides rotations about one axis
+
 HANDS_ON = (  # notebook, the learner's function, its check
     ("01_group_actions", "my_random_rotations", "check_haar_rotations"),
     ("02_equivariance_loss", "my_e_prime", "check_e_prime"),
@@ -399,6 +406,8 @@ HANDS_ON = (  # notebook, the learner's function, its check
     ("04_discovering_symmetry", "my_symmetry_score", "check_symmetry_score"),
     ("05_end_to_end", "my_boost", "check_boost"),
     ("06_molecules_3d", "my_forces", "check_forces"),
+    ("07_build_learn_or_canonicalize", "my_frame_average", "check_frame_average"),
+    ("07_build_learn_or_canonicalize", "my_capstone", "check_mystery"),
 )
 
 
@@ -435,10 +444,14 @@ def test_the_instructors_solutions_pass_the_notebooks_checks(setting, axis_setti
         "check_symmetry_score": lambda f: check_symmetry_score(f, axis_model, axis_sample, L),
         "check_boost": lambda f: check_boost(f),
         "check_forces": lambda f: check_forces(f),
+        "check_frame_average": lambda f: check_frame_average(f),
+        # the capstone on a mystery with one hidden rotation axis, at the cpu budget (discovery
+        # needs its steps): about a minute and a half
+        "check_mystery": lambda f: check_mystery(f, AXIS_MYSTERY, "cpu"),
     }
     for notebook, fn, check in HANDS_ON:
         scope = {"torch": torch, "act": act, "field_mse": fm, "move": move, "normalise": normalise,
-                 "mse": mse}
+                 "mse": mse, "itertools": itertools, "budget": get_budget("cpu")}
         exec(_solution_of(notebook, fn), scope)
         assert calls[check](scope[fn]) is True, (notebook, fn)
 
@@ -456,7 +469,7 @@ def test_the_notebooks_leave_the_hands_on_cells_to_the_learner():
                  if c.cell_type == "code" and f"def {fn}(" in c.source]
         assert len(cells) == 1, (name, fn)
         assert "raise NotImplementedError" in cells[0] and f"{check}({fn}" in cells[0], (name, fn)
-    assert len(HANDS_ON) >= 8 and len({n for n, _, _ in HANDS_ON}) >= 5
+    assert len(HANDS_ON) >= 10 and len({n for n, _, _ in HANDS_ON}) >= 6
     # and no notebook holds a hands-on cell this list does not know
     for path in sorted(nbs.glob("[0-9][0-9]_*.ipynb")):
         checks = [c.source for c in nbformat.read(path, 4).cells

@@ -18,7 +18,7 @@ ABSOLUTE = re.compile(r"(/work/|/root/|/home/|/tmp/|/Users/|[A-Z]:\\\\)")
 
 def test_the_course_notebooks_exist():
     names = [p.name for p in NOTEBOOKS]
-    for prefix in ("00_", "01_", "02_", "03_", "04_", "05_", "06_"):
+    for prefix in ("00_", "01_", "02_", "03_", "04_", "05_", "06_", "07_"):
         assert any(n.startswith(prefix) for n in names), prefix
 
 

@@ -263,3 +263,21 @@ def test_command_line_trains_and_benches_wrapped_models(tmp_path, capsys):
     with pytest.raises(ValueError, match="symmetrize takes"):
         benchmark("charged", ("transformer",), (16,), "tiny", "cpu", 0.05, 1, progress=False,
                   symmetrize=("mean",))
+
+
+def test_activation_memory_counts_the_frames(charged):
+    from eqhelpers.bench import activation_bytes
+
+    batch = charged["train"].index(slice(0, 32)).to(dtype=torch.float32)
+    sizes = {}
+    for how in (None, "frames", "canonical"):
+        torch.manual_seed(0)
+        sizes[how] = activation_bytes(make_model("transformer", charged.spec, width=16, layers=2,
+                                                 symmetrize=how), batch)
+    assert 6 < sizes["frames"] / sizes[None] < 9  # one pass per frame, eight frames
+    assert 0.95 < sizes["canonical"] / sizes[None] < 1.2  # one pass, plus the frame
+    torch.manual_seed(0)
+    plain = make_model("transformer", charged.spec, width=16, layers=2)
+    double = charged["train"].index(slice(0, 64)).to(dtype=torch.float32)
+    assert 1.8 < activation_bytes(plain, double) / activation_bytes(plain, batch) < 2.2
+    assert activation_bytes(plain, batch) == activation_bytes(plain, batch)  # deterministic
