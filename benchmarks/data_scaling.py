@@ -21,9 +21,10 @@ same validation, test and OOD systems.
 **Steps** (how "converged" is made and checked): each run trains for ``epochs`` passes over its
 training set, at least ``--min-steps`` and at most ``--max-steps`` (``steps_for``), and keeps
 its best validation checkpoint (the engine evaluates every ``eval_every`` steps). A run counts as
-converged when that best step came before the last quarter of training: its validation error had
-stopped improving. The table prints the fraction of converged runs per route; the cap is where a
-size stops converging at this budget, and the table says so rather than hiding it.
+converged when the last quarter of its training improved its best validation error by less than
+``CONVERGED_GAIN`` (5 %): its validation error had stopped improving. The table prints the
+fraction of converged runs per route; the cap is where a size stops converging at this budget,
+and the table says so rather than hiding it.
 
 Every size's seeds train as one stack (``train_many``); each finished (task, route, size) is
 stored at once, so an interrupted run resumes. The summary fits a power law err ∝ n^slope per
@@ -97,15 +98,30 @@ def run_cell(task: Task, route: str, n: int, seeds, budget: str, steps: int,
     res = run_group(nested(task, n), model, points, budget=b, device=device, progress=False,
                     steps=steps, **options)
     out = []
-    for p, (_, _, m) in zip(points, res):
+    for p, (_, hist, m) in zip(points, res):
+        curve = [(r["step"], r["val_mse"]) for r in hist.records if "val_mse" in r]
         out.append({"task": task.name, "route": route, "n_train": n, "seed": p["seed"],
                     "steps": m["config"]["steps"], "best_step": m["best_step"],
-                    "converged": m["best_step"] < 0.75 * m["config"]["steps"],
+                    "val_curve": curve,
                     "test_mse": m["test_mse"], "ood_mse": m["ood_mse"],
                     "E_prime": m.get("E_prime"), "best_val_mse": m["best_val_mse"],
                     "train_seconds": m["train_seconds"] / m["stack"], "stack": m["stack"],
                     "device": m["device"]})
     return out
+
+
+CONVERGED_GAIN = 0.05  # converged: the last quarter of training improved validation by less
+
+
+def converged(run: dict) -> bool:
+    """Whether a run had stopped improving: its best validation error is within
+    ``CONVERGED_GAIN`` of the best it had reached by three quarters of its steps."""
+    curve = run.get("val_curve")
+    if not curve:  # an older record: its best step before the last quarter
+        return run["best_step"] < 0.75 * run["steps"]
+    early = [v for step, v in curve if step <= 0.75 * run["steps"]]
+    best = min(v for _, v in curve)
+    return bool(early) and min(early) <= (1 + CONVERGED_GAIN) * best
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -123,7 +139,7 @@ def summarise(runs: list[dict]) -> dict:
                               "steps": rs[0]["steps"], "test_mse": t[0], "test_mse_ci95": t[1],
                               "ood_mse": o[0], "ood_mse_ci95": o[1],
                               "E_prime": float(np.mean([r["E_prime"] or 0.0 for r in rs])),
-                              "converged": sum(r["converged"] for r in rs) / len(rs),
+                              "converged": sum(converged(r) for r in rs) / len(rs),
                               "train_seconds": float(np.mean([r["train_seconds"] for r in rs]))})
             sizes = {r["n_train"] for r in mine}
             if len(sizes) >= 2 and len(mine) >= 3:
@@ -152,7 +168,8 @@ def markdown(blob: dict) -> str:
              f"{prov['min_steps']}–{prov['max_steps']} steps; best validation checkpoint), device "
              f"{prov['device']}, torch {prov['torch']}, eqhelpers {prov['version']}, "
              f"{prov['date']}. MSE, mean ± 95 % interval over the seeds; converged: the share of "
-             f"seeds whose best validation step came before the last quarter of training. "
+             f"seeds whose last quarter of training improved the best validation error by "
+             f"less than {CONVERGED_GAIN:.0%}. "
              f"Command: `{prov['command']}`", ""]
     for task in TASKS:
         cells = [c for c in s["cells"] if c["task"] == task]
@@ -214,10 +231,20 @@ def main(argv=None) -> int:
     if not (a.epochs > 0 and math.isfinite(a.epochs)):
         p.error(f"--epochs must be finite and > 0, got {a.epochs}")
     b = get_budget(a.budget)
-    steps_for(1, b.batch_size, a.epochs, a.min_steps, a.max_steps)  # refuses a bad range now
+    try:  # a bad step range is refused now, not after the first size
+        steps_for(1, b.batch_size, a.epochs, a.min_steps, a.max_steps)
+    except ValueError as exc:
+        p.error(str(exc))
     out = Path(a.out or f"benchmarks/results/data_scaling_{a.budget}")
     store = out.with_suffix(".json")
-    runs = read_json(store, "data scaling")["runs"] if store.exists() else []
+    old = read_json(store, "data scaling") if store.exists() else {"runs": []}
+    runs = old["runs"]
+    if runs and not a.summarise:  # one step rule per study: resuming with another is refused
+        have = {k: old["provenance"][k] for k in ("budget", "epochs", "min_steps", "max_steps")}
+        want = {"budget": b.name, "epochs": a.epochs, "min_steps": a.min_steps,
+                "max_steps": a.max_steps}
+        if have != want:
+            p.error(f"{store} holds a study made with {have}, not {want}: use another --out")
     for name in ([] if a.summarise else a.tasks):
         task = None  # loaded (the largest size; smaller ones are its first systems) when needed
         for n in sorted(a.sizes):
@@ -235,7 +262,9 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 new = run_cell(task, route, n, todo, a.budget, steps, a.device)
                 runs += new
-                atomic_json({"runs": runs, "provenance": provenance(a, b, runs)}, store)
+                # each finished cell at once, with the summary so far: the file is always whole
+                atomic_json({"runs": runs, "summary": summarise(runs),
+                             "provenance": provenance(a, b, runs)}, store)
                 print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} test "
                       f"{np.mean([r['test_mse'] for r in new]):.3e} ood "
                       f"{np.mean([r['ood_mse'] for r in new]):.3e} "

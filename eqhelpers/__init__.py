@@ -1,8 +1,10 @@
 """eqhelpers: learned equivariance, taught in notebooks.
 
 Modules, in the order data flows: ``groups`` and ``fields`` (symmetries and how samples
-transform), ``data`` (tasks), ``models``, ``equivariance`` (errors and objectives), ``train``,
-and ``__main__`` (the command line). The budget knob lives in ``budget``.
+transform), ``data`` (tasks), ``models``, ``symmetrize`` (frame averaging and canonical poses
+around any model), ``equivariance`` (errors and objectives), ``train``, ``sweep``, ``augment``
+and ``discover`` (learned symmetries), ``audit`` (does a data set already show a symmetry), and
+``__main__`` (the command line). The budget knob lives in ``budget``.
 """
 
 __version__ = "0.4.2"

@@ -82,6 +82,15 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
     assert b.main(args) == 0  # everything on disk: nothing trains again
     assert "n=" not in capsys.readouterr().out
     assert json.loads(out.with_suffix(".json").read_text())["runs"] == blob["runs"]
+    # a study resumed with another step rule is refused: its sizes would not be comparable
+    base = args[:-6]  # without --min-steps 4 --max-steps 8 --out …
+    assert base[-2:] == ["--epochs", "2"]
+    with pytest.raises(SystemExit):
+        b.main([*base, "--min-steps", "4", "--max-steps", "9", "--out", str(out)])
+    assert "not {'budget'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        b.main([*base, "--min-steps", "10", "--max-steps", "5", "--out", str(out)])
+    assert "min_steps <= max_steps" in capsys.readouterr().err
     # --summarise trains nothing, even for sizes not yet run
     assert b.main(["--budget", "tiny", "--tasks", "charged", "--sizes", "32", "64", "128", "200",
                    "--summarise", "--out", str(out)]) == 0

@@ -469,3 +469,25 @@ def test_the_audit_sentence_is_the_audits_result():
     assert rot["gravity_planar"].p_value == 1 / (1 + planar.permutations)
     assert (f"on `gravity_planar` it can (p = {rot['gravity_planar'].p_value:.3f}, the smallest "
             f"its {planar.permutations} permutations give)") in README
+
+
+def test_the_long_budget_sentence_is_the_long_table():
+    blob = load(RESULTS / "remul_table1_long.json")
+    rows = {r["row"]: r for r in blob["rows"] if r["reading"] == "rotation"}
+    tr, re = rows["transformer"], rows["remul_grid"]
+    assert re["beta"] == 10.0 and tr["seeds"] == re["seeds"] == [0, 1, 2]
+    cpu = load(RESULTS / "remul_table1_cpu.json")["ratios"]["rotation"]
+    rat = blob["ratios"]["rotation"]
+    says(f"the centred Transformer reaches {tr['test_mse'] * 1e3:.2f} and REMUL "
+         f"{re['test_mse'] * 1e3:.2f} in distribution: REMUL ÷ Transformer is "
+         f"{rat['REMUL ÷ Transformer (ID)']:.2f}, against {cpu['REMUL ÷ Transformer (ID)']:.2f} "
+         f"at the `cpu` budget and the paper's {blob['ratios']['paper']['REMUL ÷ Transformer (ID)']:.2f}")
+    # "does not open the in-distribution gap; it widens the OOD one"
+    assert rat["REMUL ÷ Transformer (ID)"] > cpu["REMUL ÷ Transformer (ID)"]
+    assert rat["REMUL ÷ Transformer (OOD)"] < cpu["REMUL ÷ Transformer (OOD)"]
+    says(f"Out of distribution it falls to {rat['REMUL ÷ Transformer (OOD)']:.2f} (paper "
+         f"{blob['ratios']['paper']['REMUL ÷ Transformer (OOD)']:.2f}): the Transformer's OOD "
+         f"error is {tr['ood_over_id']:.2f}× its test error, REMUL's {re['ood_over_id']:.2f}×")
+    says(f"Training took {tr['train_seconds']:.0f} s per Transformer and {re['train_seconds']:.0f} "
+         f"s per REMUL model (stacks of {tr['stack']})")
+    assert blob["provenance"]["budget"] == "long" and blob["provenance"]["steps"] == 15000
