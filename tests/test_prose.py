@@ -481,7 +481,8 @@ def test_the_long_budget_sentence_is_the_long_table():
     says(f"the centred Transformer reaches {tr['test_mse'] * 1e3:.2f} and REMUL "
          f"{re['test_mse'] * 1e3:.2f} in distribution: REMUL ÷ Transformer is "
          f"{rat['REMUL ÷ Transformer (ID)']:.2f}, against {cpu['REMUL ÷ Transformer (ID)']:.2f} "
-         f"at the `cpu` budget and the paper's {blob['ratios']['paper']['REMUL ÷ Transformer (ID)']:.2f}")
+         f"at the `cpu` budget and the paper's "
+         f"{blob['ratios']['paper']['REMUL ÷ Transformer (ID)']:.2f}")
     # "does not open the in-distribution gap; it widens the OOD one"
     assert rat["REMUL ÷ Transformer (ID)"] > cpu["REMUL ÷ Transformer (ID)"]
     assert rat["REMUL ÷ Transformer (OOD)"] < cpu["REMUL ÷ Transformer (OOD)"]
