@@ -26,6 +26,14 @@ converged when the last quarter of its training improved its best validation err
 fraction of converged runs per route; the cap is where a size stops converging at this budget,
 and the table says so rather than hiding it.
 
+**The doubling check** (``--doubling SIZE …``): the last-quarter rule above is weak under the
+engine's one-cycle schedule, whose final anneal always improves the validation error a little.
+The direct test is to train the same seeds again with twice the steps: a cell counts as
+converged when doubling its steps lowers its test error by less than ``DOUBLING_GAIN`` (10 %)
+(the mean over seeds of the paired relative change, with its 95 % interval). The doubled runs
+go to ``<out>_doubling.{json,md}``, cell by cell (resumable); the study's own file is not
+touched, and a doubling check of cells the study has not run is refused.
+
 Every size's seeds train as one stack (``train_many``); each finished (task, route, size) is
 stored at once, so an interrupted run resumes. The summary fits a power law err ∝ n^slope per
 (task, route) over every seed's point (a 95 % t-interval on the slope) and, against training
@@ -122,6 +130,54 @@ def converged(run: dict) -> bool:
     early = [v for step, v in curve if step <= 0.75 * run["steps"]]
     best = min(v for _, v in curve)
     return bool(early) and min(early) <= (1 + CONVERGED_GAIN) * best
+
+
+DOUBLING_GAIN = 0.10  # converged: twice the steps lowers the test error by less than this
+
+
+def summarise_doubling(runs: list[dict], doubled: list[dict]) -> list[dict]:
+    """Per (task, route, size) with doubled runs: the paired relative change of the test error
+    from the study's steps to twice as many, its interval, and whether it is converged."""
+    out = []
+    for task in TASKS:
+        for route in ROUTES:
+            mine = [d for d in doubled if d["task"] == task and d["route"] == route]
+            for n in sorted({d["n_train"] for d in mine}):
+                pairs = []
+                for d in (d for d in mine if d["n_train"] == n):
+                    base = [r for r in runs if (r["task"], r["route"], r["n_train"], r["seed"])
+                            == (task, route, n, d["seed"])]
+                    if base:
+                        pairs.append((base[0], d))
+                if not pairs:
+                    continue
+                change = [d["test_mse"] / r["test_mse"] - 1 for r, d in pairs]
+                m, h, _ = mean_interval(change)
+                out.append({"task": task, "route": route, "n_train": n, "seeds": len(pairs),
+                            "steps": pairs[0][0]["steps"], "doubled_steps": pairs[0][1]["steps"],
+                            "test_mse": float(np.mean([r["test_mse"] for r, _ in pairs])),
+                            "test_mse_doubled": float(np.mean([d["test_mse"] for _, d in pairs])),
+                            "ood_mse_doubled": float(np.mean([d["ood_mse"] for _, d in pairs])),
+                            "change": m, "change_ci95": h, "converged": bool(m > -DOUBLING_GAIN)})
+    return out
+
+
+def markdown_doubling(blob: dict) -> str:
+    prov = blob["provenance"]
+    lines = [f"Doubling check of the data-scaling study at budget `{prov['budget']}` (its step rule: "
+             f"{prov['epochs']:g} epochs within {prov['min_steps']}–{prov['max_steps']} steps), device "
+             f"{prov['device']}, eqhelpers {prov['version']}, {prov['date']}. The same seeds trained "
+             f"again with twice the steps; change: the mean over seeds of the relative change of the "
+             f"test MSE (± 95 % interval); converged when doubling lowers it by less than "
+             f"{DOUBLING_GAIN:.0%}. Command: `{prov['command']}`", "",
+             "| task | route | n train | steps | test MSE | at 2× steps | change | converged |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in blob["summary"]:
+        h = "" if c["change_ci95"] != c["change_ci95"] else f" ± {c['change_ci95']:.0%}"
+        lines.append(f"| {c['task']} | {LABELS[c['route']]} | {c['n_train']} | {c['steps']} → "
+                     f"{c['doubled_steps']} | {c['test_mse']:.3g} | {c['test_mse_doubled']:.3g} | "
+                     f"{c['change']:+.0%}{h} | {'yes' if c['converged'] else 'no'} |")
+    return "\n".join(lines) + "\n"
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -223,6 +279,9 @@ def main(argv=None) -> int:
     p.add_argument("--min-steps", type=int, default=1000)
     p.add_argument("--max-steps", type=int, default=6000)
     p.add_argument("--out", default=None, help="default: benchmarks/results/data_scaling_<budget>")
+    p.add_argument("--doubling", type=int, nargs="+", default=None, metavar="SIZE",
+                   help="train the study's cells at these sizes again with twice the steps "
+                        "(writes <out>_doubling.{json,md}; the study itself is not retrained)")
     p.add_argument("--summarise", action="store_true",
                    help="train nothing: write the summary and table of the runs on disk")
     a = p.parse_args(argv)
@@ -245,6 +304,8 @@ def main(argv=None) -> int:
                 "max_steps": a.max_steps}
         if have != want:
             p.error(f"{store} holds a study made with {have}, not {want}: use another --out")
+    if a.doubling is not None:
+        return doubling(a, b, out, runs)
     for name in ([] if a.summarise else a.tasks):
         task = None  # loaded (the largest size; smaller ones are its first systems) when needed
         for n in sorted(a.sizes):
@@ -271,10 +332,54 @@ def main(argv=None) -> int:
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if not runs:
         p.error(f"no runs in {store}: nothing to summarise")
-    blob = {"runs": runs, "summary": summarise(runs), "provenance": provenance(a, b, runs)}
+    # --summarise trains nothing: the runs keep the provenance (step rule, command) they were made with
+    prov = old["provenance"] if a.summarise and "provenance" in old else provenance(a, b, runs)
+    blob = {"runs": runs, "summary": summarise(runs), "provenance": prov}
     md = markdown(blob)
     atomic_json(blob, store)
     atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
+    print(md)
+    return 0
+
+
+def doubling(a, b, out: Path, runs: list[dict]) -> int:
+    """--doubling: each (task, route, size) of the study trained again with twice its steps."""
+    if not runs:
+        raise SystemExit(f"error: {out.with_suffix('.json')} holds no study to check")
+    store = out.with_name(out.name + "_doubling").with_suffix(".json")
+    old = read_json(store, "doubling check") if store.exists() else {"runs": []}
+    doubled = old["runs"]
+    for name in a.tasks:
+        task = None
+        for n in sorted(a.doubling):
+            for route in a.routes:
+                base = [r for r in runs if (r["task"], r["route"], r["n_train"]) == (name, route, n)]
+                if not base:
+                    raise SystemExit(f"error: the study has no {route} run on {name} at n={n}: "
+                                     "a doubling check compares with the study's own runs")
+                todo = [r["seed"] for r in base if not any(
+                    (d["task"], d["route"], d["n_train"], d["seed"]) == (name, route, n, r["seed"])
+                    for d in doubled)]
+                if not todo:
+                    continue
+                steps = 2 * base[0]["steps"]
+                if task is None:
+                    task = load_task(name, b.scaled(n_train=max(r["n_train"] for r in runs
+                                                                if r["task"] == name)))
+                t0 = time.perf_counter()
+                doubled += run_cell(task, route, n, todo, a.budget, steps, a.device)
+                blob = {"runs": doubled, "summary": summarise_doubling(runs, doubled),
+                        "provenance": provenance(a, b, doubled)}
+                atomic_json(blob, store)
+                print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} doubled "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    if not doubled:
+        raise SystemExit(f"error: no doubled runs in {store}")
+    blob = {"runs": doubled, "summary": summarise_doubling(runs, doubled),
+            "provenance": provenance(a, b, doubled)}
+    atomic_json(blob, store)
+    md = markdown_doubling(blob)
+    atomic_write(store.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
     print(md)
     return 0
 

@@ -332,6 +332,37 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     return path
 
 
+def npm_files(package: str, version: str, want: Callable[[str], bool],
+              registry: str = "https://registry.npmjs.org", timeout: float = 60.0) -> dict[str, bytes]:
+    """The files of an npm package's tarball for which ``want(name)`` is true (``name`` without
+    the tarball's ``package/`` prefix), after checking the tarball against the registry's
+    integrity hash (sha512). Set-up only: the one place the project downloads a file; nothing
+    is written here (the callers write atomically), so a bad download changes nothing on disk."""
+    import base64
+    import hashlib
+    import io
+    import tarfile
+    import urllib.request
+
+    with urllib.request.urlopen(f"{registry}/{package}/{version}", timeout=timeout) as r:
+        dist = json.load(r)["dist"]
+    with urllib.request.urlopen(dist["tarball"], timeout=timeout) as r:
+        blob = r.read()
+    algo, _, expect = dist["integrity"].partition("-")
+    got = base64.b64encode(hashlib.new(algo, blob).digest()).decode()
+    if got != expect:
+        raise RuntimeError(f"{package} {version}: the tarball's {algo} does not match the registry's")
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            name = member.name.partition("/")[2]
+            if member.isfile() and ".." not in Path(name).parts and want(name):
+                out[name] = tar.extractfile(member).read()
+    if not out:
+        raise RuntimeError(f"{package} {version}: none of the wanted files is in its tarball")
+    return out
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 

@@ -96,3 +96,26 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
                    "--summarise", "--out", str(out)]) == 0
     assert "n=" not in capsys.readouterr().out
     assert len(json.loads(out.with_suffix(".json").read_text())["runs"]) == 12
+    # and keeps the step rule the runs were made with, not its own defaults
+    prov = json.loads(out.with_suffix(".json").read_text())["provenance"]
+    assert (prov["epochs"], prov["min_steps"], prov["max_steps"]) == (2, 4, 8)
+    # the doubling check: the same seeds with twice the steps, in a file of its own
+    study = out.with_suffix(".json").read_bytes()
+    assert b.main([*args, "--doubling", "64"]) == 0
+    assert out.with_suffix(".json").read_bytes() == study  # the study is not touched
+    dbl = json.loads((tmp_path / "scaling_doubling.json").read_text())
+    assert {(r["route"], r["n_train"], r["steps"]) for r in dbl["runs"]} == {
+        ("transformer", 64, 8), ("frames", 64, 8)}
+    rows = {c["route"]: c for c in dbl["summary"]}
+    base64 = {r["seed"]: r["test_mse"] for r in blob["runs"]
+              if r["route"] == "frames" and r["n_train"] == 64}
+    twice = {r["seed"]: r["test_mse"] for r in dbl["runs"] if r["route"] == "frames"}
+    change = sum(twice[s] / base64[s] - 1 for s in (0, 1)) / 2
+    assert rows["frames"]["change"] == pytest.approx(change) and rows["frames"]["seeds"] == 2
+    assert rows["frames"]["converged"] == (change > -b.DOUBLING_GAIN)
+    assert "at 2× steps" in (tmp_path / "scaling_doubling.md").read_text()
+    capsys.readouterr()
+    assert b.main([*args, "--doubling", "64"]) == 0  # resumed: nothing trains again
+    assert "doubled (" not in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no transformer run on charged at n=100"):
+        b.main([*args, "--doubling", "100"])

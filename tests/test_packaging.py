@@ -98,14 +98,21 @@ def test_conda_names_exist_on_conda_forge():
     assert "channels:\n  - conda-forge\ndependencies" in (ROOT / "environment.yml").read_text()
 
 
+def _install_commands(*args: str, **env: str) -> list[str]:
+    """The commands install.sh would run (its dry run), one per line."""
+    import os
+    import subprocess
+
+    res = subprocess.run(["bash", str(ROOT / "install.sh"), *args], capture_output=True, text=True,
+                         env={**os.environ, "EQHELPERS_INSTALL_DRY_RUN": "1", **env}, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
 def test_one_install_path_for_readme_ci_and_binder():
-    """Binder installs exactly what CI tests: both run install.sh, as the README does."""
-    install = (ROOT / "install.sh").read_text()
-    assert "pip install --quiet torch==2.13.0" in install  # CPU torch before the range pulls CUDA
-    assert 'pip install --quiet -e ".[dev]"' in install and "eqhelpers fetch-3dmol" in install
+    """Binder installs with the steps CI tests: both run install.sh, as the README does."""
     post = (ROOT / "binder" / "postBuild").read_text()
-    assert "./install.sh python" in post
-    assert "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" in post
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu ./install.sh --learner python" in post
     # binder/ holds no conda environment: repo2docker would prefer it to postBuild's install
     assert not list((ROOT / "binder").glob("environment.y*ml"))
     assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
@@ -113,6 +120,44 @@ def test_one_install_path_for_readme_ci_and_binder():
     assert "./install.sh .venv/bin/python" in ci.splitlines()
     setup, _ = readme_commands()
     assert "./install.sh .venv/bin/python" in setup
+
+
+def test_the_developer_variant_installs_everything_ci_needs():
+    cmds = _install_commands("py")
+    # CPU torch, pinned, before the package's range could pull a CUDA build
+    assert cmds[0] == "py -m pip install --quiet torch==2.13.0"
+    assert cmds[1] == "py -m pip install --quiet -e .[dev]"
+    assert cmds[2:] == ["py -m eqhelpers fetch-3dmol", "py docs/fetch_mathjax.py"]
+
+
+def test_the_learner_variant_is_light_and_takes_torch_alone_from_the_cpu_index():
+    cmds = _install_commands("--learner", "py", TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu")
+    assert cmds[0] == ("py -m pip install --quiet --no-cache-dir --index-url "
+                       "https://download.pytorch.org/whl/cpu torch==2.13.0")
+    # the index is for torch alone: the package and its dependencies come from PyPI
+    assert cmds[1] == "py -m pip install --quiet --no-cache-dir -e .[course]"
+    assert cmds[2:] == ["py -m eqhelpers fetch-3dmol"]  # no MathJax: the site is not built there
+    assert all("--no-cache-dir" in c for c in cmds if " pip " in c)
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    course = {split(r)[0] for r in meta["course"]}
+    assert course == {"se3-transformer-pytorch", "jupyterlab"}  # no Ray, Playwright, test tools
+    assert not _install_commands("--learner", "py")[0].count("--index-url")  # PyPI by default
+
+
+def test_dev_holds_every_other_extra():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    dev = dict(split(r) for r in meta["dev"])
+    for extra in ("se3", "cluster", "course", "docs"):
+        for name, spec in (split(r) for r in meta[extra]):
+            assert dev.get(name) == spec, (extra, name)
+
+
+def test_install_refuses_an_unknown_option():
+    import subprocess
+
+    res = subprocess.run(["bash", str(ROOT / "install.sh"), "--learnr", "py"], capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 2 and "unknown option --learnr" in res.stderr
 
 
 def readme_commands() -> list[str]:

@@ -492,3 +492,17 @@ def test_the_long_budget_sentence_is_the_long_table():
     says(f"Training took {tr['train_seconds']:.0f} s per Transformer and {re['train_seconds']:.0f} "
          f"s per REMUL model (stacks of {tr['stack']})")
     assert blob["provenance"]["budget"] == "long" and blob["provenance"]["steps"] == 15000
+
+
+# ---------------------------------------------------------------- install sizes: install_size.json
+def test_the_install_sizes_are_the_measured_ones():
+    blob = load(RESULTS / "install_size.json")
+    rows = {r["variant"]: r for r in blob["rows"]}
+    lea, dev = rows["learner"], rows["developer"]
+    says(f"the learner variant {lea['venv_mb']:,} MB (torch {lea['torch_mb']} MB of it), the "
+         f"developer variant {dev['venv_mb']:,} MB")
+    says(f"The learner variant leaves no pip cache ({lea['pip_cache_mb']} MB)")
+    assert lea["pip_cache_mb"] == 0  # "no pip cache"
+    assert lea["venv_mb"] < dev["venv_mb"]
+    learner_pkgs = {n for n, _ in lea["largest"]}
+    assert not learner_pkgs & {"ray", "playwright", "sphinx"}

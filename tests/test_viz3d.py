@@ -1,10 +1,6 @@
 """py3Dmol views of molecules, the rotated-prediction read-out, the molecule explorer, 3Dmol.js."""
 
 import base64
-import hashlib
-import io
-import json
-import tarfile
 
 import matplotlib
 
@@ -13,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from npm_fake import fake_registry  # noqa: E402
 
 from eqhelpers import data, viz  # noqa: E402
 from eqhelpers.groups import rotation_about  # noqa: E402
@@ -133,19 +130,8 @@ def test_molecule_explorer_follows_its_controls(task, tmp_path, monkeypatch):
 
 
 def _fake_registry(tmp_path, js: bytes, corrupt: bool = False):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("package/build/3Dmol-min.js")
-        info.size = len(js)
-        tar.addfile(info, io.BytesIO(js))
-    blob = buf.getvalue()
-    (tmp_path / "3dmol-x.tgz").write_bytes(blob)
-    digest = hashlib.sha512(blob + (b"x" if corrupt else b"")).digest()
-    meta = {"dist": {"tarball": (tmp_path / "3dmol-x.tgz").as_uri(),
-                     "integrity": "sha512-" + base64.b64encode(digest).decode()}}
-    (tmp_path / "3dmol").mkdir(exist_ok=True)
-    (tmp_path / "3dmol" / viz.threedmol_version()).write_text(json.dumps(meta))
-    return tmp_path.as_uri()
+    return fake_registry(tmp_path, "3dmol", viz.threedmol_version(), {"build/3Dmol-min.js": js},
+                         corrupt=corrupt)
 
 
 def test_fetch_3dmol_checks_the_tarball_and_never_clobbers(tmp_path, monkeypatch):
@@ -166,7 +152,6 @@ def test_fetch_3dmol_checks_the_tarball_and_never_clobbers(tmp_path, monkeypatch
 
 
 def _png_size(b64: str) -> tuple[int, int]:
-    import base64
     import struct
 
     raw = base64.b64decode(b64)

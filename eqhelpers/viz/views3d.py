@@ -41,30 +41,15 @@ def fetch_3dmol(force: bool = False, registry: str = "https://registry.npmjs.org
 
     Views then work offline (the file is never committed; it is in ``.gitignore``).
     """
-    import base64
-    import hashlib
-    import io
-    import json
-    import tarfile
-    import urllib.request
-
-    from .._util import atomic_write, check_bool
+    from .._util import atomic_write, check_bool, npm_files
 
     check_bool("force", force)
     path = threedmol_js()
     if path.exists() and not force:
         return path
     version = threedmol_version()
-    with urllib.request.urlopen(f"{registry}/3dmol/{version}", timeout=timeout) as r:
-        dist = json.load(r)["dist"]
-    with urllib.request.urlopen(dist["tarball"], timeout=timeout) as r:
-        blob = r.read()
-    algo, _, want = dist["integrity"].partition("-")
-    got = base64.b64encode(hashlib.new(algo, blob).digest()).decode()
-    if got != want:
-        raise RuntimeError(f"3dmol {version}: the tarball's {algo} does not match the registry's")
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        js = tar.extractfile("package/build/3Dmol-min.js").read()
+    js = npm_files("3dmol", version, lambda name: name == "build/3Dmol-min.js",
+                   registry=registry, timeout=timeout)["build/3Dmol-min.js"]
     if b"3Dmol" not in js[:100000]:
         raise RuntimeError("the 3dmol package's build/3Dmol-min.js does not look like 3Dmol.js")
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(js))
