@@ -8,11 +8,11 @@
 #   developer (default; the README's set-up and CI): the package with its dev extra (tests,
 #     the browser test's Playwright, Ray, the site's Sphinx tools), 3Dmol.js and MathJax.
 #   --learner (Binder, a student's laptop): the package with its course extra only (JupyterLab
-#     and the SE(3)-Transformer baseline notebooks 02 and 07 run), 3Dmol.js; pip keeps no cache.
+#     and the SE(3)-Transformer baseline notebook 02 runs), 3Dmol.js; pip keeps no cache.
 #
-# 1. CPU torch first, pinned: the package supports torch>=2.4,<2.15, and with no torch installed
-#    pip would satisfy that range with a multi-GB CUDA build. Where PyPI's torch==2.13.0 is a
-#    CUDA build (Linux x86-64 on pypi.org), set TORCH_INDEX_URL to PyTorch's CPU wheel index
+# 1. torch first, pinned to 2.13.0: the package supports torch>=2.4,<2.15, and with no torch
+#    installed pip would take the newest release in that range. The pin does not make it a CPU
+#    build: where PyPI's torch==2.13.0 is a CUDA build (Linux x86-64 on pypi.org), set TORCH_INDEX_URL to PyTorch's CPU wheel index
 #    (https://download.pytorch.org/whl/cpu, as binder/postBuild does): torch alone, and its own
 #    dependencies, then come from that index (--index-url); every later install uses PyPI.
 #    On a GPU machine, install the torch build you want first and pass EQHELPERS_KEEP_TORCH=1.

@@ -22,10 +22,14 @@ fi
 STAGE="$(mktemp -d "${TMPDIR:-/tmp}/eqhelpers-site-XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
 "$PY" "$ROOT/docs/stage.py" "$STAGE/src" >/dev/null
-# the whole site is built beside OUTDIR, then moved into place: a failed build leaves OUTDIR as it was
-"$PY" -m sphinx -b html -W --keep-going -q -d "$STAGE/doctrees" "$STAGE/src" "$STAGE/html"
-touch "$STAGE/html/.eqhelpers-site"
-rm -rf "$OUT"
+# the whole site is built in a new directory beside OUTDIR and only then renamed onto it: a failed
+# build leaves OUTDIR as it was
 mkdir -p "$(dirname "$OUT")"
-mv "$STAGE/html" "$OUT"
+NEW="$(mktemp -d "$(dirname "$OUT")/.$(basename "$OUT").new-XXXXXX")"  # beside OUTDIR: one rename
+trap 'rm -rf "$STAGE" "$NEW"' EXIT
+"$PY" -m sphinx -b html -W --keep-going -q -d "$STAGE/doctrees" "$STAGE/src" "$NEW"
+touch "$NEW/.eqhelpers-site"
+chmod 755 "$NEW"
+rm -rf "$OUT"
+mv "$NEW" "$OUT"
 echo "site: $OUT ($(du -sh "$OUT" | cut -f1))"

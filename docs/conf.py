@@ -25,7 +25,7 @@ html_css_files = ["course.css"]
 html_theme_options = {
     "repository_url": REPOSITORY,
     "repository_branch": "main",
-    "path_to_docs": "",  # the staged tree mirrors the repository: notebooks/NN_*.ipynb
+    "path_to_docs": "",  # the staged notebooks/ mirrors the repository's (index, instructors: below)
     "use_repository_button": True,
     "use_source_button": True,  # each page links to its source notebook on the code host
     "use_download_button": True,
@@ -42,3 +42,18 @@ html_context = {"default_mode": "light"}  # the figures are drawn on white
 mathjax_path = "mathjax/tex-chtml.js"
 mathjax3_config = {"tex": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]},
                    "options": {"processHtmlClass": "tex2jax_process|mathjax_process|math|output_area"}}
+
+
+PAGES_FROM_DOCS = {"index", "instructors"}  # staged from docs/, not from the repository's root
+
+
+def _source_of_docs_pages(app, pagename, templatename, context, doctree):
+    """The landing and instructors pages come from docs/: their source and edit links say so."""
+    if pagename in PAGES_FROM_DOCS:
+        url = f"{REPOSITORY}/edit/{html_theme_options['repository_branch']}/docs/{pagename}.md"
+        context["get_edit_provider_and_url"] = lambda: ("GitHub", url)
+
+
+def setup(app):
+    # after the pydata theme sets up its edit-URL function (500), before the book theme reads it (501)
+    app.connect("html-page-context", _source_of_docs_pages, priority=500.5)

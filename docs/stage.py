@@ -9,8 +9,9 @@ notebook's real path (``notebooks/NN_*.ipynb``):
     STAGE/notebooks/NN_*.ipynb      the committed, executed notebooks (never re-executed)
     STAGE/notebooks/solutions/*.md  the worked solutions (the site's instructors' section)
 
-The course map is the README's (its "## The course" table: one source), with each notebook's
-measured first-run time (benchmarks/results/notebooks_cpu.json) and its launch links. A notebook
+The course map is the README's (its "## The course" table: one source), with the measured
+first-run time of notebooks 01–07 (benchmarks/results/notebooks_cpu.json; 00 is not timed there,
+its cell reads "–") and each notebook's launch links. A notebook
 committed without the outputs ``notebooks/execute_notebooks.py`` stamps is refused: the site
 shows what was run, or nothing.
 """
@@ -64,7 +65,7 @@ def course_table(rows: list[dict], costs: dict[str, float]) -> str:
     lines = ["| # | notebook | you leave able to | first run | open it |", "|---|---|---|---|---|"]
     for r in rows:
         name = Path(r["path"]).name
-        run = f"{costs[name]:.0f} s" if name in costs else "seconds"
+        run = f"{costs[name]:.0f} s" if name in costs else "–"
         launch = (f"[Binder]({binder_url(r['path'])}) · [Colab]({colab_url(r['path'])}) · "
                   f"[source]({source_url(r['path'])})")
         lines.append(f"| {r['number']} | [{r['title']}]({r['path']}) | {r['goals']} | {run} | "

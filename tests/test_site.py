@@ -86,6 +86,9 @@ def test_the_site_has_every_notebook_the_landing_page_and_the_solutions(site):
     costs = json.loads((ROOT / "benchmarks" / "results" / "notebooks_cpu.json").read_text())
     for row in costs["rows"]:
         assert f"{row['wall_s']:.0f} s" in landing, row
+    # the landing page's source link is its file under docs/, a notebook page's is its notebook
+    assert "github.com/eqhelpers/eqhelpers/blob/main/docs/index.md" in landing
+    assert "blob/main/index.md" not in landing
     # never a CDN: math comes from the local copy
     assert "cdn.jsdelivr" not in landing and "_static/mathjax/tex-chtml.js" in (
         site / "notebooks" / "02_equivariance_loss.html").read_text(encoding="utf-8")
