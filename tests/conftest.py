@@ -16,3 +16,13 @@ def pytest_configure(config):
         scratch = tempfile.mkdtemp(prefix="eqhelpers-course-")
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # no leftovers in /tmp
         os.environ["EQHELPERS_COURSE_RESULTS"] = os.path.join(scratch, "course.json")
+
+
+def pytest_collection_modifyitems(items):
+    # nbval waits at most 5 s (hard-coded) between a cell's output messages once the cell has
+    # finished; on a loaded machine (two cores, another job running) a kernel can be slower than
+    # that to flush them, and the whole notebook then fails as "timed out". A cell's own run time
+    # stays bounded by --nbval-cell-timeout and pytest-timeout.
+    for item in items:
+        if hasattr(item, "output_timeout"):
+            item.output_timeout = 60

@@ -506,3 +506,15 @@ def test_the_install_sizes_are_the_measured_ones():
     assert lea["venv_mb"] < dev["venv_mb"]
     learner_pkgs = {n for n, _ in lea["largest"]}
     assert not learner_pkgs & {"ray", "playwright", "sphinx"}
+
+
+# ---------------------------------------------------------------- data_scaling_cpu_doubling.json
+def test_the_doubling_sentence_is_the_doubling_check():
+    dbl = load(RESULTS / "data_scaling_cpu_doubling.json")["summary"]
+    study = load(RESULTS / "data_scaling_cpu.json")["provenance"]
+    failing = [d for d in dbl if not d["converged"]]
+    assert all(d["n_train"] == 3000 and d["doubled_steps"] == 2 * d["steps"] for d in dbl)
+    says(f"{len(failing)} of its {len(dbl)} (task, route) cells lower their test error by more "
+         "than a tenth")
+    says(f"what {study['epochs']:g} epochs buy at this budget")
+    assert all(d["change"] <= -0.10 for d in failing)
