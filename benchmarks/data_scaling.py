@@ -349,6 +349,11 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
     store = out.with_name(out.name + "_doubling").with_suffix(".json")
     old = read_json(store, "doubling check") if store.exists() else {"runs": []}
     doubled = old["runs"]
+
+    def whole() -> dict:  # what the file holds after every cell: runs, summary, provenance
+        return {"runs": doubled, "summary": summarise_doubling(runs, doubled),
+                "provenance": provenance(a, b, doubled)}
+
     for name in a.tasks:
         task = None
         for n in sorted(a.doubling):
@@ -368,15 +373,12 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
                                                                 if r["task"] == name)))
                 t0 = time.perf_counter()
                 doubled += run_cell(task, route, n, todo, a.budget, steps, a.device)
-                blob = {"runs": doubled, "summary": summarise_doubling(runs, doubled),
-                        "provenance": provenance(a, b, doubled)}
-                atomic_json(blob, store)
+                atomic_json(whole(), store)
                 print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} doubled "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if not doubled:
         raise SystemExit(f"error: no doubled runs in {store}")
-    blob = {"runs": doubled, "summary": summarise_doubling(runs, doubled),
-            "provenance": provenance(a, b, doubled)}
+    blob = whole()
     atomic_json(blob, store)
     md = markdown_doubling(blob)
     atomic_write(store.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
