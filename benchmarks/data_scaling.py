@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -162,6 +163,13 @@ def summarise_doubling(runs: list[dict], doubled: list[dict]) -> list[dict]:
     return out
 
 
+def _commands(prov: dict) -> str:
+    """The table's line naming what made it: one command, or each of several in order."""
+    cmds = prov.get("commands") or [prov["command"]]
+    return ("Command: " if len(cmds) == 1 else "Commands, in order: ") + "; ".join(
+        f"`{c}`" for c in cmds)
+
+
 def markdown_doubling(blob: dict) -> str:
     prov = blob["provenance"]
     lines = [f"Doubling check of the data-scaling study at budget `{prov['budget']}` (its step rule: "
@@ -169,7 +177,7 @@ def markdown_doubling(blob: dict) -> str:
              f"{prov['device']}, eqhelpers {prov['version']}, {prov['date']}. The same seeds trained "
              f"again with twice the steps; change: the mean over seeds of the relative change of the "
              f"test MSE (± 95 % interval); converged when doubling lowers it by less than "
-             f"{DOUBLING_GAIN:.0%}. Command: `{prov['command']}`", "",
+             f"{DOUBLING_GAIN:.0%}. {_commands(prov)}", "",
              "| task | route | n train | steps | test MSE | at 2× steps | change | converged |",
              "|---|---|---|---|---|---|---|---|"]
     for c in blob["summary"]:
@@ -226,7 +234,7 @@ def markdown(blob: dict) -> str:
              f"{prov['date']}. MSE, mean ± 95 % interval over the seeds; converged: the share of "
              f"seeds whose last quarter of training improved the best validation error by "
              f"less than {CONVERGED_GAIN:.0%}. "
-             f"Command: `{prov['command']}`", ""]
+             f"{_commands(prov)}", ""]
     for task in TASKS:
         cells = [c for c in s["cells"] if c["task"] == task]
         if not cells:
@@ -285,6 +293,7 @@ def main(argv=None) -> int:
     p.add_argument("--summarise", action="store_true",
                    help="train nothing: write the summary and table of the runs on disk")
     a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # the command the provenance names
     if not all(n >= 2 for n in a.sizes):
         p.error(f"--sizes must be at least 2 systems each, got {a.sizes}")
     if not (a.epochs > 0 and math.isfinite(a.epochs)):
@@ -325,7 +334,7 @@ def main(argv=None) -> int:
                 runs += new
                 # each finished cell at once, with the summary so far: the file is always whole
                 atomic_json({"runs": runs, "summary": summarise(runs),
-                             "provenance": provenance(a, b, runs)}, store)
+                             "provenance": provenance(a, b, runs, old.get("provenance"))}, store)
                 print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} test "
                       f"{np.mean([r['test_mse'] for r in new]):.3e} ood "
                       f"{np.mean([r['ood_mse'] for r in new]):.3e} "
@@ -333,7 +342,8 @@ def main(argv=None) -> int:
     if not runs:
         p.error(f"no runs in {store}: nothing to summarise")
     # --summarise trains nothing: the runs keep the provenance (step rule, command) they were made with
-    prov = old["provenance"] if a.summarise and "provenance" in old else provenance(a, b, runs)
+    prov = (old["provenance"] if a.summarise and "provenance" in old
+            else provenance(a, b, runs, old.get("provenance")))
     blob = {"runs": runs, "summary": summarise(runs), "provenance": prov}
     md = markdown(blob)
     atomic_json(blob, store)
@@ -352,7 +362,7 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
 
     def whole() -> dict:  # what the file holds after every cell: runs, summary, provenance
         return {"runs": doubled, "summary": summarise_doubling(runs, doubled),
-                "provenance": provenance(a, b, doubled)}
+                "provenance": provenance(a, b, doubled, old.get("provenance"))}
 
     for name in a.tasks:
         task = None
@@ -386,8 +396,15 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
     return 0
 
 
-def provenance(a, b, runs) -> dict:
-    return {"command": "python benchmarks/data_scaling.py " + " ".join(sys.argv[1:]),
+def provenance(a, b, runs, earlier: dict | None = None) -> dict:
+    """What made ``runs``: the step rule, the machine, and every command that trained into the
+    file (a study grown by several commands, e.g. the slow routes added later, lists each)."""
+    command = "python benchmarks/data_scaling.py " + shlex.join(a.argv)
+    commands = list((earlier or {}).get("commands") or
+                    ([earlier["command"]] if earlier and "command" in earlier else []))
+    if command not in commands:
+        commands.append(command)
+    return {"command": commands[0], "commands": commands,
             "budget": b.name, "width": b.width, "layers": b.layers, "batch_size": b.batch_size,
             "epochs": a.epochs, "min_steps": a.min_steps, "max_steps": a.max_steps,
             "seeds": a.seeds, "device": runs[0]["device"] if runs else None,

@@ -99,8 +99,21 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
     # and keeps the step rule the runs were made with, not its own defaults
     prov = json.loads(out.with_suffix(".json").read_text())["provenance"]
     assert (prov["epochs"], prov["min_steps"], prov["max_steps"]) == (2, 4, 8)
+    # a study grown by a second command (another route, as the slow ones are added) names both
+    first = prov["commands"]
+    assert len(first) == 1 and first[0] == prov["command"]
+    grow = [*args[:5], "egnn", *args[7:]]  # --routes egnn instead of transformer frames
+    assert grow[4:7] == ["--routes", "egnn", "--sizes"]
+    assert b.main(grow) == 0
+    grown = json.loads(out.with_suffix(".json").read_text())
+    assert len(grown["runs"]) == 12 + 3 * 2 and grown["runs"][:12] == blob["runs"]
+    assert grown["provenance"]["commands"][0] == first[0]
+    assert len(grown["provenance"]["commands"]) == 2 and grown["provenance"]["command"] == first[0]
+    assert "Commands, in order:" in out.with_suffix(".md").read_text()
+    grown_bytes = out.with_suffix(".json").read_bytes()
     # the doubling check: the same seeds with twice the steps, in a file of its own
     study = out.with_suffix(".json").read_bytes()
+    assert study == grown_bytes
     assert b.main([*args, "--doubling", "64"]) == 0
     assert out.with_suffix(".json").read_bytes() == study  # the study is not touched
     dbl = json.loads((tmp_path / "scaling_doubling.json").read_text())
