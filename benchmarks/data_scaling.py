@@ -13,6 +13,7 @@ to equivariance a learner can choose:
 * ``frames``: the Transformer averaged over its input's 8 PCA frames (exact, 8 passes);
 * ``canonical``: the Transformer run once in the input's canonical PCA pose, under SO(3) (the
   O(3) pose of a planar system is undefined: it is its own mirror image);
+* ``learned_canonical``: the same in a pose a small equivariant network learns with it (SO(3));
 * ``egnn``: EGNN (built in); ``e3nn`` and ``se3_transformer`` at ``--slow-sizes`` only.
 
 The sizes are nested (each the first n systems of the largest), and every size is tested on the
@@ -71,13 +72,16 @@ ROUTES = {
     "frames": ("transformer", "plain", 0.0, {"symmetrize": "frames"}),
     # SO(3): a planar system's mirror image is itself, so its O(3) pose has no defined normal
     "canonical": ("transformer", "plain", 0.0, {"symmetrize": "canonical", "frame_group": "so3"}),
+    "learned_canonical": ("transformer", "plain", 0.0, {"symmetrize": "learned_canonical",
+                                                        "frame_group": "so3"}),
     "egnn": ("egnn", "plain", 0.0, {}),
     "e3nn": ("e3nn", "plain", 0.0, {}),
     "se3_transformer": ("se3_transformer", "plain", 0.0, {}),
 }
 SLOW = ("e3nn", "se3_transformer")
 LABELS = {"transformer": "Transformer (plain)", "da": "DA", "remul": "REMUL β/α=10",
-          "frames": "frame averaging (O(3))", "canonical": "canonicalization (SO(3))", "egnn": "EGNN",
+          "frames": "frame averaging (O(3))", "canonical": "canonicalization (SO(3))",
+          "learned_canonical": "learned canonicalization (SO(3))", "egnn": "EGNN",
           "e3nn": "e3nn", "se3_transformer": "SE(3)-Transformer"}
 WALL_BUDGETS = (10.0, 30.0, 100.0, 300.0, 1000.0)  # seconds of training per model
 
@@ -368,6 +372,8 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
         task = None
         for n in sorted(a.doubling):
             for route in a.routes:
+                if not any((r["task"], r["route"]) == (name, route) for r in runs):
+                    continue  # a route the study never ran (e.g. one added to ROUTES since)
                 base = [r for r in runs if (r["task"], r["route"], r["n_train"]) == (name, route, n)]
                 if not base:
                     raise SystemExit(f"error: the study has no {route} run on {name} at n={n}: "

@@ -19,6 +19,7 @@ from ._util import (
     claim_output,
     format_table,
 )
+from .symmetrize import FRAME_GROUPS, SYMMETRIZE
 
 TRAIN_COLUMNS = [
     ("model", "model", ""), ("objective", "objective", ""), ("alpha", "α", "g"), ("beta", "β", "g"),
@@ -47,11 +48,12 @@ def _model_options(p: argparse.ArgumentParser, size: bool = True, symmetrize: bo
                    help="feed raw coordinates (default: centre every system, so the model is "
                         "exactly translation-equivariant, as REMUL does)")
     if symmetrize:
-        p.add_argument("--symmetrize", default=None, choices=["frames", "canonical"],
+        p.add_argument("--symmetrize", default=None, choices=SYMMETRIZE,
                        help="wrap the model so it is equivariant without training for it: "
-                            "average it over the input's PCA frames (frames) or run it once in "
-                            "the canonical pose (canonical)")
-        p.add_argument("--frame-group", default="o3", choices=["o3", "so3"],
+                            "average it over the input's PCA frames (frames), run it once in "
+                            "the canonical PCA pose (canonical) or in a pose a small "
+                            "equivariant network learns with it (learned_canonical)")
+        p.add_argument("--frame-group", default="o3", choices=FRAME_GROUPS,
                        help="the group the frames cover: rotations and reflections (o3, 8 "
                             "frames) or rotations only (so3, 4 frames)")
     if size:
@@ -198,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--min-time", type=float, default=1.0, help="seconds per timed window")
     b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--symmetrize", nargs="+", default=(), choices=["frames", "canonical"],
+    b.add_argument("--symmetrize", nargs="+", default=(), choices=SYMMETRIZE,
                    help="also measure each unconstrained model wrapped this way (O(3) frames)")
     b.add_argument("--out", default=None, help="write bench.json and bench.md here")
     b.add_argument("--overwrite", action="store_true",

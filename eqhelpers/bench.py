@@ -111,7 +111,7 @@ def benchmark(task: str = "gravity", models=DEFAULT_MODELS, batch_sizes=(64,), b
               device="auto", min_time: float = 1.0, repeats: int = 3, seed: int = 0,
               progress: bool = True, symmetrize=()) -> dict:
     """Measure every model at every batch size. Returns {"rows": [...], "meta": {...}}.
-    ``symmetrize`` (some of ``"frames"``, ``"canonical"``): also each unconstrained model
+    ``symmetrize`` (some of :data:`~eqhelpers.symmetrize.SYMMETRIZE`): also each unconstrained model
     wrapped that way (:mod:`eqhelpers.symmetrize`, O(3)), as rows ``<model>+<how>``."""
     from .models import MODELS
     from .symmetrize import SYMMETRIZE

@@ -14,6 +14,14 @@ the centred positions, or the second moment of the vectors where a task has no p
   by a deterministic rule (each axis points where the cloud's third moment along it is
   positive; under SO(3) the third axis is the cross product of the first two), so the model
   runs once: predict in the canonical pose, map back.
+* **A learned canonicalizer** (Kaba et al. 2023, :class:`LearnedCanonicalized`): the pose comes
+  from a small equivariant network instead of the PCA — it outputs d − 1 vectors (SO(d); d for
+  O(d), the last one reading the handedness), Gram–Schmidt turns them into a rotation, and it is
+  trained with the model, end to end. It needs no eigenvalue gap: a cloud whose covariance is
+  isotropic (every PCA frame degenerate) usually has a well-defined learned pose. No
+  canonicalizer can pose an input that a rotation leaves unchanged (a regular tetrahedron, a
+  planar system under O(3)): every equivariant vector of such an input is fixed by that rotation,
+  and the report says degenerate.
 
 Both are exact — to float precision — for every input whose frame is well defined, under
 rotations (and reflections for ``group="o3"``), translations (the frame's origin is the
@@ -24,7 +32,8 @@ pose, at clouds whose third moment along an axis vanishes (its sign is arbitrary
 ``model.quality(sample)`` measures both margins per input and :func:`frame_report` summarises a
 data set; a model's ``last_margin`` holds the margins of its latest batch (no host sync).
 
-``make_model(name, spec, symmetrize="frames" | "canonical")`` builds a wrapped model; so do
+``make_model(name, spec, symmetrize="frames" | "canonical" | "learned_canonical")`` builds a
+wrapped model; so do
 ``train --symmetrize``, sweeps and ``bench``.
 """
 
@@ -39,11 +48,11 @@ from torch import nn
 
 from .fields import Sample, TaskSpec, act
 from .groups import Transform
-from .models.base import Model
+from .models.base import Model, mlp
 
 Tensor = torch.Tensor
 
-SYMMETRIZE = ("frames", "canonical")
+SYMMETRIZE = ("frames", "canonical", "learned_canonical")
 FRAME_GROUPS = ("o3", "so3")
 # an input's frame counts as degenerate when the smallest relative eigenvalue gap (or, for the
 # canonical pose, the smallest |skewness| along an axis whose sign it reads) is below this
@@ -271,13 +280,159 @@ class Canonicalized(Symmetrized):
         return rot, origin, FrameQuality(gap, skew, margin, margin < self.tol)
 
 
-WRAPPERS = {"frames": FrameAveraged, "canonical": Canonicalized}
+LEARNED_WIDTH = 32  # the learned canonicalizer's hidden width (fixed: checkpoints rebuild it)
+
+
+class PoseNet(nn.Module):
+    """The learned canonicalizer of :class:`LearnedCanonicalized`: an E(d)-equivariant,
+    permutation-invariant map from a sample to d − 1 vectors (and, under O(d), the weights of a
+    handedness moment).
+
+    Invariant features per particle (scalar fields, one-hot categories, ‖y_i‖² of the centred
+    frame field, and ‖v_i‖², v_i·y_i of the other vector and point fields; global fields are
+    shared by every particle; pseudovectors and irreps give their norms only) go through one
+    round of fully connected message passing over the pairwise distances; each output vector is
+    a weighted mean of the centred positions and of the per-particle vector fields, its weights
+    read from the particles' features. Lengths are measured in units of the cloud's rms radius,
+    so the features do not depend on the task's scale."""
+
+    def __init__(self, spec: TaskSpec, key: str, centred: bool, dim: int, reflections: bool,
+                 width: int = LEARNED_WIDTH):
+        super().__init__()
+        self.key, self.centred, self.dim = key, centred, dim
+        self.k = dim - 1 + int(reflections)  # the last column: the handedness weights
+        self.scalars, self.vectors, self.norms = [], [], []
+        n_feat = 1  # ‖y_i‖²
+        for name, f in spec.inputs.items():
+            if f.kind == "scalar":
+                self.scalars.append((name, f.per_particle, f.categories))
+                n_feat += f.categories or f.channels
+            elif f.kind in ("vector", "point") and name != key:
+                self.vectors.append((name, f.per_particle, f.kind == "point"))
+                n_feat += 2
+            elif f.kind in ("pseudovector", "irreps"):
+                self.norms.append((name, f.per_particle))
+                n_feat += 1
+        self.edge = mlp([2 * n_feat + 1, width, width], last_act=True)
+        self.node = mlp([n_feat + width, width, width], last_act=True)
+        # the weights of the centred positions and of each per-particle vector field
+        self.weights = nn.Linear(width, self.k * (1 + sum(pp for _, pp, _ in self.vectors)))
+
+    def forward(self, x: Sample) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """(weights [B, N, F, k] of the F per-particle fields, the fields [B, N, F, d] (the
+        centred positions, in units of their rms radius, first), the origin [B, d] or None, and
+        the spread of the particles' features, ‖h − h̄‖ / ‖h‖ [B])."""
+        p = self.weights.weight
+        pts = x[self.key].to(p.dtype)
+        b, n, _ = pts.shape
+        origin = pts.mean(1) if self.centred else None
+        y = pts - origin[:, None] if self.centred else pts
+        scale = y.pow(2).sum(-1).mean(1).clamp_min(torch.finfo(p.dtype).tiny).sqrt()  # [B]
+        y = y / scale[:, None, None]
+        feats = [y.pow(2).sum(-1, keepdim=True)]
+
+        def per_particle(v: Tensor, pp: bool) -> Tensor:
+            return v if pp else v[:, None].expand(b, n, *v.shape[1:])
+
+        for name, pp, cats in self.scalars:
+            v = per_particle(x[name], pp)
+            if cats:
+                v = nn.functional.one_hot(v[..., 0].long().clamp(0, cats - 1), cats)
+            feats.append(v.to(p.dtype))
+        vecs = []
+        for name, pp, point in self.vectors:
+            v = per_particle(x[name].to(p.dtype), pp)
+            if point:  # a point field: its offset from the frame's origin
+                v = (v - origin[:, None]) if self.centred else v
+                v = v / scale[:, None, None]
+            feats += [v.pow(2).sum(-1, keepdim=True), (v * y).sum(-1, keepdim=True)]
+            if pp:
+                vecs.append(v)
+        for name, pp in self.norms:
+            feats.append(per_particle(x[name].to(p.dtype), pp).pow(2).sum(-1, keepdim=True))
+        h = torch.cat(feats, -1)  # [B, N, F]
+        r2 = (y[:, :, None] - y[:, None]).pow(2).sum(-1, keepdim=True)  # [B, N, N, 1]
+        pair = torch.cat([h[:, :, None].expand(-1, -1, n, -1), h[:, None].expand(-1, n, -1, -1),
+                          r2], -1)
+        h = self.node(torch.cat([h, self.edge(pair).mean(2)], -1))
+        w = self.weights(h).view(b, n, 1 + len(vecs), self.k)
+        # how well the particles are told apart: 0 when a rotation permutes them all alike
+        spread = (h - h.mean(1, keepdim=True)).flatten(1).norm(dim=-1) / \
+            h.flatten(1).norm(dim=-1).clamp_min(torch.finfo(p.dtype).tiny)
+        return w, torch.stack([y, *vecs], 2), origin, spread
+
+
+def _perp(v: Tensor) -> Tensor:
+    """v turned by +90° in the plane: [.., 2]."""
+    return torch.stack([-v[..., 1], v[..., 0]], -1)
+
+
+class LearnedCanonicalized(Symmetrized):
+    """Run ``inner`` once, in a pose a small equivariant network (:class:`PoseNet`) learns
+    with it: its d − 1 output vectors are orthonormalised (Gram–Schmidt) into the first axes and
+    the last axis is their cross product (in the plane: the first turned by 90°). Under O(d) the
+    sign of the last axis is the sign of a learned third moment of the fields along it, which a
+    reflection flips. ``quality`` reports, per input, the smallest of: the spread of the
+    particles' features (0 when nothing tells them apart, as for an input that a rotation leaves
+    unchanged), each vector's length over the sum of its terms' lengths (0 when they cancel), the
+    sine of the angle between the first two
+    (d = 3) and, for O(d), the handedness moment over its largest possible value (0 for an input
+    that is its own mirror image, e.g. a planar one)."""
+
+    how = "learned_canonical"
+
+    def __init__(self, inner: Model, group: str = "o3", tol: float = DEGENERATE_TOL):
+        super().__init__(inner, group=group, tol=tol)
+        if self.dim not in (2, 3):
+            raise ValueError(f"the learned canonical pose is built in R^2 or R^3, not R^{self.dim}")
+        p = next(inner.parameters())
+        self.pose = PoseNet(self.spec, self.frame_key, self.frame_centred, self.dim,
+                            self.reflections).to(device=p.device, dtype=p.dtype)
+
+    def frames(self, sample):
+        w, fields, origin, spread = self.pose(sample)
+        tiny = torch.finfo(w.dtype).tiny
+        n = fields.shape[1]
+        vw = w[..., : self.dim - 1]  # [B, N, F, d-1]
+        v = torch.einsum("bnfk,bnfd->bkd", vw, fields) / n
+        if self.frame_centred:  # Σ y_i = 0: the weight every particle shares adds nothing
+            vw = torch.cat([vw[:, :, :1] - vw[:, :, :1].mean(1, keepdim=True), vw[:, :, 1:]], 2)
+        bound = torch.einsum("bnfk,bnf->bk", vw.abs(), fields.norm(dim=-1)) / n
+        length = v.norm(dim=-1)  # [B, d-1]
+        margins = [spread[:, None], length / bound.clamp_min(tiny)]
+        e1 = v[:, 0] / length[:, :1].clamp_min(tiny)
+        if self.dim == 3:
+            u2 = v[:, 1] - (v[:, 1] * e1).sum(-1, keepdim=True) * e1
+            margins.append((u2.norm(dim=-1) / length[:, 1].clamp_min(tiny))[:, None])
+            e2 = u2 / u2.norm(dim=-1, keepdim=True).clamp_min(tiny)
+            axes, last = [e1, e2], torch.linalg.cross(e1, e2)
+        else:
+            axes, last = [e1], _perp(e1)
+        skew = torch.full_like(length[:, 0], math.inf)
+        if self.group == "o3":  # a reflection flips the last axis's moment: its sign fixes it
+            along = torch.einsum("bnfd,bd->bnf", fields, last).pow(3)
+            hand = w[..., -1]
+            moment = (hand * along).sum((1, 2))
+            # over what it would be were every field along the axis: 0 for a planar input
+            full = (hand.abs() * fields.norm(dim=-1).pow(3)).sum((1, 2))
+            skew = moment.abs() / full.clamp_min(tiny)
+            last = last * torch.where(moment < 0, -1.0, 1.0).to(w.dtype)[:, None]
+        rot = torch.stack([*axes, last], -1)[:, None]  # columns: [B, 1, d, d]
+        gap = torch.cat(margins, -1).amin(-1)
+        margin = torch.minimum(gap, skew)
+        return rot, origin, FrameQuality(gap.detach(), skew.detach(), margin.detach(),
+                                         (margin < self.tol).detach())
+
+
+WRAPPERS = {"frames": FrameAveraged, "canonical": Canonicalized,
+            "learned_canonical": LearnedCanonicalized}
 
 
 def symmetrize(model: Model, how: str = "frames", group: str = "o3",
                tol: float = DEGENERATE_TOL) -> Symmetrized:
-    """Wrap ``model``: ``how="frames"`` (:class:`FrameAveraged`) or ``"canonical"``
-    (:class:`Canonicalized`); ``group`` ``"o3"`` or ``"so3"``."""
+    """Wrap ``model``: ``how="frames"`` (:class:`FrameAveraged`), ``"canonical"``
+    (:class:`Canonicalized`) or ``"learned_canonical"`` (:class:`LearnedCanonicalized`);
+    ``group`` ``"o3"`` or ``"so3"``."""
     if how not in WRAPPERS:
         raise ValueError(f"symmetrize must be one of {SYMMETRIZE}, got {how!r}")
     return WRAPPERS[how](model, group=group, tol=tol)
@@ -298,5 +453,5 @@ def frame_report(model: Symmetrized, sample: Sample, batch: int = 4096) -> dict:
 
 
 __all__ = ["SYMMETRIZE", "FRAME_GROUPS", "DEGENERATE_TOL", "Symmetrized", "FrameAveraged",
-           "Canonicalized", "FrameQuality", "symmetrize", "frame_report", "pca_frame",
-           "sign_frames"]
+           "Canonicalized", "LearnedCanonicalized", "PoseNet", "FrameQuality", "symmetrize",
+           "frame_report", "pca_frame", "sign_frames"]

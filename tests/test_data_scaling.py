@@ -132,3 +132,11 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
     assert "doubled (" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no transformer run on charged at n=100"):
         b.main([*args, "--doubling", "100"])
+    # a route the study never ran is not doubled (nor refused): egnn ran, canonical did not
+    capsys.readouterr()
+    assert b.main([*args[:5], "egnn", "canonical", *args[7:], "--doubling", "64"]) == 0
+    out_text = capsys.readouterr().out
+    trained = [line.split()[1] for line in out_text.splitlines() if line.endswith("s)")]
+    assert trained == ["egnn"]
+    dbl = json.loads((tmp_path / "scaling_doubling.json").read_text())
+    assert {r["route"] for r in dbl["runs"]} == {"transformer", "frames", "egnn"}
