@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from eqhelpers import __version__
-from eqhelpers._util import atomic_json, atomic_write, read_json
+from eqhelpers._util import OutputError, atomic_json, atomic_write, file_lock, read_json
 from eqhelpers.budget import get_budget
 from eqhelpers.data import Task, load_task
 from eqhelpers.results import mean_interval, power_law_fit
@@ -309,6 +309,16 @@ def main(argv=None) -> int:
         p.error(str(exc))
     out = Path(a.out or f"benchmarks/results/data_scaling_{a.budget}")
     store = out.with_suffix(".json")
+    # one writer per file: a second command reading and extending it at once would lose runs
+    target = out.with_name(out.name + "_doubling").with_suffix(".json") if a.doubling else store
+    try:
+        with file_lock(target, "data_scaling.py"):
+            return _main(p, a, b, out, store)
+    except OutputError as exc:
+        p.error(str(exc))
+
+
+def _main(p, a, b, out: Path, store: Path) -> int:
     old = read_json(store, "data scaling") if store.exists() else {"runs": []}
     runs = old["runs"]
     if runs and not a.summarise:  # one step rule per study: resuming with another is refused

@@ -186,25 +186,40 @@ def dir_lock(out: str | os.PathLike, what: str):
     a second run into the same directory — of any command — is refused, naming the holder,
     instead of mixing its files in. The kernel drops the lock when the process ends, however it
     ends (Ctrl-C, a kill, a crash), so a stopped run never leaves a stale lock."""
-    out = Path(out)
+    with _flock(Path(out) / LOCK, Path(out), what):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, what: str):
+    """:func:`dir_lock` for one file that several runs read, extend and rewrite (a benchmark's
+    resumable results, in a directory other results share): the lock is ``.<name>.lock`` beside
+    it, and a second writer of the same file is refused while the first runs."""
+    path = Path(path)
+    with _flock(path.with_name(f".{path.name}.lock"), path, what):
+        yield
+
+
+@contextlib.contextmanager
+def _flock(lock: Path, target: Path, what: str):
     try:
         import fcntl
     except ImportError:  # pragma: no cover - no flock (Windows): run unguarded, say so
         import warnings
 
-        warnings.warn(f"no file locking on this platform: do not run two commands into {out} "
-                      f"at once", stacklevel=3)
+        warnings.warn(f"no file locking on this platform: do not run two commands into "
+                      f"{target} at once", stacklevel=4)
         yield
         return
-    fh = open(out / LOCK, "a+", encoding="utf-8")
+    fh = open(lock, "a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
             who = fh.read().strip() or "unknown"
-            raise OutputError(f"another run ({who}) is writing to {out}: wait for it to finish, "
-                              f"or use another output directory") from None
+            raise OutputError(f"another run ({who}) is writing to {target}: wait for it to "
+                              f"finish, or use another output") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{what}, pid {os.getpid()} on {socket.gethostname()}, "

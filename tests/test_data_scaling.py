@@ -132,6 +132,20 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
     assert "doubled (" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no transformer run on charged at n=100"):
         b.main([*args, "--doubling", "100"])
+    # one writer per file: while another command holds the study (or its doubling check), a
+    # second is refused before it reads or writes anything
+    from eqhelpers._util import file_lock
+
+    before = out.with_suffix(".json").read_bytes()
+    with file_lock(out.with_suffix(".json"), "a test"):
+        with pytest.raises(SystemExit):
+            b.main(args)
+        assert "another run (a test" in capsys.readouterr().err
+        assert b.main([*args, "--doubling", "64"]) == 0  # the doubling file is another file
+    with file_lock(tmp_path / "scaling_doubling.json", "a test"):
+        with pytest.raises(SystemExit):
+            b.main([*args, "--doubling", "64"])
+    assert out.with_suffix(".json").read_bytes() == before
     # a route the study never ran is not doubled (nor refused): egnn ran, canonical did not
     capsys.readouterr()
     assert b.main([*args[:5], "egnn", "canonical", *args[7:], "--doubling", "64"]) == 0
