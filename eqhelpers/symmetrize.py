@@ -292,9 +292,10 @@ class PoseNet(nn.Module):
     frame field, and ‖v_i‖², v_i·y_i of the other vector and point fields; global fields are
     shared by every particle; pseudovectors and irreps give their norms only) go through one
     round of fully connected message passing over the pairwise distances; each output vector is
-    a weighted mean of the centred positions and of the per-particle vector fields, its weights
-    read from the particles' features. Lengths are measured in units of the cloud's rms radius,
-    so the features do not depend on the task's scale."""
+    a weighted mean of the centred positions and of the vector fields (a global one, such as an
+    external field, counts for every particle), its weights read from the particles' features.
+    Lengths are measured in units of the cloud's rms radius, so the features do not depend on the
+    task's scale."""
 
     def __init__(self, spec: TaskSpec, key: str, centred: bool, dim: int, reflections: bool,
                  width: int = LEARNED_WIDTH):
@@ -315,8 +316,8 @@ class PoseNet(nn.Module):
                 n_feat += 1
         self.edge = mlp([2 * n_feat + 1, width, width], last_act=True)
         self.node = mlp([n_feat + width, width, width], last_act=True)
-        # the weights of the centred positions and of each per-particle vector field
-        self.weights = nn.Linear(width, self.k * (1 + sum(pp for _, pp, _ in self.vectors)))
+        # the weights of the centred positions and of each vector field
+        self.weights = nn.Linear(width, self.k * (1 + len(self.vectors)))
 
     def forward(self, x: Sample) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """(weights [B, N, F, k] of the F per-particle fields, the fields [B, N, F, d] (the
@@ -346,8 +347,7 @@ class PoseNet(nn.Module):
                 v = (v - origin[:, None]) if self.centred else v
                 v = v / scale[:, None, None]
             feats += [v.pow(2).sum(-1, keepdim=True), (v * y).sum(-1, keepdim=True)]
-            if pp:
-                vecs.append(v)
+            vecs.append(v)  # a global vector (an external field) is every particle's
         for name, pp in self.norms:
             feats.append(per_particle(x[name].to(p.dtype), pp).pow(2).sum(-1, keepdim=True))
         h = torch.cat(feats, -1)  # [B, N, F]

@@ -388,3 +388,20 @@ def test_the_learned_pose_reads_every_kind_of_input():
     with pytest.raises(ValueError, match="R\\^2 or R\\^3"):
         four = TaskSpec({"pos": Field("point", 4)}, {"out": Field("point", 4)}, n_particles=6)
         make_model("mlp", four, width=8, layers=1, symmetrize="learned_canonical")
+
+
+def test_a_global_field_alone_can_pose_a_symmetric_cloud():
+    # a regular tetrahedron has no pose of its own, but one in an external field has fewer
+    # symmetries: the field's axis is read from the global vector
+    spec = TaskSpec({"pos": Field("point"), "field": Field("vector", per_particle=False)},
+                    {"out": Field("vector")}, n_particles=4)
+    tetra = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=F64)
+    field = torch.tensor([[0.3, -0.7, 0.2]], dtype=F64)
+    torch.manual_seed(0)
+    model = make_model("transformer", spec, width=8, layers=1, dtype=F64,
+                       symmetrize="learned_canonical", frame_group="so3")
+    q = model.quality(Sample({"pos": tetra[None], "field": field}, spec.inputs))
+    assert float(q.margin[0]) > model.tol
+    bare = model.quality(Sample({"pos": tetra[None], "field": torch.zeros(1, 3, dtype=F64)},
+                                spec.inputs))
+    assert float(bare.margin[0]) < 1e-12
