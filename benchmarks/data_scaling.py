@@ -167,6 +167,11 @@ def summarise_doubling(runs: list[dict], doubled: list[dict]) -> list[dict]:
     return out
 
 
+def _dates(prov: dict) -> str:
+    first, last = prov["date"], prov.get("updated", prov["date"])
+    return first if last == first else f"{first} (extended {last})"
+
+
 def _commands(prov: dict) -> str:
     """The table's line naming what made it: one command, or each of several in order."""
     cmds = prov.get("commands") or [prov["command"]]
@@ -178,7 +183,7 @@ def markdown_doubling(blob: dict) -> str:
     prov = blob["provenance"]
     lines = [f"Doubling check of the data-scaling study at budget `{prov['budget']}` (its step rule: "
              f"{prov['epochs']:g} epochs within {prov['min_steps']}–{prov['max_steps']} steps), device "
-             f"{prov['device']}, eqhelpers {prov['version']}, {prov['date']}. The same seeds trained "
+             f"{prov['device']}, eqhelpers {prov['version']}, {_dates(prov)}. The same seeds trained "
              f"again with twice the steps; change: the mean over seeds of the relative change of the "
              f"test MSE (± 95 % interval); converged when doubling lowers it by less than "
              f"{DOUBLING_GAIN:.0%}. {_commands(prov)}", "",
@@ -235,7 +240,7 @@ def markdown(blob: dict) -> str:
              f"layers, batch {prov['batch_size']}; {prov['epochs']:g} epochs per run, clipped to "
              f"{prov['min_steps']}–{prov['max_steps']} steps; best validation checkpoint), device "
              f"{prov['device']}, torch {prov['torch']}, eqhelpers {prov['version']}, "
-             f"{prov['date']}. MSE, mean ± 95 % interval over the seeds; converged: the share of "
+             f"{_dates(prov)}. MSE, mean ± 95 % interval over the seeds; converged: the share of "
              f"seeds whose last quarter of training improved the best validation error by "
              f"less than {CONVERGED_GAIN:.0%}. "
              f"{_commands(prov)}", ""]
@@ -425,7 +430,9 @@ def provenance(a, b, runs, earlier: dict | None = None) -> dict:
             "epochs": a.epochs, "min_steps": a.min_steps, "max_steps": a.max_steps,
             "seeds": a.seeds, "device": runs[0]["device"] if runs else None,
             "torch": torch.__version__, "version": __version__,
-            "date": time.strftime("%Y-%m-%d")}
+            # the day its first runs were made, and the day the last command added to it
+            "date": (earlier or {}).get("date") or time.strftime("%Y-%m-%d"),
+            "updated": time.strftime("%Y-%m-%d")}
 
 
 if __name__ == "__main__":

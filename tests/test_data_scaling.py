@@ -59,7 +59,7 @@ def test_sizes_are_nested_and_share_their_test_systems():
         b.nested(task, 1000)
 
 
-def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
+def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys, monkeypatch):
     b = _bench()
     out = tmp_path / "scaling"
     args = ["--budget", "tiny", "--tasks", "charged", "--routes", "transformer", "frames",
@@ -104,8 +104,13 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys):
     assert len(first) == 1 and first[0] == prov["command"]
     grow = [*args[:5], "egnn", *args[7:]]  # --routes egnn instead of transformer frames
     assert grow[4:7] == ["--routes", "egnn", "--sizes"]
+    monkeypatch.setattr(b.time, "strftime", lambda fmt, *t: "2099-01-01")  # a later day
     assert b.main(grow) == 0
+    monkeypatch.undo()
     grown = json.loads(out.with_suffix(".json").read_text())
+    assert grown["provenance"]["date"] == prov["date"] != "2099-01-01"  # the first runs' day
+    assert grown["provenance"]["updated"] == "2099-01-01"
+    assert f"{prov['date']} (extended 2099-01-01)" in out.with_suffix(".md").read_text()
     assert len(grown["runs"]) == 12 + 3 * 2 and grown["runs"][:12] == blob["runs"]
     assert grown["provenance"]["commands"][0] == first[0]
     assert len(grown["provenance"]["commands"]) == 2 and grown["provenance"]["command"] == first[0]
