@@ -518,3 +518,62 @@ def test_the_doubling_sentence_is_the_doubling_check():
          "than a tenth")
     says(f"what {study['epochs']:g} epochs buy at this budget")
     assert all(d["change"] <= -0.10 for d in failing)
+
+
+# ------------------------------------------- data_scaling_cpu.json (slow routes) and the long study
+def _bench_labels():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("data_scaling",
+                                                  ROOT / "benchmarks" / "data_scaling.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.LABELS
+
+
+def _cell(summary, task, route, n):
+    hits = [c for c in summary["cells"] if (c["task"], c["route"], c["n_train"]) == (task, route, n)]
+    assert len(hits) == 1, (task, route, n)
+    return hits[0]
+
+
+def test_the_slow_routes_sentence_is_the_study():
+    s = load(RESULTS / "data_scaling_cpu.json")["summary"]
+    task = "gravity_rotation_split"
+    egnn, e3nn, se3 = (_cell(s, task, r, 300) for r in ("egnn", "e3nn", "se3_transformer"))
+    says(f"e3nn (test MSE {sci(e3nn['test_mse'])}) and the SE(3)-Transformer "
+         f"({sci(se3['test_mse'])}) train for {e3nn['train_seconds'] / egnn['train_seconds']:.0f} "
+         f"and {se3['train_seconds'] / egnn['train_seconds']:.0f} times EGNN's time per model, "
+         f"and EGNN is lower ({sci(egnn['test_mse'])})")
+    assert egnn["test_mse"] < min(e3nn["test_mse"], se3["test_mse"])
+    slow = {(c["route"], c["n_train"], c["task"]) for c in s["cells"]
+            if c["route"] in ("e3nn", "se3_transformer")}
+    assert slow == {("e3nn", 300, task), ("se3_transformer", 300, task)}  # "at 300 systems of …"
+
+
+def test_the_long_study_sentences_are_its_files():
+    task, n = "gravity_rotation_split", 3000
+    short = load(RESULTS / "data_scaling_cpu.json")["summary"]
+    long = load(RESULTS / "data_scaling_cpu_steps6000.json")
+    assert long["provenance"]["min_steps"] == 6000
+    cells = long["summary"]["cells"]
+    assert {(c["task"], c["n_train"]) for c in cells} == {(task, n)}  # "so far the 3000 systems …"
+    assert all(c["steps"] == 6000 for c in cells)
+    lo = {c["route"]: c["test_mse"] for c in cells}
+    sh = {r: _cell(short, task, r, n)["test_mse"] for r in lo if r != "learned_canonical"}
+    assert all(lo[r] < sh[r] for r in sh)  # "every route's test error falls"
+    says(f"REMUL goes from {sci(sh['remul'])} to {sci(lo['remul'])} and EGNN from "
+         f"{sci(sh['egnn'])} to {sci(lo['egnn'])}, so EGNN's lead over REMUL shrinks from "
+         f"{sh['remul'] / sh['egnn']:.1f}× to {lo['remul'] / lo['egnn']:.2f}×")
+    says(f"frame averaging ({sci(lo['frames'])}) is within {lo['frames'] / lo['egnn']:.2f}× of EGNN, "
+         f"and the learned canonical pose ({sci(lo['learned_canonical'])}) is below the PCA pose "
+         f"({sci(lo['canonical'])})")
+    assert lo["learned_canonical"] < lo["canonical"]
+    dbl = load(RESULTS / "data_scaling_cpu_steps6000_doubling.json")["summary"]
+    assert all((d["task"], d["n_train"], d["steps"], d["doubled_steps"]) == (task, n, 6000, 12000)
+               for d in dbl)
+    labels = _bench_labels()
+    conv = [labels[d["route"]] for d in dbl if d["converged"]]
+    still = [f"{labels[d['route']]} ({d['change']:+.0%})" for d in dbl if not d["converged"]]
+    says(f"counts {len(conv)} of its {len(dbl)} cells converged at 6000 steps (converged: "
+         f"{', '.join(conv)}; still improving: {', '.join(still) or 'none'})")
