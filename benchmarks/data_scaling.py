@@ -315,7 +315,7 @@ def main(argv=None) -> int:
     out = Path(a.out or f"benchmarks/results/data_scaling_{a.budget}")
     store = out.with_suffix(".json")
     # one writer per file: a second command reading and extending it at once would lose runs
-    target = out.with_name(out.name + "_doubling").with_suffix(".json") if a.doubling else store
+    target = _doubling_store(out) if a.doubling else store
     try:
         with file_lock(target, "data_scaling.py"):
             return _main(p, a, b, out, store)
@@ -371,11 +371,16 @@ def _main(p, a, b, out: Path, store: Path) -> int:
     return 0
 
 
+def _doubling_store(out: Path) -> Path:
+    """Where the doubling check of the study ``out`` is kept: ``<out>_doubling.json``."""
+    return out.with_name(out.name + "_doubling").with_suffix(".json")
+
+
 def doubling(a, b, out: Path, runs: list[dict]) -> int:
     """--doubling: each (task, route, size) of the study trained again with twice its steps."""
     if not runs:
         raise SystemExit(f"error: {out.with_suffix('.json')} holds no study to check")
-    store = out.with_name(out.name + "_doubling").with_suffix(".json")
+    store = _doubling_store(out)
     old = read_json(store, "doubling check") if store.exists() else {"runs": []}
     doubled = old["runs"]
 
@@ -421,8 +426,8 @@ def provenance(a, b, runs, earlier: dict | None = None) -> dict:
     """What made ``runs``: the step rule, the machine, and every command that trained into the
     file (a study grown by several commands, e.g. the slow routes added later, lists each)."""
     command = "python benchmarks/data_scaling.py " + shlex.join(a.argv)
-    commands = list((earlier or {}).get("commands") or
-                    ([earlier["command"]] if earlier and "command" in earlier else []))
+    earlier = earlier or {}  # a file from before "commands" was kept names its one "command"
+    commands = list(earlier.get("commands", [earlier["command"]] if "command" in earlier else []))
     if command not in commands:
         commands.append(command)
     return {"command": commands[0], "commands": commands,
@@ -431,7 +436,7 @@ def provenance(a, b, runs, earlier: dict | None = None) -> dict:
             "seeds": a.seeds, "device": runs[0]["device"] if runs else None,
             "torch": torch.__version__, "version": __version__,
             # the day its first runs were made, and the day the last command added to it
-            "date": (earlier or {}).get("date") or time.strftime("%Y-%m-%d"),
+            "date": earlier.get("date") or time.strftime("%Y-%m-%d"),
             "updated": time.strftime("%Y-%m-%d")}
 
 
