@@ -1,7 +1,8 @@
 """Equivariance without training for it: wrap any model so that its outputs move with its inputs.
 
-Two routes, both built on the PCA frame of a point cloud (the eigenvectors of the covariance of
-the centred positions, or the second moment of the vectors where a task has no points):
+Three routes. The first two are built on the PCA frame of a point cloud (the eigenvectors of the
+covariance of the centred positions, or the second moment of the vectors where a task has no
+points); the third learns its frame:
 
 * **Frame averaging** (Puny et al. 2022, :class:`FrameAveraged`): average the model over every
   frame the PCA allows — each eigenvector is defined only up to its sign, so O(3) gives 8 frames
@@ -19,22 +20,23 @@ the centred positions, or the second moment of the vectors where a task has no p
   O(d), the last one reading the handedness), Gram–Schmidt turns them into a rotation, and it is
   trained with the model, end to end. It needs no eigenvalue gap: a cloud whose covariance is
   isotropic (every PCA frame degenerate) usually has a well-defined learned pose. No
-  canonicalizer can pose an input that a rotation leaves unchanged (a regular tetrahedron, a
-  planar system under O(3)): every equivariant vector of such an input is fixed by that rotation,
-  and the report says degenerate.
+  canonicalizer can pose an input that an element of its group other than the identity leaves
+  unchanged (a regular tetrahedron; a cloud of planar points under O(3), which the mirror
+  through its plane leaves unchanged): every equivariant vector of such an input is fixed by
+  that element, and the report says degenerate.
 
-Both are exact — to float precision — for every input whose frame is well defined, under
+All three are exact — to float precision — for every input whose frame is well defined, under
 rotations (and reflections for ``group="o3"``), translations (the frame's origin is the
 centroid) and, when the inner model is permutation-equivariant, permutations (the frame does not
-depend on the order). They break where the frame does: at **degenerate spectra** (two
-covariance eigenvalues equal: the axes in their plane are arbitrary) and, for the canonical
-pose, at clouds whose third moment along an axis vanishes (its sign is arbitrary).
-``model.quality(sample)`` measures both margins per input and :func:`frame_report` summarises a
-data set; a model's ``last_margin`` holds the margins of its latest batch (no host sync).
+depend on the order). They break where the frame does: the PCA routes at **degenerate spectra**
+(two covariance eigenvalues equal: the axes in their plane are arbitrary) and, for the canonical
+pose, at clouds whose third moment along an axis vanishes (its sign is arbitrary); the learned
+pose where its output vectors vanish or align. ``model.quality(sample)`` measures these margins
+per input and :func:`frame_report` summarises a data set; a model's ``last_margin`` holds the
+margins of its latest batch (no host sync).
 
 ``make_model(name, spec, symmetrize="frames" | "canonical" | "learned_canonical")`` builds a
-wrapped model; so do
-``train --symmetrize``, sweeps and ``bench``.
+wrapped model; so do ``train --symmetrize``, sweeps and ``bench``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ from .models.base import Model, mlp
 
 Tensor = torch.Tensor
 
-SYMMETRIZE = ("frames", "canonical", "learned_canonical")
 FRAME_GROUPS = ("o3", "so3")
 # an input's frame counts as degenerate when the smallest relative eigenvalue gap (or, for the
 # canonical pose, the smallest |skewness| along an axis whose sign it reads) is below this
@@ -426,6 +427,8 @@ class LearnedCanonicalized(Symmetrized):
 
 WRAPPERS = {"frames": FrameAveraged, "canonical": Canonicalized,
             "learned_canonical": LearnedCanonicalized}
+# the ways to symmetrize a model, as make_model, train --symmetrize, sweeps and bench name them
+SYMMETRIZE = tuple(WRAPPERS)
 
 
 def symmetrize(model: Model, how: str = "frames", group: str = "o3",
