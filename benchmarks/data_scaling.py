@@ -16,8 +16,9 @@ to equivariance a learner can choose:
 * ``learned_canonical``: the same in a pose a small equivariant network learns with it (SO(3));
 * ``egnn``: EGNN (built in); ``e3nn`` and ``se3_transformer`` at ``--slow-sizes`` only.
 
-The sizes are nested (each the first n systems of the largest), and every size is tested on the
-same validation, test and OOD systems.
+The sizes are nested (each the first n systems of the largest size of the study's first command,
+its *pool*, kept in the provenance: a later command asking for smaller sizes draws the same
+systems), and every size is tested on the same validation, test and OOD systems.
 
 **Steps** (how "converged" is made and checked): each run trains for ``epochs`` passes over its
 training set, at least ``--min-steps`` and at most ``--max-steps`` (``steps_for``), and keeps
@@ -243,7 +244,9 @@ def markdown(blob: dict) -> str:
              f"{_dates(prov)}. MSE, mean ± 95 % interval over the seeds; converged: the share of "
              f"seeds whose last quarter of training improved the best validation error by "
              f"less than {CONVERGED_GAIN:.0%}. "
-             f"{_commands(prov)}", ""]
+             + (f"Every size is the first n of {prov['pool']} generated training systems, tested "
+                f"on the same validation, test and OOD systems. " if prov.get("pool") else "")
+             + f"{_commands(prov)}", ""]
     for task in TASKS:
         cells = [c for c in s["cells"] if c["task"] == task]
         if not cells:
@@ -332,10 +335,14 @@ def _main(p, a, b, out: Path, store: Path) -> int:
                 "max_steps": a.max_steps}
         if have != want:
             p.error(f"{store} holds a study made with {have}, not {want}: use another --out")
+    pool = study_pool(old, a.sizes)
     if a.doubling is not None:
-        return doubling(a, b, out, runs)
+        return doubling(a, b, out, runs, pool)
+    if not a.summarise and max(a.sizes) > pool:
+        p.error(f"{store} holds a study whose sizes are the first systems of {pool} generated "
+                f"ones; --sizes {max(a.sizes)} would need other systems: use another --out")
     for name in ([] if a.summarise else a.tasks):
-        task = None  # loaded (the largest size; smaller ones are its first systems) when needed
+        task = None  # loaded (the pool; every size is its first systems) when needed
         for n in sorted(a.sizes):
             for route in a.routes:
                 if route in SLOW and n not in a.slow_sizes:
@@ -347,13 +354,14 @@ def _main(p, a, b, out: Path, store: Path) -> int:
                     continue
                 steps = steps_for(n, b.batch_size, a.epochs, a.min_steps, a.max_steps)
                 if task is None:
-                    task = load_task(name, b.scaled(n_train=max(a.sizes)))
+                    task = load_task(name, b.scaled(n_train=pool))
                 t0 = time.perf_counter()
                 new = run_cell(task, route, n, todo, a.budget, steps, a.device)
                 runs += new
                 # each finished cell at once, with the summary so far: the file is always whole
                 atomic_json({"runs": runs, "summary": summarise(runs),
-                             "provenance": provenance(a, b, runs, old.get("provenance"))}, store)
+                             "provenance": provenance(a, b, runs, old.get("provenance"), pool)},
+                            store)
                 print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} test "
                       f"{np.mean([r['test_mse'] for r in new]):.3e} ood "
                       f"{np.mean([r['ood_mse'] for r in new]):.3e} "
@@ -362,7 +370,7 @@ def _main(p, a, b, out: Path, store: Path) -> int:
         p.error(f"no runs in {store}: nothing to summarise")
     # --summarise trains nothing: the runs keep the provenance (step rule, command) they were made with
     prov = (old["provenance"] if a.summarise and "provenance" in old
-            else provenance(a, b, runs, old.get("provenance")))
+            else provenance(a, b, runs, old.get("provenance"), pool))
     blob = {"runs": runs, "summary": summarise(runs), "provenance": prov}
     md = markdown(blob)
     atomic_json(blob, store)
@@ -371,12 +379,28 @@ def _main(p, a, b, out: Path, store: Path) -> int:
     return 0
 
 
+def study_pool(study: dict, sizes) -> int:
+    """How many training systems a study's task is generated with: every size is the first n
+    of them (:func:`nested`). The task's generator draws the validation, test and OOD systems
+    after the training ones, so a task generated at another size holds *other* systems — a
+    command that loaded its task at its own largest size, say ``--sizes 300 1000`` on a study
+    of 3000, would test its sizes on other systems than the study's. The pool is fixed by the
+    study's first command (its largest size), kept in its provenance, and read back by every
+    later one; a file from before it was kept takes its runs' largest size, the rule they were
+    made under."""
+    prov = study.get("provenance") or {}
+    if "pool" in prov:
+        return int(prov["pool"])
+    runs = study.get("runs") or []
+    return max(r["n_train"] for r in runs) if runs else max(sizes)
+
+
 def _doubling_store(out: Path) -> Path:
     """Where the doubling check of the study ``out`` is kept: ``<out>_doubling.json``."""
     return out.with_name(out.name + "_doubling").with_suffix(".json")
 
 
-def doubling(a, b, out: Path, runs: list[dict]) -> int:
+def doubling(a, b, out: Path, runs: list[dict], pool: int) -> int:
     """--doubling: each (task, route, size) of the study trained again with twice its steps."""
     if not runs:
         raise SystemExit(f"error: {out.with_suffix('.json')} holds no study to check")
@@ -386,7 +410,7 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
 
     def whole() -> dict:  # what the file holds after every cell: runs, summary, provenance
         return {"runs": doubled, "summary": summarise_doubling(runs, doubled),
-                "provenance": provenance(a, b, doubled, old.get("provenance"))}
+                "provenance": provenance(a, b, doubled, old.get("provenance"), pool)}
 
     for name in a.tasks:
         task = None
@@ -405,8 +429,7 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
                     continue
                 steps = 2 * base[0]["steps"]
                 if task is None:
-                    task = load_task(name, b.scaled(n_train=max(r["n_train"] for r in runs
-                                                                if r["task"] == name)))
+                    task = load_task(name, b.scaled(n_train=pool))
                 t0 = time.perf_counter()
                 doubled += run_cell(task, route, n, todo, a.budget, steps, a.device)
                 atomic_json(whole(), store)
@@ -422,7 +445,7 @@ def doubling(a, b, out: Path, runs: list[dict]) -> int:
     return 0
 
 
-def provenance(a, b, runs, earlier: dict | None = None) -> dict:
+def provenance(a, b, runs, earlier: dict | None = None, pool: int | None = None) -> dict:
     """What made ``runs``: the step rule, the machine, and every command that trained into the
     file (a study grown by several commands, e.g. the slow routes added later, lists each)."""
     command = "python benchmarks/data_scaling.py " + shlex.join(a.argv)
@@ -433,7 +456,7 @@ def provenance(a, b, runs, earlier: dict | None = None) -> dict:
     return {"command": commands[0], "commands": commands,
             "budget": b.name, "width": b.width, "layers": b.layers, "batch_size": b.batch_size,
             "epochs": a.epochs, "min_steps": a.min_steps, "max_steps": a.max_steps,
-            "seeds": a.seeds, "device": runs[0]["device"] if runs else None,
+            "pool": pool, "seeds": a.seeds, "device": runs[0]["device"] if runs else None,
             "torch": torch.__version__, "version": __version__,
             # the day its first runs were made, and the day the last command added to it
             "date": earlier.get("date") or time.strftime("%Y-%m-%d"),

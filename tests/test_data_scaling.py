@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from eqhelpers import data
+from eqhelpers.budget import get_budget
 from eqhelpers.results import mean_interval, power_law_fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,3 +160,39 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys, monkeypatch
     assert trained == ["egnn"]
     dbl = json.loads((tmp_path / "scaling_doubling.json").read_text())
     assert {r["route"] for r in dbl["runs"]} == {"transformer", "frames", "egnn"}
+
+
+def test_every_command_of_a_study_draws_the_same_systems(tmp_path, capsys, monkeypatch):
+    """A task generated at another training size holds other validation and test systems, so a
+    later command that asks only for the smaller sizes must still load the study's pool."""
+    b = _bench()
+    loaded = []
+    real = b.load_task
+    monkeypatch.setattr(b, "load_task", lambda name, budget: loaded.append(budget.n_train)
+                        or real(name, budget))
+    big, small = (data.load_task("charged", get_budget("tiny").scaled(n_train=n)) for n in (64, 32))
+    assert not torch.equal(big["test"]["pos"], small["test"]["pos"])  # why the pool matters
+    out = tmp_path / "pool"
+    common = ["--budget", "tiny", "--tasks", "charged", "--seeds", "0", "--epochs", "1",
+              "--min-steps", "2", "--max-steps", "2", "--out", str(out)]
+    assert b.main([*common, "--routes", "transformer", "--sizes", "32", "64"]) == 0
+    first = json.loads(out.with_suffix(".json").read_text())
+    assert loaded == [64] and first["provenance"]["pool"] == 64
+    assert "first n of 64 generated training systems" in out.with_suffix(".md").read_text()
+    # a later command at the smaller size only: the study's 64, not its own 32
+    assert b.main([*common, "--routes", "egnn", "--sizes", "32"]) == 0
+    assert loaded == [64, 64]
+    grown = json.loads(out.with_suffix(".json").read_text())
+    assert grown["provenance"]["pool"] == 64 and grown["runs"][:2] == first["runs"]
+    # the doubling check draws them too
+    assert b.main([*common, "--routes", "egnn", "--sizes", "32", "--doubling", "32"]) == 0
+    assert loaded == [64, 64, 64]
+    # a size beyond the pool would need other systems: refused, the file untouched
+    before = out.with_suffix(".json").read_bytes()
+    with pytest.raises(SystemExit):
+        b.main([*common, "--routes", "egnn", "--sizes", "128"])
+    assert "first systems of 64 generated ones" in capsys.readouterr().err
+    assert out.with_suffix(".json").read_bytes() == before and loaded == [64, 64, 64]
+    # a file from before the pool was kept: its runs' largest size, the rule they were made under
+    old = {**grown, "provenance": {k: v for k, v in grown["provenance"].items() if k != "pool"}}
+    assert b.study_pool(old, [32]) == 64 and b.study_pool({"runs": []}, [32, 16]) == 32
