@@ -37,7 +37,9 @@ go to ``<out>_doubling.{json,md}``, cell by cell (resumable); the study's own fi
 touched, and a doubling check of cells the study has not run is refused.
 
 Every size's seeds train as one stack (``train_many``); each finished (task, route, size) is
-stored at once, so an interrupted run resumes. The summary fits a power law err ∝ n^slope per
+stored at once, so an interrupted run resumes. Several commands may grow one file at once: each
+claims the cell it trains and merges what it finished into the file as it is then (a second
+command skips a claimed cell and trains the others). The summary fits a power law err ∝ n^slope per
 (task, route) over every seed's point (a 95 % t-interval on the slope) and, against training
 compute, says which route has the lowest error at each wall-time budget. Results:
 ``benchmarks/results/data_scaling_<budget>.{json,md}``.
@@ -46,6 +48,7 @@ compute, says which route has the lowest error at each wall-time budget. Results
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import shlex
 import sys
@@ -317,64 +320,125 @@ def main(argv=None) -> int:
         p.error(str(exc))
     out = Path(a.out or f"benchmarks/results/data_scaling_{a.budget}")
     store = out.with_suffix(".json")
-    # one writer per file: a second command reading and extending it at once would lose runs
-    target = _doubling_store(out) if a.doubling else store
     try:
-        with file_lock(target, "data_scaling.py"):
-            return _main(p, a, b, out, store)
+        return _main(p, a, b, out, store)
     except OutputError as exc:
         p.error(str(exc))
 
 
+LOCK_WAIT = 120.0  # seconds a command waits for another to finish rewriting the file
+
+
+def _key(r: dict) -> tuple:
+    return r["task"], r["route"], r["n_train"], r["seed"]
+
+
+def _step_rule(prov: dict) -> dict:
+    return {k: prov[k] for k in ("budget", "epochs", "min_steps", "max_steps")}
+
+
+def _merge(store: Path, what: str, new: list[dict], whole, check=None) -> dict:
+    """Add ``new`` runs to ``store`` as it is on disk now, under the file's lock: read, merge,
+    rewrite atomically. Several commands extend one file at once this way (each run is kept
+    once, by its key), and none loses another's runs. ``whole(runs, old)`` builds what the file
+    holds; ``check(old)`` refuses a file another command made with another rule."""
+    with file_lock(store, "data_scaling.py", wait=LOCK_WAIT):
+        old = read_json(store, what) if store.exists() else {"runs": []}
+        if check is not None:
+            check(old)
+        have = {_key(r) for r in old["runs"]}
+        runs = old["runs"] + [r for r in new if _key(r) not in have]
+        blob = whole(runs, old)
+        atomic_json(blob, store)
+        return blob
+
+
+@contextlib.contextmanager
+def _claim(store: Path, name: str, route: str, n: int):
+    """Hold a lock of one cell's own while it trains: a second command running into the same
+    file skips that cell (it says so) and trains the others. Yields False when it is held."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(store.with_name(f"{store.stem}.{name}.{route}.{n}.json"),
+                                         "data_scaling.py"))
+        except OutputError:
+            yield False
+            return
+        yield True  # an error while training leaves through here, and releases the lock
+
+
+@contextlib.contextmanager
+def _cell(store: Path, what: str, cell: tuple, seeds, doing: str):
+    """Claim the cell (task, route, n) of ``store`` and yield the seeds it still lacks on disk:
+    none when they are all there, or when another command holds the cell (said)."""
+    name, route, n = cell
+    with _claim(store, name, route, n) as mine:
+        if not mine:
+            print(f"{name:22s} {route:15s} n={n:<6d} another command is {doing} it: skipped",
+                  flush=True)
+            yield []
+            return
+        done = {_key(r) for r in (read_json(store, what)["runs"] if store.exists() else [])}
+        yield [s for s in seeds if (*cell, s) not in done]
+
+
 def _main(p, a, b, out: Path, store: Path) -> int:
     old = read_json(store, "data scaling") if store.exists() else {"runs": []}
-    runs = old["runs"]
-    if runs and not a.summarise:  # one step rule per study: resuming with another is refused
-        have = {k: old["provenance"][k] for k in ("budget", "epochs", "min_steps", "max_steps")}
-        want = {"budget": b.name, "epochs": a.epochs, "min_steps": a.min_steps,
-                "max_steps": a.max_steps}
-        if have != want:
-            p.error(f"{store} holds a study made with {have}, not {want}: use another --out")
+    want = {"budget": b.name, "epochs": a.epochs, "min_steps": a.min_steps,
+            "max_steps": a.max_steps}
+    if old["runs"] and not a.summarise:  # one step rule per study: resuming with another is refused
+        if _step_rule(old["provenance"]) != want:
+            p.error(f"{store} holds a study made with {_step_rule(old['provenance'])}, not {want}: "
+                    f"use another --out")
     pool = study_pool(old, a.sizes)
     if a.doubling is not None:
-        return doubling(a, b, out, runs, pool)
+        return doubling(a, b, out, old["runs"], pool)
     if not a.summarise and max(a.sizes) > pool:
         p.error(f"{store} holds a study whose sizes are the first systems of {pool} generated "
                 f"ones; --sizes {max(a.sizes)} would need other systems: use another --out")
+
+    def check(disk: dict) -> None:  # another command may have begun the file since
+        if disk["runs"] and (_step_rule(disk["provenance"]) != want
+                             or study_pool(disk, a.sizes) != pool):
+            raise OutputError(f"{store} was begun by another command with another step rule or "
+                              f"pool ({_step_rule(disk['provenance'])}, pool "
+                              f"{study_pool(disk, a.sizes)}): use another --out")
+
+    def whole(runs: list[dict], disk: dict) -> dict:
+        return {"runs": runs, "summary": summarise(runs),
+                "provenance": provenance(a, b, runs, disk.get("provenance"), pool)}
+
     for name in ([] if a.summarise else a.tasks):
         task = None  # loaded (the pool; every size is its first systems) when needed
         for n in sorted(a.sizes):
             for route in a.routes:
                 if route in SLOW and n not in a.slow_sizes:
                     continue
-                todo = [s for s in a.seeds if not any(
-                    r["task"] == name and r["route"] == route and r["n_train"] == n
-                    and r["seed"] == s for r in runs)]
-                if not todo:
-                    continue
-                steps = steps_for(n, b.batch_size, a.epochs, a.min_steps, a.max_steps)
-                if task is None:
-                    task = load_task(name, b.scaled(n_train=pool))
-                t0 = time.perf_counter()
-                new = run_cell(task, route, n, todo, a.budget, steps, a.device)
-                runs += new
-                # each finished cell at once, with the summary so far: the file is always whole
-                atomic_json({"runs": runs, "summary": summarise(runs),
-                             "provenance": provenance(a, b, runs, old.get("provenance"), pool)},
-                            store)
+                with _cell(store, "data scaling", (name, route, n), a.seeds, "training") as todo:
+                    if not todo:
+                        continue
+                    steps = steps_for(n, b.batch_size, a.epochs, a.min_steps, a.max_steps)
+                    if task is None:
+                        task = load_task(name, b.scaled(n_train=pool))
+                    t0 = time.perf_counter()
+                    new = run_cell(task, route, n, todo, a.budget, steps, a.device)
+                    # each finished cell at once, with the summary so far: the file is always whole
+                    _merge(store, "data scaling", new, whole, check)
                 print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} test "
                       f"{np.mean([r['test_mse'] for r in new]):.3e} ood "
                       f"{np.mean([r['ood_mse'] for r in new]):.3e} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    if not runs:
-        p.error(f"no runs in {store}: nothing to summarise")
-    # --summarise trains nothing: the runs keep the provenance (step rule, command) they were made with
-    prov = (old["provenance"] if a.summarise and "provenance" in old
-            else provenance(a, b, runs, old.get("provenance"), pool))
-    blob = {"runs": runs, "summary": summarise(runs), "provenance": prov}
-    md = markdown(blob)
-    atomic_json(blob, store)
-    atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
+    with file_lock(store, "data_scaling.py", wait=LOCK_WAIT):
+        old = read_json(store, "data scaling") if store.exists() else {"runs": []}
+        if not old["runs"]:
+            p.error(f"no runs in {store}: nothing to summarise")
+        # --summarise trains nothing: the runs keep the provenance (step rule, command) they
+        # were made with
+        blob = (old if a.summarise and "provenance" in old else whole(old["runs"], old))
+        blob = {**blob, "summary": summarise(blob["runs"])}
+        md = markdown(blob)
+        atomic_json(blob, store)
+        atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
     print(md)
     return 0
 
@@ -405,12 +469,10 @@ def doubling(a, b, out: Path, runs: list[dict], pool: int) -> int:
     if not runs:
         raise SystemExit(f"error: {out.with_suffix('.json')} holds no study to check")
     store = _doubling_store(out)
-    old = read_json(store, "doubling check") if store.exists() else {"runs": []}
-    doubled = old["runs"]
 
-    def whole() -> dict:  # what the file holds after every cell: runs, summary, provenance
+    def whole(doubled: list[dict], disk: dict) -> dict:  # runs, summary, provenance
         return {"runs": doubled, "summary": summarise_doubling(runs, doubled),
-                "provenance": provenance(a, b, doubled, old.get("provenance"), pool)}
+                "provenance": provenance(a, b, doubled, disk.get("provenance"), pool)}
 
     for name in a.tasks:
         task = None
@@ -422,25 +484,26 @@ def doubling(a, b, out: Path, runs: list[dict], pool: int) -> int:
                 if not base:
                     raise SystemExit(f"error: the study has no {route} run on {name} at n={n}: "
                                      "a doubling check compares with the study's own runs")
-                todo = [r["seed"] for r in base if not any(
-                    (d["task"], d["route"], d["n_train"], d["seed"]) == (name, route, n, r["seed"])
-                    for d in doubled)]
-                if not todo:
-                    continue
-                steps = 2 * base[0]["steps"]
-                if task is None:
-                    task = load_task(name, b.scaled(n_train=pool))
-                t0 = time.perf_counter()
-                doubled += run_cell(task, route, n, todo, a.budget, steps, a.device)
-                atomic_json(whole(), store)
+                with _cell(store, "doubling check", (name, route, n), [r["seed"] for r in base],
+                           "doubling") as todo:
+                    if not todo:
+                        continue
+                    steps = 2 * base[0]["steps"]
+                    if task is None:
+                        task = load_task(name, b.scaled(n_train=pool))
+                    t0 = time.perf_counter()
+                    _merge(store, "doubling check",
+                           run_cell(task, route, n, todo, a.budget, steps, a.device), whole)
                 print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} doubled "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    if not doubled:
-        raise SystemExit(f"error: no doubled runs in {store}")
-    blob = whole()
-    atomic_json(blob, store)
-    md = markdown_doubling(blob)
-    atomic_write(store.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
+    with file_lock(store, "data_scaling.py", wait=LOCK_WAIT):
+        disk = read_json(store, "doubling check") if store.exists() else {"runs": []}
+        if not disk["runs"]:
+            raise SystemExit(f"error: no doubled runs in {store}")
+        blob = whole(disk["runs"], disk)
+        atomic_json(blob, store)
+        md = markdown_doubling(blob)
+        atomic_write(store.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
     print(md)
     return 0
 

@@ -191,17 +191,18 @@ def dir_lock(out: str | os.PathLike, what: str):
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike, what: str):
+def file_lock(path: str | os.PathLike, what: str, wait: float = 0.0):
     """:func:`dir_lock` for one file that several runs read, extend and rewrite (a benchmark's
     resumable results, in a directory other results share): the lock is ``.<name>.lock`` beside
-    it, and a second writer of the same file is refused while the first runs."""
+    it, and a second writer of the same file is refused while the first holds it — at once, or
+    after ``wait`` seconds (for a lock held only while a file is read, merged and rewritten)."""
     path = Path(path)
-    with _flock(path.with_name(f".{path.name}.lock"), path, what):
+    with _flock(path.with_name(f".{path.name}.lock"), path, what, wait):
         yield
 
 
 @contextlib.contextmanager
-def _flock(lock: Path, target: Path, what: str):
+def _flock(lock: Path, target: Path, what: str, wait: float = 0.0):
     try:
         import fcntl
     except ImportError:  # pragma: no cover - no flock (Windows): run unguarded, say so
@@ -211,15 +212,23 @@ def _flock(lock: Path, target: Path, what: str):
                       f"{target} at once", stacklevel=4)
         yield
         return
+    if not (wait >= 0 and math.isfinite(wait)):
+        raise ValueError(f"wait must be a finite number of seconds >= 0, got {wait!r}")
     fh = open(lock, "a+", encoding="utf-8")
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            who = fh.read().strip() or "unknown"
-            raise OutputError(f"another run ({who}) is writing to {target}: wait for it to "
-                              f"finish, or use another output") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                fh.seek(0)
+                who = fh.read().strip() or "unknown"
+                raise OutputError(f"another run ({who}) is writing to {target}: wait for it to "
+                                  f"finish, or use another output") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{what}, pid {os.getpid()} on {socket.gethostname()}, "

@@ -138,10 +138,11 @@ def test_a_tiny_study_writes_its_table_and_resumes(tmp_path, capsys, monkeypatch
     assert "doubled (" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no transformer run on charged at n=100"):
         b.main([*args, "--doubling", "100"])
-    # one writer per file: while another command holds the study (or its doubling check), a
-    # second is refused before it reads or writes anything
+    # while another command holds the study (or its doubling check) past the wait, a second
+    # is refused and writes nothing
     from eqhelpers._util import file_lock
 
+    monkeypatch.setattr(b, "LOCK_WAIT", 0.2)
     before = out.with_suffix(".json").read_bytes()
     with file_lock(out.with_suffix(".json"), "a test"):
         with pytest.raises(SystemExit):
@@ -196,3 +197,56 @@ def test_every_command_of_a_study_draws_the_same_systems(tmp_path, capsys, monke
     # a file from before the pool was kept: its runs' largest size, the rule they were made under
     old = {**grown, "provenance": {k: v for k, v in grown["provenance"].items() if k != "pool"}}
     assert b.study_pool(old, [32]) == 64 and b.study_pool({"runs": []}, [32, 16]) == 32
+
+
+def test_two_commands_extend_one_study_at_once(tmp_path, capsys, monkeypatch):
+    """Each command claims the cell it trains (a second skips it) and merges what it finished
+    into the file as it is on disk then: running two at once splits the work, loses nothing."""
+    b = _bench()
+    out = tmp_path / "both"
+    store = out.with_suffix(".json")
+    common = ["--budget", "tiny", "--tasks", "charged", "--seeds", "0", "--epochs", "1",
+              "--min-steps", "2", "--max-steps", "2", "--sizes", "32", "64", "--out", str(out)]
+    with b._claim(store, "charged", "transformer", 64) as mine:
+        assert mine
+        with b._claim(store, "charged", "transformer", 64) as again:
+            assert not again  # held: a second claim of the same cell fails
+        assert b.main([*common, "--routes", "transformer"]) == 0
+    assert "n=64     another command is training it: skipped" in capsys.readouterr().out
+    keys = lambda: sorted(b._key(r) for r in json.loads(store.read_text())["runs"])  # noqa: E731
+    assert keys() == [("charged", "transformer", 32, 0)]
+    # a second command finishes a cell while the first is training one: both are kept
+    real, inner = b.run_cell, []
+
+    def alongside(task, route, n, *rest, **kw):
+        if not inner:
+            inner.append(route)
+            assert b.main([*common[:-5], "--sizes", "32", "--routes", "egnn", "--out", str(out)]) == 0
+        return real(task, route, n, *rest, **kw)
+
+    monkeypatch.setattr(b, "run_cell", alongside)
+    assert b.main([*common, "--routes", "transformer"]) == 0
+    assert inner == ["transformer"]
+    assert keys() == [("charged", "egnn", 32, 0), ("charged", "transformer", 32, 0),
+                      ("charged", "transformer", 64, 0)]
+    blob = b.read_json(store, "study")
+    assert len(blob["provenance"]["commands"]) == 2
+    assert {(c["route"], c["n_train"]) for c in blob["summary"]["cells"]} == {
+        ("egnn", 32), ("transformer", 32), ("transformer", 64)}
+    assert "EGNN" in out.with_suffix(".md").read_text()
+    # the file rewritten meanwhile by a command with another step rule: this one's merge is
+    # refused, and what is on disk stays as that command left it
+    def rewritten(*args, **kw):
+        new = real(*args, **kw)
+        other = {**blob, "provenance": {**blob["provenance"], "min_steps": 3, "max_steps": 3}}
+        b.atomic_json(other, store)
+        return new
+
+    monkeypatch.setattr(b, "run_cell", rewritten)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        b.main([*common, "--routes", "egnn"])
+    assert "another step rule" in capsys.readouterr().err
+    assert json.loads(store.read_text())["provenance"]["min_steps"] == 3
+    assert keys() == [("charged", "egnn", 32, 0), ("charged", "transformer", 32, 0),
+                      ("charged", "transformer", 64, 0)]

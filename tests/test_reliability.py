@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from eqhelpers.__main__ import main
-from eqhelpers._util import LOCK, OutputError, claim_output, dir_lock
+from eqhelpers._util import LOCK, OutputError, claim_output, dir_lock, file_lock
 from eqhelpers.results import point_key
 
 TRAIN = ["train", "--task", "gravity", "--model", "transformer", "--beta", "1", "--budget", "tiny",
@@ -642,3 +642,40 @@ def test_data_in_a_dtype_that_cannot_hold_the_measurement_is_refused(dtype):
     if dt.is_floating_point:
         with pytest.raises(ValueError, match=f"field 'pos' is torch.{dtype}"):
             Sample({"pos": task["test"]["pos"].to(dt)}, task.spec.spec)
+
+
+def test_a_file_lock_waits_its_time_then_refuses_naming_the_holder(tmp_path):
+    """file_lock(wait=…) is for a lock held only while a file is read, merged and rewritten:
+    it waits for the holder to let go, up to its wait, and is then refused like dir_lock."""
+    import threading
+    import time
+
+    target = tmp_path / "study.json"
+    held = threading.Event()
+
+    def holder(seconds):
+        with file_lock(target, "the other writer"):
+            held.set()
+            time.sleep(seconds)
+
+    t = threading.Thread(target=holder, args=(0.3,))
+    t.start()
+    held.wait()
+    t0 = time.monotonic()
+    with file_lock(target, "this writer", wait=5.0):  # released after 0.3 s: it gets it
+        waited = time.monotonic() - t0
+    t.join()
+    assert 0.1 < waited < 5.0
+    held.clear()
+    t = threading.Thread(target=holder, args=(1.0,))
+    t.start()
+    held.wait()
+    with pytest.raises(OutputError, match="another run \\(the other writer"):
+        with file_lock(target, "this writer", wait=0.1):
+            pass
+    t.join()
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="wait must be"):
+            with file_lock(target, "this writer", wait=bad):
+                pass
+    assert not target.exists()  # a lock never creates the file it guards
