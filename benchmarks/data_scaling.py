@@ -386,23 +386,24 @@ def _main(p, a, b, out: Path, store: Path) -> int:
     old = read_json(store, "data scaling") if store.exists() else {"runs": []}
     want = {"budget": b.name, "epochs": a.epochs, "min_steps": a.min_steps,
             "max_steps": a.max_steps}
-    if old["runs"] and not a.summarise:  # one step rule per study: resuming with another is refused
-        if _step_rule(old["provenance"]) != want:
-            p.error(f"{store} holds a study made with {_step_rule(old['provenance'])}, not {want}: "
-                    f"use another --out")
     pool = study_pool(old, a.sizes)
+
+    def check(disk: dict) -> None:
+        """One step rule and one pool per study: at the start, and at each merge (another
+        command may have begun the file since)."""
+        if disk["runs"] and (_step_rule(disk["provenance"]) != want
+                             or study_pool(disk, a.sizes) != pool):
+            raise OutputError(f"{store} holds a study made with {_step_rule(disk['provenance'])} "
+                              f"(pool {study_pool(disk, a.sizes)}), not {want} (pool {pool}): "
+                              f"another step rule or pool; use another --out")
+
+    if not a.summarise:
+        check(old)
     if a.doubling is not None:
         return doubling(a, b, out, old["runs"], pool)
     if not a.summarise and max(a.sizes) > pool:
         p.error(f"{store} holds a study whose sizes are the first systems of {pool} generated "
                 f"ones; --sizes {max(a.sizes)} would need other systems: use another --out")
-
-    def check(disk: dict) -> None:  # another command may have begun the file since
-        if disk["runs"] and (_step_rule(disk["provenance"]) != want
-                             or study_pool(disk, a.sizes) != pool):
-            raise OutputError(f"{store} was begun by another command with another step rule or "
-                              f"pool ({_step_rule(disk['provenance'])}, pool "
-                              f"{study_pool(disk, a.sizes)}): use another --out")
 
     def whole(runs: list[dict], disk: dict) -> dict:
         return {"runs": runs, "summary": summarise(runs),
@@ -434,8 +435,8 @@ def _main(p, a, b, out: Path, store: Path) -> int:
             p.error(f"no runs in {store}: nothing to summarise")
         # --summarise trains nothing: the runs keep the provenance (step rule, command) they
         # were made with
-        blob = (old if a.summarise and "provenance" in old else whole(old["runs"], old))
-        blob = {**blob, "summary": summarise(blob["runs"])}
+        blob = ({**old, "summary": summarise(old["runs"])} if a.summarise and "provenance" in old
+                else whole(old["runs"], old))
         md = markdown(blob)
         atomic_json(blob, store)
         atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
