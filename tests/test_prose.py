@@ -570,23 +570,25 @@ def test_the_long_study_sentences_are_its_files():
          f"and the learned canonical pose ({sci(lo['learned_canonical'])}) is below the PCA pose "
          f"({sci(lo['canonical'])})")
     assert lo["learned_canonical"] < lo["canonical"]
-    # the smaller sizes so far, and what ten times the data buys each route there
+    # the size axis at 6000 steps: its slopes, and what ten times the data buys each route
     labels = _bench_labels()
-    small = sorted({c["n_train"] for c in every} - {n})
-    says(f"6000 steps per run, so far {' and '.join(str(m) for m in [*small, n])} systems of the "
+    sizes = sorted({c["n_train"] for c in every})
+    m = sizes[0]
+    says(f"6000 steps per run, so far {', '.join(str(k) for k in sizes[:-1])} and {n} systems of the "
          f"rotation split")
-    for m in small:
-        at = {c["route"]: c["test_mse"] for c in every if c["n_train"] == m}
-        gain = {r: at[r] / lo[r] for r in at}
-        learned = [r for r in ("da", "remul") if r in at]
-        says(f"{m} systems (so far {', '.join(labels[r] for r in at)}) "
-             + ", ".join(f"{labels[r]} reaches {sci(at[r])}" for r in learned)
-             + f", each within {max(gain[r] for r in learned):.2f}× of its error at {n}: {n // m} "
-             f"times the data buys the learned routes little at these steps, while the plain "
-             f"Transformer's error falls {gain['transformer']:.1f}×"
-             + "".join(f", {labels[r]}'s {gain[r]:.1f}×" for r in at
-                       if r not in ("transformer", "da", "remul")))
-        assert max(gain[r] for r in learned) < 1.5 < gain["transformer"]
+    fits = {f["route"]: f["test_mse"] for f in long["summary"]["fits"] if f["task"] == task}
+    assert all(f["sizes"] == sizes for f in long["summary"]["fits"])
+    says(f"Its test slopes over {m}–{n} systems: "
+         + ", ".join(f"{labels[r]} {fits[r]['slope']:.2f} ± {fits[r]['slope_ci95']:.2f}" for r in fits))
+    at = {c["route"]: c["test_mse"] for c in every if c["n_train"] == m}
+    gain = {r: at[r] / lo[r] for r in at}
+    says(f"{n // m} times the data buys DA and REMUL at most "
+         f"{max(gain['da'], gain['remul']):.2f}× and EGNN {gain['egnn']:.2f}× at these steps, while the "
+         f"plain Transformer's error falls {gain['transformer']:.1f}×")
+    assert max(gain["da"], gain["remul"]) < 1.5 < gain["transformer"]
+    assert all(fits[r]["slope"] > -0.2 for r in ("da", "remul", "egnn"))  # "nearly flat"
+    assert all(fits[r]["slope"] < -0.3 for r in ("transformer", "frames", "canonical",
+                                                   "learned_canonical"))  # "the single model"
     dbl = load(RESULTS / "data_scaling_cpu_steps6000_doubling.json")["summary"]
     assert all((d["task"], d["n_train"], d["steps"], d["doubled_steps"]) == (task, n, 6000, 12000)
                for d in dbl)
