@@ -337,11 +337,13 @@ def _step_rule(prov: dict) -> dict:
     return {k: prov[k] for k in ("budget", "epochs", "min_steps", "max_steps")}
 
 
-def _merge(store: Path, what: str, new: list[dict], whole, check=None) -> dict:
+def _merge(store: Path, what: str, new: list[dict], whole, check=None, md=None) -> dict:
     """Add ``new`` runs to ``store`` as it is on disk now, under the file's lock: read, merge,
     rewrite atomically. Several commands extend one file at once this way (each run is kept
     once, by its key), and none loses another's runs. ``whole(runs, old)`` builds what the file
-    holds; ``check(old)`` refuses a file another command made with another rule."""
+    holds; ``check(old)`` refuses a file another command made with another rule (or none).
+    ``md(blob)``, at a command's end, writes the table beside it under the same lock, so the two
+    agree."""
     with file_lock(store, "data_scaling.py", wait=LOCK_WAIT):
         old = read_json(store, what) if store.exists() else {"runs": []}
         if check is not None:
@@ -350,7 +352,20 @@ def _merge(store: Path, what: str, new: list[dict], whole, check=None) -> dict:
         runs = old["runs"] + [r for r in new if _key(r) not in have]
         blob = whole(runs, old)
         atomic_json(blob, store)
+        if md is not None:
+            text = md(blob)
+            atomic_write(store.with_suffix(".md"),
+                         lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            print(text)
         return blob
+
+
+def _nonempty(error: BaseException):
+    """A ``check`` for a command's end: a file with no runs has nothing to summarise."""
+    def check(disk: dict) -> None:
+        if not disk["runs"]:
+            raise error
+    return check
 
 
 @contextlib.contextmanager
@@ -429,18 +444,14 @@ def _main(p, a, b, out: Path, store: Path) -> int:
                       f"{np.mean([r['test_mse'] for r in new]):.3e} ood "
                       f"{np.mean([r['ood_mse'] for r in new]):.3e} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    with file_lock(store, "data_scaling.py", wait=LOCK_WAIT):
-        old = read_json(store, "data scaling") if store.exists() else {"runs": []}
-        if not old["runs"]:
-            p.error(f"no runs in {store}: nothing to summarise")
+    def kept(runs: list[dict], disk: dict) -> dict:
         # --summarise trains nothing: the runs keep the provenance (step rule, command) they
         # were made with
-        blob = ({**old, "summary": summarise(old["runs"])} if a.summarise and "provenance" in old
-                else whole(old["runs"], old))
-        md = markdown(blob)
-        atomic_json(blob, store)
-        atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
-    print(md)
+        return ({**disk, "summary": summarise(runs)} if a.summarise and "provenance" in disk
+                else whole(runs, disk))
+
+    _merge(store, "data scaling", [], kept,
+           _nonempty(OutputError(f"no runs in {store}: nothing to summarise")), markdown)
     return 0
 
 
@@ -497,15 +508,8 @@ def doubling(a, b, out: Path, runs: list[dict], pool: int) -> int:
                            run_cell(task, route, n, todo, a.budget, steps, a.device), whole)
                 print(f"{name:22s} {route:15s} n={n:<6d} steps {steps:<5d} doubled "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    with file_lock(store, "data_scaling.py", wait=LOCK_WAIT):
-        disk = read_json(store, "doubling check") if store.exists() else {"runs": []}
-        if not disk["runs"]:
-            raise SystemExit(f"error: no doubled runs in {store}")
-        blob = whole(disk["runs"], disk)
-        atomic_json(blob, store)
-        md = markdown_doubling(blob)
-        atomic_write(store.with_suffix(".md"), lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
-    print(md)
+    _merge(store, "doubling check", [], whole,
+           _nonempty(SystemExit(f"error: no doubled runs in {store}")), markdown_doubling)
     return 0
 
 

@@ -250,3 +250,12 @@ def test_two_commands_extend_one_study_at_once(tmp_path, capsys, monkeypatch):
     assert json.loads(store.read_text())["provenance"]["min_steps"] == 3
     assert keys() == [("charged", "egnn", 32, 0), ("charged", "transformer", 32, 0),
                       ("charged", "transformer", 64, 0)]
+
+
+def test_summarising_a_study_with_no_runs_is_refused_and_writes_nothing(tmp_path, capsys):
+    b = _bench()
+    out = tmp_path / "empty"
+    with pytest.raises(SystemExit):
+        b.main(["--budget", "tiny", "--summarise", "--out", str(out)])
+    assert "no runs in" in capsys.readouterr().err
+    assert not out.with_suffix(".json").exists() and not out.with_suffix(".md").exists()
