@@ -203,6 +203,8 @@ def file_lock(path: str | os.PathLike, what: str, wait: float = 0.0):
 
 @contextlib.contextmanager
 def _flock(lock: Path, target: Path, what: str, wait: float = 0.0):
+    if not (wait >= 0 and math.isfinite(wait)):  # refused on every platform, with or without flock
+        raise ValueError(f"wait must be a finite number of seconds >= 0, got {wait!r}")
     try:
         import fcntl
     except ImportError:  # pragma: no cover - no flock (Windows): run unguarded, say so
@@ -212,8 +214,6 @@ def _flock(lock: Path, target: Path, what: str, wait: float = 0.0):
                       f"{target} at once", stacklevel=4)
         yield
         return
-    if not (wait >= 0 and math.isfinite(wait)):
-        raise ValueError(f"wait must be a finite number of seconds >= 0, got {wait!r}")
     fh = open(lock, "a+", encoding="utf-8")
     try:
         deadline = time.monotonic() + wait

@@ -679,3 +679,27 @@ def test_a_file_lock_waits_its_time_then_refuses_naming_the_holder(tmp_path):
             with file_lock(target, "this writer", wait=bad):
                 pass
     assert not target.exists()  # a lock never creates the file it guards
+
+
+def test_a_bad_wait_is_refused_where_there_is_no_flock_too(tmp_path, monkeypatch):
+    """Without ``fcntl`` (Windows) the lock runs unguarded with a warning, but a bad ``wait`` is
+    still a caller's error, refused before anything else."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_fcntl(name, *args, **kwargs):
+        if name == "fcntl":
+            raise ImportError("no fcntl here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fcntl)
+    target = tmp_path / "results.json"
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="wait must be"):
+            with file_lock(target, "this writer", wait=bad):
+                pass
+    with pytest.warns(UserWarning, match="no file locking on this platform"):
+        with file_lock(target, "this writer", wait=1.0):
+            pass
+    assert not (tmp_path / ".results.json.lock").exists()  # unguarded: no lock file either
