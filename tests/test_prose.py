@@ -537,6 +537,38 @@ def _cell(summary, task, route, n):
     return hits[0]
 
 
+def test_the_converged_sentences_are_their_files():
+    """Every route at 3000 systems has had its doubling check at the most steps it has had, and
+    the README's converged comparison is the doubled runs of those checks."""
+    task, n = "gravity_rotation_split", 3000
+    labels = _bench_labels()
+    last = {}  # route -> its doubling check at the most steps
+    for name in ("data_scaling_cpu_steps6000_doubling", "data_scaling_cpu_steps12000_doubling"):
+        for d in load(RESULTS / f"{name}.json")["summary"]:
+            earlier = last.get(d["route"], {}).get("steps", 0)
+            if (d["task"], d["n_train"]) == (task, n) and d["steps"] > earlier:
+                last[d["route"]] = d
+    cells = load(RESULTS / "data_scaling_cpu_steps6000.json")["summary"]["cells"]
+    study = {c["route"] for c in cells if c["n_train"] == n}
+    assert set(last) == study  # "every route … has passed the doubling check"
+    assert all(d["converged"] for d in last.values())
+    again = [last[r] for r in ("da", "learned_canonical")]
+    assert all(d["steps"] == 12000 for d in again)
+    says(f"Those two, trained at 12000 steps and doubled again "
+         f"(`benchmarks/results/data_scaling_cpu_steps12000_doubling.md`), change by "
+         f"{again[0]['change']:+.0%} and {again[1]['change']:+.0%}")
+    final = {r: d["test_mse_doubled"] for r, d in last.items()}
+    ratio = {r: final[r] / final["egnn"] for r in final}
+    close = ("da", "remul", "frames")
+    says(", ".join(f"{labels[r]} ({sci(final[r])})" for r in close[:2]) + f" and {labels['frames']} "
+         f"({sci(final['frames'])}) are within {max(ratio[r] for r in close):.2f}× of EGNN "
+         f"({sci(final['egnn'])}); the learned canonical pose ({sci(final['learned_canonical'])}) is "
+         f"{ratio['learned_canonical']:.2f}× above it, the plain Transformer "
+         f"({sci(final['transformer'])}) {ratio['transformer']:.2f}× and the PCA pose "
+         f"({sci(final['canonical'])}) {ratio['canonical']:.2f}×")
+    assert max(ratio[r] for r in close) < 1.1 < ratio["learned_canonical"] < ratio["transformer"]
+
+
 def test_the_slow_routes_sentence_is_the_study():
     s = load(RESULTS / "data_scaling_cpu.json")["summary"]
     task = "gravity_rotation_split"
