@@ -596,6 +596,53 @@ def test_the_converged_sentences_are_their_files():
     assert da6000 / final["da"] > gain and n // small == 10
 
 
+def test_the_pool_30000_sentences_are_its_file():
+    """The size axis to 30000 systems: its own study (a pool cannot grow), the same step rule,
+    and its 3000-system runs beside the 6000-step study's, on another draw of test systems."""
+    task = "gravity_rotation_split"
+    labels = _bench_labels()
+    big = load(RESULTS / "data_scaling_cpu_pool30000.json")
+    prov = big["provenance"]
+    assert (prov["pool"], prov["min_steps"], prov["max_steps"]) == (30000, 6000, 12000)
+    cell = {(c["route"], c["n_train"]): c for c in big["summary"]["cells"] if c["task"] == task}
+    routes = list(dict.fromkeys(r for r, _ in cell))
+    sizes = sorted({n for _, n in cell})
+    assert sizes == [3000, 10000, 30000] and len(routes) == 5 and "frames" not in routes
+    assert all(c["seeds"] == 3 for c in cell.values())
+    lo, mid, hi = sizes
+    change = {r: cell[r, mid]["test_mse"] / cell[r, lo]["test_mse"] - 1 for r in routes}
+    flat = ("da", "remul", "egnn")
+    says(f"From {lo} to {mid} systems, at the same steps, DA, REMUL and EGNN change by at most "
+         f"{math.ceil(1000 * max(abs(change[r]) for r in flat)) / 10:.1f}%, while the plain "
+         f"Transformer's error falls {-change['transformer']:.0%} and the PCA pose's "
+         f"{-change['canonical']:.0%}")
+    assert all(c["steps"] == 6000 for (_, n), c in cell.items() if n < hi)  # "at the same steps"
+    assert {c["steps"] for (_, n), c in cell.items() if n == hi} == {12000}
+    ratio = {r: cell[r, hi]["test_mse"] / cell["egnn", hi]["test_mse"] for r in routes}
+    t = cell["transformer", hi]
+    says(f"at {hi} systems (12000 steps) every route is within "
+         f"{math.ceil(100 * max(ratio.values())) / 100:.2f}× of EGNN's test error "
+         f"({sci(cell['egnn', hi]['test_mse'])}), the plain Transformer too, but its OOD error stays "
+         f"{t['ood_mse'] / t['test_mse']:.1f}× its test error")
+    assert all(abs(cell[r, hi]["ood_mse"] / cell[r, hi]["test_mse"] - 1) < 0.02
+               for r in routes if r != "transformer")
+    fits = {f["route"]: f["test_mse"] for f in big["summary"]["fits"] if f["task"] == task}
+    assert all(f["sizes"] == sizes for f in big["summary"]["fits"])
+    says(f"Its test slopes over {lo}–{hi} systems: "
+         + ", ".join(f"{labels[r]} {fits[r]['slope']:.2f} ± {fits[r]['slope_ci95']:.2f}" for r in fits))
+    other = {c["route"]: c for c in load(RESULTS / "data_scaling_cpu_steps6000.json")["summary"]["cells"]
+             if (c["task"], c["n_train"]) == (task, lo)}
+    assert all(other[r]["steps"] == cell[r, lo]["steps"] for r in routes)  # "the same … steps"
+    draw = [cell[r, lo]["test_mse"] / other[r]["test_mse"] for r in routes]
+    from eqhelpers.budget import get_budget
+
+    n_test = get_budget(prov["budget"]).n_test
+    says(f"have {min(draw):.2f}–{max(draw):.2f}× that study's test error on their own draw of "
+         f"{n_test} test systems")
+    assert min(draw) > 2  # larger than any seed interval of either study at that size
+    assert all(c["test_mse_ci95"] < 0.5 * c["test_mse"] for c in (*other.values(), *cell.values()))
+
+
 def test_the_slow_routes_sentence_is_the_study():
     s = load(RESULTS / "data_scaling_cpu.json")["summary"]
     task = "gravity_rotation_split"
