@@ -542,14 +542,14 @@ def test_the_converged_sentences_are_their_files():
     the README's converged comparison is the doubled runs of those checks."""
     task, n = "gravity_rotation_split", 3000
     labels = _bench_labels()
-    first = [d for d in load(RESULTS / "data_scaling_cpu_steps6000_doubling.json")["summary"]
-             if (d["task"], d["n_train"]) == (task, n)]
+    checks = [load(RESULTS / f"data_scaling_cpu_steps{s}_doubling.json") for s in (6000, 12000)]
+    first = [d for d in checks[0]["summary"] if (d["task"], d["n_train"]) == (task, n)]
     last = {d["route"]: d for d in first}  # route -> its doubling check at the most steps
-    second = load(RESULTS / "data_scaling_cpu_steps12000_doubling.json")["summary"]
-    for d in second:
+    for d in checks[1]["summary"]:
         if (d["task"], d["n_train"]) == (task, n) and d["steps"] > last[d["route"]]["steps"]:
             last[d["route"]] = d
-    cells = load(RESULTS / "data_scaling_cpu_steps6000.json")["summary"]["cells"]
+    summary = load(RESULTS / "data_scaling_cpu_steps6000.json")["summary"]
+    cells = summary["cells"]
     assert set(last) == {c["route"] for c in cells if (c["task"], c["n_train"]) == (task, n)}
     assert all(d["converged"] for d in last.values())  # "every route … passes the doubling check"
     # "Those two": the cells still improving at 6000 steps, trained at 12000 and doubled
@@ -576,9 +576,7 @@ def test_the_converged_sentences_are_their_files():
          f"({sci(final['learned_canonical'], 2)}) is at {ratio['learned_canonical']:.2f}× EGNN's error, "
          f"the plain Transformer ({sci(final['transformer'], 2)}) at {ratio['transformer']:.2f}× and "
          f"the PCA pose ({sci(final['canonical'], 2)}) at {ratio['canonical']:.2f}×")
-    doubled = [r for r in load(RESULTS / "data_scaling_cpu_steps6000_doubling.json")["runs"]
-               + load(RESULTS / "data_scaling_cpu_steps12000_doubling.json")["runs"]
-               if (r["task"], r["n_train"]) == (task, n)]
+    doubled = [r for c in checks for r in c["runs"] if (r["task"], r["n_train"]) == (task, n)]
     egnn_seed = {r["seed"]: r["test_mse"] for r in doubled
                  if r["route"] == "egnn" and r["steps"] == last["egnn"]["doubled_steps"]}
     for route in close:  # "every seed a little above it"
@@ -587,7 +585,6 @@ def test_the_converged_sentences_are_their_files():
         assert len(seeds) == len(egnn_seed) and all(r["test_mse"] > egnn_seed[r["seed"]] for r in seeds)
     assert bound < ratio["learned_canonical"] < ratio["transformer"] < ratio["canonical"]
     # the size axis at 6000 steps, beside DA's converged error
-    summary = load(RESULTS / "data_scaling_cpu_steps6000.json")["summary"]
     da6000 = _cell(summary, task, "da", n)["test_mse"]
     small = min(c["n_train"] for c in cells)
     gain = _cell(summary, task, "da", small)["test_mse"] / da6000
