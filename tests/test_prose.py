@@ -702,3 +702,163 @@ def test_the_long_study_sentences_are_its_files():
     still = [f"{labels[d['route']]} ({d['change']:+.0%})" for d in dbl if not d["converged"]]
     says(f"counts {len(conv)} of its {len(dbl)} cells converged at 6000 steps (converged: "
          f"{', '.join(conv)}; still improving: {', '.join(still) or 'none'})")
+
+
+def test_the_test_draw_sentences_are_its_file():
+    """Crossing the two pools: the error follows the test systems, and a few carry most of it."""
+    blob = load(RESULTS / "test_draw_cpu.json")
+    s = blob["settings"]
+    assert (s["task"], s["pools"], s["n_train"], s["steps"]) == ("gravity_rotation_split",
+                                                                 [3000, 30000], 3000, 6000)
+    small, big = (str(p) for p in s["pools"])
+
+    def err(route, trained, tested, key="mse"):
+        rs = [r for r in blob["runs"] if (r["route"], r["train_pool"]) == (route, trained)]
+        assert len(rs) == len(s["seeds"]) == 3
+        return sum(r["eval"][tested]["test"][key] for r in rs) / len(rs)
+
+    e = {(t, x): err("egnn", t, x) for t in s["pools"] for x in (small, big)}
+    tr = {(t, x): err("transformer", t, x) for t in s["pools"] for x in (small, big)}
+    says("Crossing the two pools settles it (`python benchmarks/test_draw.py --budget cpu`, "
+         f"`benchmarks/results/test_draw_cpu.md`): EGNN trained on either pool's first {s['n_train']} "
+         f"systems has a test error of {sci(e[3000, small])} and {sci(e[30000, small])} on the "
+         f"pool-{small} test systems and {sci(e[3000, big])} and {sci(e[30000, big])} on the "
+         f"pool-{big} ones, and the plain Transformer's follows the test systems too "
+         f"({sci(tr[3000, small])} and {sci(tr[30000, small])} against {sci(tr[3000, big])} and "
+         f"{sci(tr[30000, big])})")
+    # "follows the test systems": the training pool moves each error less than the test pool does
+    for d in (e, tr):
+        for t in s["pools"]:
+            assert d[t, big] > 1.8 * d[t, small]
+        for x in (small, big):
+            assert abs(d[3000, x] / d[30000, x] - 1) < 0.1
+    # the study files agree with the crossed runs made in their own pool
+    steps6000 = load(RESULTS / "data_scaling_cpu_steps6000.json")["summary"]
+    assert abs(_cell(steps6000, s["task"], "egnn", 3000)["test_mse"] / e[3000, small] - 1) < 1e-6
+    top = [r["eval"][x]["test"]["top1_share"] for r in blob["runs"] if r["route"] == "egnn"
+           for x in (small, big)]
+    n_test = next(iter(blob["runs"]))["eval"][small]["test"]["n"]
+    says(f"the hardest 1% of them ({round(0.01 * n_test)} of {n_test}) carry "
+         f"{math.floor(100 * min(top)):.0f}–{math.ceil(100 * max(top)):.0f}% of EGNN's test error")
+    lo = err("egnn", 3000, small, "boot_lo")
+    hi = err("egnn", 3000, small, "boot_hi")
+    says(f"a bootstrap over the test systems puts EGNN's 95% interval at {sci(lo)}–{sci(hi)} on the "
+         f"pool-{small} draw")
+    assert hi / lo > 10
+    cv = [blob["baselines"][x]["test"]["constant velocity"]["top1_share"] for x in (small, big)]
+    says(f"while the constant-velocity baseline's error is spread (its hardest 1% carry "
+         f"{math.floor(100 * min(cv)):.0f}–{math.ceil(100 * max(cv)):.0f}%)")
+    assert max(cv) < 0.25 < 0.9 < min(top)
+
+
+def _charged_sentences():
+    """The README's sentences on charged under the 6000-step rule, built from its files (and the
+    comparisons they make, asserted): returned, so that a failure names the sentence."""
+    from eqhelpers.results import power_law_fit
+
+    task, n = "charged", 3000
+    labels = _bench_labels()
+    study = load(RESULTS / "data_scaling_cpu_charged_steps6000.json")
+    prov = study["provenance"]
+    assert (prov["pool"], prov["min_steps"], prov["max_steps"]) == (n, 6000, 12000)
+    runs = study["runs"]
+    assert {r["task"] for r in runs} == {task} and {r["steps"] for r in runs} == {6000}
+    sizes = sorted({r["n_train"] for r in runs})
+    axis = [r for r in dict.fromkeys(r["route"] for r in runs)
+            if {x["n_train"] for x in runs if x["route"] == r} == set(sizes)]
+    only = sorted({r["route"] for r in runs} - set(axis))
+    assert sizes == [300, 1000, 3000] and len(axis) == 5 and only == ["frames"]
+    assert {x["n_train"] for x in runs if x["route"] == "frames"} == {n}
+    out = ["On charged, under the same step rule "
+           f"(`benchmarks/results/data_scaling_cpu_charged_steps6000.md`: "
+           f"{', '.join(map(str, sizes[:-1]))} and {n} systems of the five single-pass routes, and "
+           f"frame averaging at {n} only, three seeds)"]
+    dbl = load(RESULTS / "data_scaling_cpu_charged_steps6000_doubling.json")["summary"]
+    assert all((d["task"], d["n_train"], d["steps"]) == (task, n, 6000) for d in dbl)
+    assert {d["route"] for d in dbl} == set(axis)  # frame averaging has had no doubling check
+    conv = [labels[d["route"]] for d in dbl if d["converged"]]
+    still = [d for d in dbl if not d["converged"]]
+    out.append("its doubling check "
+               f"(`benchmarks/results/data_scaling_cpu_charged_steps6000_doubling.md`) "
+               f"counts {len(conv)} of its {len(dbl)} cells converged at 6000 steps (converged: "
+               f"{', '.join(conv)}; still improving: "
+               + ", ".join(f"{labels[d['route']]} ({d['change']:+.0%})" for d in still) + ")")
+    again = {d["route"]: d for d in load(
+        RESULTS / "data_scaling_cpu_charged_steps6000_doubling_doubling.json")["summary"]}
+    assert set(again) == {d["route"] for d in still}
+    assert all((d["steps"], d["doubled_steps"]) == (12000, 24000) for d in again.values())
+    verdict = ("every one passes" if all(d["converged"] for d in again.values())
+               else "still improving: " + ", ".join(labels[r] for r, d in again.items()
+                                                    if not d["converged"]))
+    count = {1: "That one", 2: "Those two", 3: "Those three", 4: "Those four"}[len(again)]
+    out.append(f"{count}, their doubled runs doubled again to 24000 steps "
+               f"(`benchmarks/results/data_scaling_cpu_charged_steps6000_doubling_doubling.md`), "
+               f"change by " + " and ".join(f"{d['change']:+.0%} ± {d['change_ci95']:.0%}"
+                                            for d in again.values()) + f" ({verdict})")
+    # each route at 3000 systems at the most steps it has had
+    final = {d["route"]: (d["test_mse_doubled"], d["doubled_steps"]) for d in dbl}
+    for r, d in again.items():
+        final[r] = (d["test_mse_doubled"], d["doubled_steps"])
+    frames = [x["test_mse"] for x in runs if (x["route"], x["n_train"]) == ("frames", n)]
+    final["frames"] = (sum(frames) / len(frames), 6000)
+    order = sorted(final, key=lambda r: final[r][0])
+    out.append(f"At {n} systems, each route at the most steps it has had: " + ", ".join(
+        f"{labels[r]} {sci(final[r][0])} ({final[r][1]} steps"
+        + (", no doubling check" if r == "frames" else "") + ")" for r in order))
+    assert order[-2:] in (["canonical", "transformer"], ["transformer", "canonical"])
+    # the plain Transformer and the PCA pose: short of data, not of steps
+    shipped = load(RESULTS / "data_scaling_cpu_doubling.json")["summary"]
+    early = {d["route"]: d["test_mse_doubled"] for d in shipped
+             if (d["task"], d["n_train"]) == (task, n)}
+    late = {d["route"]: d["test_mse_doubled"] for d in dbl}
+    flat = {r: late[r] / early[r] - 1 for r in ("transformer", "canonical")}
+    assert all(v > -0.05 for v in flat.values())  # "do not fall"
+    steps_early = {d["doubled_steps"] for d in shipped if (d["task"], d["n_train"]) == (task, n)}
+    assert steps_early == {2814}
+    out.append(f"the plain Transformer and the PCA pose do not improve from {steps_early.pop()} to "
+               "12000 "
+               f"steps (their error moves {flat['transformer']:+.0%} and {flat['canonical']:+.0%})")
+    old = load(RESULTS / "data_scaling_cpu.json")["runs"]
+
+    def slope(rs, route):
+        pts = [(x["n_train"], x["test_mse"]) for x in rs
+               if (x["task"], x["route"]) == (task, route) and x["n_train"] in sizes]
+        assert len(pts) == 3 * len(sizes)
+        f = power_law_fit([p for p, _ in pts], [e for _, e in pts])
+        return f"{f['slope']:.2f} ± {f['slope_ci95']:.2f}", f["slope"]
+
+    fits = {r: slope(runs, r) for r in axis}
+    out.append(f"Its test slopes over {sizes[0]}–{n} systems: "
+               + ", ".join(f"{labels[r]} {fits[r][0]}" for r in axis))
+    egnn_old = slope(old, "egnn")
+    out.append(f"EGNN's is steeper than its {egnn_old[0]} at the shipped study's steps")
+    assert fits["egnn"][1] < egnn_old[1] - 0.2
+    assert max(fits["da"][1], fits["remul"][1]) > -0.3 > min(fits["transformer"][1],
+                                                            fits["canonical"][1])
+    small = {r: sum(x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, sizes[0])) / 3
+             for r in ("da", "remul", "egnn")}
+    out.append(f"At {sizes[0]} systems DA ({sci(small['da'])}) and REMUL ({sci(small['remul'])}) are "
+               f"below EGNN ({sci(small['egnn'])})")
+    assert max(small["da"], small["remul"]) < small["egnn"]
+    return out
+
+
+def test_the_charged_long_study_sentences_are_its_files():
+    for phrase in _charged_sentences():
+        says(phrase)
+    blob = load(RESULTS / "test_draw_cpu_charged.json")
+    assert blob["settings"]["task"] == "charged" and blob["settings"]["pools"] == [3000, 30000]
+    top = [r["eval"][x]["test"]["top1_share"] for r in blob["runs"] if r["route"] == "egnn"
+           for x in ("3000", "30000")]
+    ratio = []
+    for route in ("egnn", "transformer"):
+        for t in (3000, 30000):
+            rs = [r for r in blob["runs"] if (r["route"], r["train_pool"]) == (route, t)]
+            a, b = (sum(r["eval"][x]["test"]["mse"] for r in rs) / len(rs) for x in ("3000", "30000"))
+            ratio.append(max(a / b, b / a))
+    says("the crossing of two pools (`python benchmarks/test_draw.py --budget cpu --task charged --out "
+         "benchmarks/results/test_draw_cpu_charged`) finds a milder effect: the hardest 1% of the test "
+         f"systems carry {math.floor(100 * min(top)):.0f}–{math.ceil(100 * max(top)):.0f}% of EGNN's "
+         f"test error, and a route's error on the two draws differs by at most "
+         f"{math.ceil(100 * max(ratio)) / 100:.2f}×")
+    assert max(top) < 0.5 and max(ratio) < 1.5
