@@ -106,18 +106,25 @@ def nested(task: Task, n: int) -> Task:
     return replace(task, splits=splits, config={**task.config, "n_train": n})
 
 
-def run_cell(task: Task, route: str, n: int, seeds, budget: str, steps: int,
-             device: str) -> list:
-    """Train one (task, route, size) for every seed, as one stack; its runs' records."""
+def train_cell(task: Task, route: str, n: int, seeds, budget: str, steps: int,
+               device: str) -> list:
+    """Train one (task, route, size) for every seed, as one stack on the first ``n`` systems:
+    ``[(seed, (model, history, metrics)), …]`` in the order of ``seeds``."""
     model, objective, beta, options = ROUTES[route]
     b = get_budget(budget).scaled(n_train=n)
     points = [{"objective": objective, "alpha": 1.0, "beta": beta, "seed": s} for s in seeds]
     res = run_group(nested(task, n), model, points, budget=b, device=device, progress=False,
                     steps=steps, **options)
+    return [(p["seed"], r) for p, r in zip(points, res)]
+
+
+def run_cell(task: Task, route: str, n: int, seeds, budget: str, steps: int,
+             device: str) -> list:
+    """Train one (task, route, size) for every seed, as one stack; its runs' records."""
     out = []
-    for p, (_, hist, m) in zip(points, res):
+    for seed, (_, hist, m) in train_cell(task, route, n, seeds, budget, steps, device):
         curve = [(r["step"], r["val_mse"]) for r in hist.records if "val_mse" in r]
-        out.append({"task": task.name, "route": route, "n_train": n, "seed": p["seed"],
+        out.append({"task": task.name, "route": route, "n_train": n, "seed": seed,
                     "steps": m["config"]["steps"], "best_step": m["best_step"],
                     "val_curve": curve,
                     "test_mse": m["test_mse"], "ood_mse": m["ood_mse"],

@@ -50,7 +50,6 @@ from eqhelpers.data import load_task
 from eqhelpers.equivariance import member_mse
 from eqhelpers.evaluation import baseline_predictions, predict
 from eqhelpers.results import mean_interval
-from eqhelpers.train import run_group
 
 HERE = Path(__file__).resolve().parent
 SPLITS = ("val", "test")
@@ -143,28 +142,23 @@ def main(argv=None) -> int:
         for name, pr in baseline_predictions(t, t[split]).items()} for split in SPLITS}
         for n, t in tasks.items()}
     for route in a.routes:
-        model, objective, beta, options = ds.ROUTES[route]
         for n_pool, task in tasks.items():
             if (route, n_pool) in done:
                 print(f"{route:12s} pool {n_pool:<6d} on disk: skipped", flush=True)
                 continue
             t0 = time.perf_counter()
-            points = [{"objective": objective, "alpha": 1.0, "beta": beta, "seed": s}
-                      for s in a.seeds]
-            res = run_group(ds.nested(task, a.n_train), model, points,
-                            budget=b.scaled(n_train=a.n_train), device=a.device,
-                            progress=False, steps=a.steps, **options)
+            res = ds.train_cell(task, route, a.n_train, a.seeds, b.name, a.steps, a.device)
             new = []
-            for pt, (net, _, m) in zip(points, res):
+            for seed, (net, _, m) in res:
                 evals = {str(k): {split: describe(per_system_mse(predict(net, t[split]),
-                                                                 t[split]), a.boot, pt["seed"])
+                                                                 t[split]), a.boot, seed)
                                   for split in SPLITS} for k, t in tasks.items()}
                 # the run's own test split must be what the trainer reported
                 own = evals[str(n_pool)]["test"]["mse"]
                 if not abs(own - m["test_mse"]) <= 1e-5 * max(own, m["test_mse"]):
                     raise RuntimeError(f"{route} pool {n_pool}: test MSE {own} here, "
                                        f"{m['test_mse']} from the trainer")
-                new.append({"route": route, "train_pool": n_pool, "seed": pt["seed"],
+                new.append({"route": route, "train_pool": n_pool, "seed": seed,
                             "train_seconds": m["train_seconds"] / m["stack"], "eval": evals})
             with file_lock(store, "test_draw.py", wait=30.0):
                 disk = read_json(store, "test draw") if store.exists() else {}
