@@ -751,14 +751,27 @@ def test_the_test_draw_sentences_are_its_file():
     assert max(cv) < 0.25 < 0.9 < min(top)
 
 
+WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+
+
+def _chain(study):
+    """A study's doubling checks in order: its check, that check's runs doubled again, …"""
+    out, name = [], f"{study}_doubling"
+    while (RESULTS / f"{name}.json").exists():
+        out.append(name)
+        name += "_doubling"
+    return out
+
+
 def _charged_sentences():
     """The README's sentences on charged under the 6000-step rule, built from its files (and the
-    comparisons they make, asserted): returned, so that a failure names the sentence."""
+    comparisons they make, asserted): returned, so that a failure names the sentence. Every
+    doubling file of the study's chain is read, whatever routes each holds."""
     from eqhelpers.results import power_law_fit
 
-    task, n = "charged", 3000
+    task, n, base = "charged", 3000, "data_scaling_cpu_charged_steps6000"
     labels = _bench_labels()
-    study = load(RESULTS / "data_scaling_cpu_charged_steps6000.json")
+    study = load(RESULTS / f"{base}.json")
     prov = study["provenance"]
     assert (prov["pool"], prov["min_steps"], prov["max_steps"]) == (n, 6000, 12000)
     runs = study["runs"]
@@ -766,46 +779,57 @@ def _charged_sentences():
     sizes = sorted({r["n_train"] for r in runs})
     axis = [r for r in dict.fromkeys(r["route"] for r in runs)
             if {x["n_train"] for x in runs if x["route"] == r} == set(sizes)]
-    only = sorted({r["route"] for r in runs} - set(axis))
-    assert sizes == [300, 1000, 3000] and len(axis) == 5 and only == ["frames"]
-    assert {x["n_train"] for x in runs if x["route"] == "frames"} == {n}
+    only = [r for r in dict.fromkeys(r["route"] for r in runs) if r not in axis]
+    assert sizes == [300, 1000, 3000] and all(
+        {x["n_train"] for x in runs if x["route"] == r} == {n} for r in only)
+    assert all(sum(x["route"] == r for x in runs) == 3 * (1 if r in only else len(sizes))
+               for r in axis + only)  # three seeds each
+    what = f"{', '.join(map(str, sizes[:-1]))} and {n} systems of {WORDS[len(axis)]} routes"
+    if only:
+        what += (f", and {' and '.join(labels[r] for r in only)} at {n} only")
     out = ["On charged, under the same step rule "
-           f"(`benchmarks/results/data_scaling_cpu_charged_steps6000.md`: "
-           f"{', '.join(map(str, sizes[:-1]))} and {n} systems of the five single-pass routes, and "
-           f"frame averaging at {n} only, three seeds)"]
-    dbl = load(RESULTS / "data_scaling_cpu_charged_steps6000_doubling.json")["summary"]
+           f"(`benchmarks/results/{base}.md`: {what}, three seeds)"]
+    chain = _chain(base)
+    assert chain, "the 6000-step study on charged has its doubling check"
+    dbl = load(RESULTS / f"{chain[0]}.json")["summary"]
     assert all((d["task"], d["n_train"], d["steps"]) == (task, n, 6000) for d in dbl)
-    assert {d["route"] for d in dbl} == set(axis)  # frame averaging has had no doubling check
+    unchecked = [r for r in axis + only if r not in {d["route"] for d in dbl}]
     conv = [labels[d["route"]] for d in dbl if d["converged"]]
     still = [d for d in dbl if not d["converged"]]
     out.append("its doubling check "
-               f"(`benchmarks/results/data_scaling_cpu_charged_steps6000_doubling.md`) "
+               f"(`benchmarks/results/{chain[0]}.md`) "
                f"counts {len(conv)} of its {len(dbl)} cells converged at 6000 steps (converged: "
                f"{', '.join(conv)}; still improving: "
                + ", ".join(f"{labels[d['route']]} ({d['change']:+.0%})" for d in still) + ")")
-    again = {d["route"]: d for d in load(
-        RESULTS / "data_scaling_cpu_charged_steps6000_doubling_doubling.json")["summary"]}
-    assert set(again) == {d["route"] for d in still}
-    assert all((d["steps"], d["doubled_steps"]) == (12000, 24000) for d in again.values())
-    verdict = ("every one passes" if all(d["converged"] for d in again.values())
-               else "still improving: " + ", ".join(labels[r] for r, d in again.items()
-                                                    if not d["converged"]))
-    count = {1: "That one", 2: "Those two", 3: "Those three", 4: "Those four"}[len(again)]
-    out.append(f"{count}, their doubled runs doubled again to 24000 steps "
-               f"(`benchmarks/results/data_scaling_cpu_charged_steps6000_doubling_doubling.md`), "
-               f"change by " + " and ".join(f"{d['change']:+.0%} ± {d['change_ci95']:.0%}"
-                                            for d in again.values()) + f" ({verdict})")
     # each route at 3000 systems at the most steps it has had
     final = {d["route"]: (d["test_mse_doubled"], d["doubled_steps"]) for d in dbl}
-    for r, d in again.items():
-        final[r] = (d["test_mse_doubled"], d["doubled_steps"])
-    frames = [x["test_mse"] for x in runs if (x["route"], x["n_train"]) == ("frames", n)]
-    final["frames"] = (sum(frames) / len(frames), 6000)
+    count = {1: "That one", 2: "Those two", 3: "Those three", 4: "Those four"}
+    for k, name in enumerate(chain[1:]):
+        again = {d["route"]: d for d in load(RESULTS / f"{name}.json")["summary"]}
+        assert set(again) == {d["route"] for d in still}, f"{name} doubles what still improved"
+        assert all(d["steps"] == final[r][1] for r, d in again.items())
+        steps = {d["doubled_steps"] for d in again.values()}
+        assert len(steps) == 1
+        verdict = ("every one passes" if all(d["converged"] for d in again.values())
+                   else "still improving: " + ", ".join(labels[r] for r, d in again.items()
+                                                        if not d["converged"]))
+        who = (f"{count[len(again)]}, their doubled runs doubled again to" if k == 0 else
+               " and ".join(labels[r] for r in again) + ", doubled once more to")
+        out.append(f"{who} {steps.pop()} steps (`benchmarks/results/{name}.md`), change by "
+                   + " and ".join(f"{d['change']:+.0%} ± {d['change_ci95']:.0%}"
+                                  for d in again.values()) + f" ({verdict})")
+        for r, d in again.items():
+            final[r] = (d["test_mse_doubled"], d["doubled_steps"])
+        still = [d for d in again.values() if not d["converged"]]
+    for r in unchecked:
+        errs = [x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, n)]
+        final[r] = (sum(errs) / len(errs), 6000)
     order = sorted(final, key=lambda r: final[r][0])
     out.append(f"At {n} systems, each route at the most steps it has had: " + ", ".join(
         f"{labels[r]} {sci(final[r][0])} ({final[r][1]} steps"
-        + (", no doubling check" if r == "frames" else "") + ")" for r in order))
-    assert order[-2:] in (["canonical", "transformer"], ["transformer", "canonical"])
+        + (", no doubling check" if r in unchecked else "") + ")" for r in order))
+    poor = {"transformer", "canonical", "learned_canonical"} & set(final)  # the highest errors
+    assert set(order[-len(poor):]) == poor
     # the plain Transformer and the PCA pose: short of data, not of steps
     shipped = load(RESULTS / "data_scaling_cpu_doubling.json")["summary"]
     early = {d["route"]: d["test_mse_doubled"] for d in shipped
@@ -830,6 +854,23 @@ def _charged_sentences():
     fits = {r: slope(runs, r) for r in axis}
     out.append(f"Its test slopes over {sizes[0]}–{n} systems: "
                + ", ".join(f"{labels[r]} {fits[r][0]}" for r in axis))
+    full = {r: power_law_fit([x["n_train"] for x in runs if x["route"] == r],
+                             [x["test_mse"] for x in runs if x["route"] == r]) for r in axis}
+    exact = [r for r in ("frames", "canonical", "learned_canonical") if r in axis]
+    if exact:  # exact, but as hungry for data as the plain model
+        assert all(abs(full[r]["slope"] - full["transformer"]["slope"])
+                   < full[r]["slope_ci95"] + full["transformer"]["slope_ci95"] for r in exact)
+        names = [labels[r] for r in exact]
+        names = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        out.append(f"{names}, exact routes, have slopes within the "
+                   "intervals of the plain Transformer's")
+    if "learned_canonical" in axis:
+        per = {r: {m: sum(x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, m)) / 3
+                   for m in sizes} for r in ("learned_canonical", "canonical")}
+        assert all(per["learned_canonical"][m] >= per["canonical"][m] for m in sizes)
+        out.append("the learned pose is nowhere below the PCA pose (" + ", ".join(
+            f"{sci(per['learned_canonical'][m])} against {sci(per['canonical'][m])} at {m}"
+            for m in sizes) + ")")
     egnn_old = slope(old, "egnn")
     out.append(f"EGNN's is steeper than its {egnn_old[0]} at the shipped study's steps")
     assert fits["egnn"][1] < egnn_old[1] - 0.2
@@ -841,8 +882,10 @@ def _charged_sentences():
                f"below EGNN ({sci(small['egnn'])})")
     assert max(small["da"], small["remul"]) < small["egnn"]
     e = next(d for d in dbl if d["route"] == "egnn")
-    assert e["converged"] and final["egnn"][1] * 2 == min(final["da"][1], final["remul"][1])
-    out.append(f"they pass EGNN given twice its steps (EGNN converged by its mean change, "
+    times = min(final["da"][1], final["remul"][1]) // final["egnn"][1]
+    assert e["converged"] and times * final["egnn"][1] == min(final["da"][1], final["remul"][1])
+    out.append(f"they pass EGNN given {({2: 'twice', 4: 'four times', 8: 'eight times'})[times]} "
+               f"its steps (EGNN converged by its mean change, "
                f"{e['change']:+.0%} ± {e['change_ci95']:.0%})")
     assert max(final["da"][0], final["remul"][0]) < final["egnn"][0]
     return out
