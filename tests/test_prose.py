@@ -899,10 +899,18 @@ def _charged_sentences():
                     f"error by {d['change']:+.0%} ± {d['change_ci95']:.0%})")
         return f"{labels[r]} has not stopped at {d['doubled_steps']} steps"
 
+    checks = {(last[r]["steps"], last[r]["doubled_steps"]) for r in ("da", "remul")}
+    if all(last[r]["converged"] for r in ("da", "remul")) and len(checks) == 1:
+        lo, hi = checks.pop()
+        end = (f"both pass the check from {lo} to {hi} steps by the mean change ("
+               + ", ".join(f"{labels[r]} {last[r]['change']:+.0%} ± {last[r]['change_ci95']:.0%}"
+                           for r in ("da", "remul")) + ")")
+    else:
+        end = f"{where('da')}; {where('remul')}"
     out.append(f"they are below EGNN already at its own {final['egnn'][1]} steps, on each of the "
                f"three seeds (EGNN converged by its mean change, "
                f"{e['change']:+.0%} ± {e['change_ci95']:.0%}), and further below at their most "
-               f"steps: {where('da')}; {where('remul')}")
+               f"steps: {end}")
     # their flat slopes are partly steps: at 3000 systems their 6000-step error keeps falling
     at = {r: {m: sum(x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, m)) / 3
               for m in (sizes[0], n)} for r in ("da", "remul")}
