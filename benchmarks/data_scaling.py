@@ -192,7 +192,15 @@ def _commands(prov: dict) -> str:
 
 def markdown_doubling(blob: dict) -> str:
     prov = blob["provenance"]
-    lines = [f"Doubling check of the data-scaling study at budget `{prov['budget']}` (its step rule: "
+    # a doubling check of a doubling check (``--out`` naming a ``_doubling`` file) starts past the
+    # step rule: the header says so rather than implying the study's own steps
+    rule = {c["steps"]: steps_for(c["n_train"], prov["batch_size"], prov["epochs"],
+                                  prov["min_steps"], prov["max_steps"]) for c in blob["summary"]}
+    beyond = sorted(s for s, want in rule.items() if s != want)
+    what = ("the data-scaling study" if not beyond else
+            "runs already trained beyond the data-scaling study's step rule (from "
+            + ", ".join(map(str, beyond)) + " steps: a doubling check of a doubling check)")
+    lines = [f"Doubling check of {what} at budget `{prov['budget']}` (the study's step rule: "
              f"{prov['epochs']:g} epochs within {prov['min_steps']}–{prov['max_steps']} steps), device "
              f"{prov['device']}, eqhelpers {prov['version']}, {_dates(prov)}. The same seeds trained "
              f"again with twice the steps; change: the mean over seeds of the relative change of the "

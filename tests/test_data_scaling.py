@@ -259,3 +259,20 @@ def test_summarising_a_study_with_no_runs_is_refused_and_writes_nothing(tmp_path
         b.main(["--budget", "tiny", "--summarise", "--out", str(out)])
     assert "no runs in" in capsys.readouterr().err
     assert not out.with_suffix(".json").exists() and not out.with_suffix(".md").exists()
+
+
+def test_a_doubling_check_of_a_doubling_check_says_where_its_runs_start():
+    b = _bench()
+    prov = {"budget": "cpu", "epochs": 30.0, "min_steps": 6000, "max_steps": 12000, "device": "cpu",
+            "batch_size": 64,
+            "version": "0", "date": "2026-12-07", "command": "python benchmarks/data_scaling.py"}
+    cell = {"task": "charged", "route": "da", "n_train": 3000, "test_mse": 3e-3,
+            "test_mse_doubled": 2e-3, "change": -1 / 3, "change_ci95": 0.1, "converged": False}
+    own = b.markdown_doubling({"provenance": prov, "summary": [dict(cell, steps=6000,
+                                                                    doubled_steps=12000)]})
+    again = b.markdown_doubling({"provenance": prov, "summary": [dict(cell, steps=12000,
+                                                                      doubled_steps=24000)]})
+    head = [m.splitlines()[0] for m in (own, again)]
+    assert head[0].startswith("Doubling check of the data-scaling study at budget `cpu`")
+    assert "beyond the data-scaling study's step rule (from 12000 steps" in head[1]
+    assert "| 12000 → 24000 |" in again and "-33% ± 10%" in again
