@@ -194,9 +194,9 @@ def markdown_doubling(blob: dict) -> str:
     prov = blob["provenance"]
     # a doubling check of a doubling check (``--out`` naming a ``_doubling`` file) starts past the
     # step rule: the header says so rather than implying the study's own steps
-    rule = {c["steps"]: steps_for(c["n_train"], prov["batch_size"], prov["epochs"],
-                                  prov["min_steps"], prov["max_steps"]) for c in blob["summary"]}
-    beyond = sorted(s for s, want in rule.items() if s != want)
+    beyond = sorted({c["steps"] for c in blob["summary"]
+                     if c["steps"] != steps_for(c["n_train"], prov["batch_size"], prov["epochs"],
+                                                prov["min_steps"], prov["max_steps"])})
     what = ("the data-scaling study" if not beyond else
             "runs already trained beyond the data-scaling study's step rule (from "
             + ", ".join(map(str, beyond)) + " steps: a doubling check of a doubling check)")

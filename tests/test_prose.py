@@ -784,6 +784,10 @@ def _charged_sentences():
         {x["n_train"] for x in runs if x["route"] == r} == {n} for r in only)
     assert all(sum(x["route"] == r for x in runs) == 3 * (1 if r in only else len(sizes))
                for r in axis + only)  # three seeds each
+    def mean(r, m):  # the 6000-step study's test MSE of route r at size m, over its seeds
+        errs = [x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, m)]
+        return sum(errs) / len(errs)
+
     what = f"{', '.join(map(str, sizes[:-1]))} and {n} systems of {WORDS[len(axis)]} routes"
     if only:
         what += (f", and {' and '.join(labels[r] for r in only)} at {n} only")
@@ -825,8 +829,7 @@ def _charged_sentences():
             last[r] = d
         still = [d for d in again.values() if not d["converged"]]
     for r in unchecked:
-        errs = [x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, n)]
-        final[r] = (sum(errs) / len(errs), 6000)
+        final[r] = (mean(r, n), 6000)
     order = sorted(final, key=lambda r: final[r][0])
     out.append(f"At {n} systems, each route at the most steps it has had: " + ", ".join(
         f"{labels[r]} {sci(final[r][0])} ({final[r][1]} steps"
@@ -851,36 +854,33 @@ def _charged_sentences():
         pts = [(x["n_train"], x["test_mse"]) for x in rs
                if (x["task"], x["route"]) == (task, route) and x["n_train"] in sizes]
         assert len(pts) == 3 * len(sizes)
-        f = power_law_fit([p for p, _ in pts], [e for _, e in pts])
-        return f"{f['slope']:.2f} ± {f['slope_ci95']:.2f}", f["slope"]
+        return power_law_fit([p for p, _ in pts], [e for _, e in pts])
+
+    def said(f):
+        return f"{f['slope']:.2f} ± {f['slope_ci95']:.2f}"
 
     fits = {r: slope(runs, r) for r in axis}
     out.append(f"Its test slopes over {sizes[0]}–{n} systems: "
-               + ", ".join(f"{labels[r]} {fits[r][0]}" for r in axis))
-    full = {r: power_law_fit([x["n_train"] for x in runs if x["route"] == r],
-                             [x["test_mse"] for x in runs if x["route"] == r]) for r in axis}
+               + ", ".join(f"{labels[r]} {said(fits[r])}" for r in axis))
     exact = [r for r in ("frames", "canonical", "learned_canonical") if r in axis]
     if exact:  # exact, but as hungry for data as the plain model
-        assert all(abs(full[r]["slope"] - full["transformer"]["slope"])
-                   < full[r]["slope_ci95"] + full["transformer"]["slope_ci95"] for r in exact)
+        assert all(abs(fits[r]["slope"] - fits["transformer"]["slope"])
+                   < fits[r]["slope_ci95"] + fits["transformer"]["slope_ci95"] for r in exact)
         names = [labels[r] for r in exact]
         names = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         out.append(f"{names}, exact under their groups, have slope intervals that overlap the "
                    "plain Transformer's")
     if "learned_canonical" in axis:
-        per = {r: {m: sum(x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, m)) / 3
-                   for m in sizes} for r in ("learned_canonical", "canonical")}
-        assert all(per["learned_canonical"][m] >= per["canonical"][m] for m in sizes)
+        assert all(mean("learned_canonical", m) >= mean("canonical", m) for m in sizes)
         out.append("the learned pose is nowhere below the PCA pose (" + ", ".join(
-            f"{sci(per['learned_canonical'][m], 2)} against {sci(per['canonical'][m], 2)} at {m}"
+            f"{sci(mean('learned_canonical', m), 2)} against {sci(mean('canonical', m), 2)} at {m}"
             for m in sizes) + ")")
     egnn_old = slope(old, "egnn")
-    out.append(f"EGNN's is steeper than its {egnn_old[0]} at the shipped study's steps")
-    assert fits["egnn"][1] < egnn_old[1] - 0.2
-    assert max(fits["da"][1], fits["remul"][1]) > -0.3 > min(fits["transformer"][1],
-                                                            fits["canonical"][1])
-    small = {r: sum(x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, sizes[0])) / 3
-             for r in ("da", "remul", "egnn")}
+    out.append(f"EGNN's is steeper than its {said(egnn_old)} at the shipped study's steps")
+    assert fits["egnn"]["slope"] < egnn_old["slope"] - 0.2
+    assert max(fits["da"]["slope"], fits["remul"]["slope"]) > -0.3 > min(
+        fits["transformer"]["slope"], fits["canonical"]["slope"])
+    small = {r: mean(r, sizes[0]) for r in ("da", "remul", "egnn")}
     out.append(f"At {sizes[0]} systems DA ({sci(small['da'])}) and REMUL ({sci(small['remul'])}) are "
                f"below EGNN ({sci(small['egnn'])})")
     assert max(small["da"], small["remul"]) < small["egnn"]
@@ -912,12 +912,10 @@ def _charged_sentences():
                f"{e['change']:+.0%} ± {e['change_ci95']:.0%}), and further below at their most "
                f"steps: {end}")
     # their flat slopes are partly steps: at 3000 systems their 6000-step error keeps falling
-    at = {r: {m: sum(x["test_mse"] for x in runs if (x["route"], x["n_train"]) == (r, m)) / 3
-              for m in (sizes[0], n)} for r in ("da", "remul")}
-    by_data = {r: at[r][sizes[0]] / at[r][n] for r in at}
-    by_steps = {r: at[r][n] / final[r][0] for r in at}
+    by_data = {r: mean(r, sizes[0]) / mean(r, n) for r in ("da", "remul")}
+    by_steps = {r: mean(r, n) / final[r][0] for r in by_data}
     assert final["da"][1] == final["remul"][1]  # one "from 6000 to … steps" for both
-    assert all(by_steps[r] > by_data[r] for r in at)
+    assert all(by_steps[r] > by_data[r] for r in by_data)
     out.append(f"from 6000 to {final['da'][1]} steps their error at {n} systems falls "
                f"{by_steps['da']:.2f}× and {by_steps['remul']:.2f}×, more than the "
                f"{by_data['da']:.2f}× and {by_data['remul']:.2f}× that ten times the data gave at 6000 "
