@@ -795,8 +795,9 @@ def _charged_sentences():
            f"(`benchmarks/results/{base}.md`: {what}, three seeds)"]
     chain = _chain(base)
     assert chain, "the 6000-step study on charged has its doubling check"
-    dbl = load(RESULTS / f"{chain[0]}.json")["summary"]
-    assert all((d["task"], d["n_train"], d["steps"]) == (task, n, 6000) for d in dbl)
+    checked = load(RESULTS / f"{chain[0]}.json")["summary"]  # at 3000 systems, and some below
+    assert all((d["task"], d["steps"]) == (task, 6000) and d["n_train"] in sizes for d in checked)
+    dbl = [d for d in checked if d["n_train"] == n]
     unchecked = [r for r in axis + only if r not in {d["route"] for d in dbl}]
     conv = [labels[d["route"]] for d in dbl if d["converged"]]
     still = [d for d in dbl if not d["converged"]]
@@ -810,7 +811,7 @@ def _charged_sentences():
     last = {d["route"]: d for d in dbl}  # each route's last doubling check
     count = {1: "that one", 2: "those two", 3: "those three", 4: "those four"}
     for k, name in enumerate(chain[1:]):
-        again = {d["route"]: d for d in load(RESULTS / f"{name}.json")["summary"]}
+        again = {d["route"]: d for d in load(RESULTS / f"{name}.json")["summary"] if d["n_train"] == n}
         assert set(again) == {d["route"] for d in still}, f"{name} doubles what still improved"
         assert all(d["steps"] == final[r][1] for r, d in again.items())
         steps = {d["doubled_steps"] for d in again.values()}
@@ -887,7 +888,8 @@ def _charged_sentences():
     e = next(d for d in dbl if d["route"] == "egnn")
     assert e["converged"] and min(final["da"][1], final["remul"][1]) > final["egnn"][1]
     # at EGNN's own steps, seed by seed, augmentation and REMUL are already below it
-    own = {(x["route"], x["seed"]): x["test_mse"] for x in load(RESULTS / f"{chain[0]}.json")["runs"]}
+    own = {(x["route"], x["seed"]): x["test_mse"] for x in load(RESULTS / f"{chain[0]}.json")["runs"]
+           if x["n_train"] == n}
     seeds = sorted(s for r, s in own if r == "egnn")
     assert len(seeds) == 3 and all(own[r, s] < own["egnn", s] for r in ("da", "remul") for s in seeds)
     assert max(final["da"][0], final["remul"][0]) < final["egnn"][0]
@@ -920,6 +922,87 @@ def _charged_sentences():
                f"{by_steps['da']:.2f}× and {by_steps['remul']:.2f}×, more than the "
                f"{by_data['da']:.2f}× and {by_data['remul']:.2f}× that ten times the data gave at 6000 "
                "steps: their flat slopes are partly a shortage of steps at the largest size")
+    out += _charged_below(chain, sizes, n, mean, fits, labels)
+    return out
+
+
+def _charged_below(chain, sizes, n, mean, fits, labels):
+    """The doubling checks below 3000 systems on charged, and the size axis with each size at the
+    most steps it has had: the README's sentences, built from the chain's files."""
+    from eqhelpers.results import power_law_fit
+
+    files = [load(RESULTS / f"{name}.json") for name in chain]
+    below = sorted({d["n_train"] for d in files[0]["summary"] if d["n_train"] < n})
+    assert below == sizes[:-1], "every smaller size of the study has its doubling check"
+    first = files[0]["summary"]  # the study's own doubling check
+    routes = [r for r in fits
+              if all(any((d["route"], d["n_train"]) == (r, m) for d in first) for m in below)]
+    last = {}  # (route, size) -> its doubling check at the most steps
+    for k, f in enumerate(files):
+        for d in f["summary"]:
+            if d["route"] in routes:
+                assert k == 0 or not last[d["route"], d["n_train"]]["converged"], "what improved"
+                last[d["route"], d["n_train"]] = d
+    assert all(d["doubled_steps"] == 2 * d["steps"] for d in last.values())
+
+    def change(d):
+        return f"{d['change']:+.0%} ± {d['change_ci95']:.0%}"
+
+    def names(rs):
+        rs = [labels[r] for r in rs]
+        return ", ".join(rs[:-1]) + " and " + rs[-1] if len(rs) > 1 else rs[0]
+
+    parts = []
+    for m in below:
+        first = [d for d in files[0]["summary"] if d["n_train"] == m and d["route"] in routes]
+        at6000 = [d["route"] for d in first if d["converged"]]
+        verb = "passes" if len(at6000) == 1 else "pass"
+        part = f"at {m} systems " + (f"{names(at6000)} {verb} it at 6000 steps ("
+                                     + ", ".join(change(d) for d in first if d["converged"]) + ")"
+                                     if at6000 else "none passes it at 6000 steps")
+        late = [r for r in routes if r not in at6000]
+        if late:
+            part += (f" and {names(late)} still improve{'s' if len(late) == 1 else ''} (" + ", ".join(
+                change(d) for d in first if d["route"] in late) + ")")
+            for k in range(1, len(files)):
+                again = [d for d in files[k]["summary"] if d["n_train"] == m and d["route"] in routes]
+                if again:
+                    steps = {d["doubled_steps"] for d in again}
+                    assert len(steps) == 1
+                    part += (f"; doubled again to {steps.pop()} steps they change by "
+                             + " and ".join(change(d) for d in again)
+                             + (" (both pass, by the mean change)" if all(d["converged"] for d in again)
+                                else " (still improving: " + names([d["route"] for d in again
+                                                                    if not d["converged"]]) + ")"))
+        parts.append(part)
+    out = [f"Below {n} systems, the same check of {names(routes)} (in the same files) finds: "
+           + "; ".join(parts)]
+    # each size at the most steps it has had: the study's runs and every doubled run
+    runs = [x for name in ("data_scaling_cpu_charged_steps6000", *chain)
+            for x in load(RESULTS / f"{name}.json")["runs"] if x["route"] in routes]
+    most = {(r, m): max(x["steps"] for x in runs if (x["route"], x["n_train"]) == (r, m))
+            for r in routes for m in sizes}
+    assert all(most[r, m] == last[r, m]["doubled_steps"] for r in routes for m in sizes)
+    top = {}
+    for r in routes:
+        pts = [(x["n_train"], x["test_mse"]) for x in runs
+               if x["route"] == r and x["steps"] == most[r, x["n_train"]]]
+        assert len(pts) == 3 * len(sizes)
+        top[r] = power_law_fit([p for p, _ in pts], [e for _, e in pts])
+    conv = all(last[r, m]["converged"] for r in routes for m in sizes)
+    out.append(("With each size at the most steps it has had (each passing its last check), "
+                if conv else "With each size at the most steps it has had, ")
+               + f"the test slopes over {sizes[0]}–{n} systems become "
+               + ", ".join(f"{labels[r]} {top[r]['slope']:.2f} ± {top[r]['slope_ci95']:.2f} "
+                           f"(at 6000 steps {fits[r]['slope']:.2f})" for r in routes)
+               + ": trained to convergence at each size, DA and REMUL gain from data about as much "
+               "as EGNN (their slope intervals overlap), at more steps the more data they have")
+    assert conv and {"da", "remul", "egnn"} <= set(routes)
+    e = top["egnn"]
+    assert all(abs(top[r]["slope"] - e["slope"]) < top[r]["slope_ci95"] + e["slope_ci95"]
+               and top[r]["slope"] < fits[r]["slope"] - 0.2 for r in ("da", "remul"))
+    from_steps = {r: [last[r, m]["steps"] for m in sizes] for r in ("da", "remul")}
+    assert all(a < b for ss in from_steps.values() for a, b in zip(ss, ss[1:]))
     return out
 
 
