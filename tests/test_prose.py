@@ -604,15 +604,28 @@ def test_the_pool_30000_sentences_are_its_file():
     cell = {(c["route"], c["n_train"]): c for c in big["summary"]["cells"] if c["task"] == task}
     routes = list(dict.fromkeys(r for r, _ in cell))
     sizes = sorted({n for _, n in cell})
-    assert sizes == [3000, 10000, 30000] and len(routes) == 5 and "frames" not in routes
+    assert sizes == [3000, 10000, 30000] and len(routes) == 7
     assert all(c["seeds"] == 3 for c in cell.values())
     lo, mid, hi = sizes
+    # the five single-pass routes' command first, then frame averaging and the learned pose
+    assert [set(c.split("--routes ")[1].split(" --")[0].split()) for c in prov["commands"]] == [
+        {"transformer", "da", "remul", "canonical", "egnn"}, {"frames", "learned_canonical"},
+        {"frames", "learned_canonical"}]
+    says(f"the same step rule, seven routes at {lo}, {mid} and {hi} systems (the five single-pass "
+         "routes, then frame averaging and the learned pose), three seeds")
     change = {r: cell[r, mid]["test_mse"] / cell[r, lo]["test_mse"] - 1 for r in routes}
-    flat = ("da", "remul", "egnn")
-    says(f"From {lo} to {mid} systems, at the same steps, DA, REMUL and EGNN change by at most "
-         f"{math.ceil(1000 * max(abs(change[r]) for r in flat)) / 10:.1f}%, while the plain "
-         f"Transformer's error falls {-change['transformer']:.0%} and the PCA pose's "
-         f"{-change['canonical']:.0%}")
+    flat = ("da", "remul", "frames", "egnn")
+    says(f"From {lo} to {mid} systems, at the same steps, DA, REMUL, frame averaging and EGNN change "
+         f"by at most {math.ceil(1000 * max(abs(change[r]) for r in flat)) / 10:.1f}%, while the "
+         f"plain Transformer's error falls {-change['transformer']:.0%}, the PCA pose's "
+         f"{-change['canonical']:.0%} and the learned pose's {-change['learned_canonical']:.0%}")
+    assert all(change[r] < -0.05 for r in ("transformer", "canonical", "learned_canonical"))
+    fa, eg = ([cell[r, n]["test_mse"] for n in sizes] for r in ("frames", "egnn"))
+    assert all(f < e for f, e in zip(fa, eg))
+    says("Frame averaging is below EGNN at every size of this study ("
+         + ", ".join(sci(f, 2) for f in fa[:-1]) + f" and {sci(fa[-1], 2)} against "
+         + ", ".join(sci(e, 2) for e in eg[:-1]) + f" and {sci(eg[-1], 2)}), by at most "
+         f"{math.ceil(1000 * max(1 - f / e for f, e in zip(fa, eg))) / 10:.1f}%")
     assert all(c["steps"] == 6000 for (_, n), c in cell.items() if n < hi)  # "at the same steps"
     assert {c["steps"] for (_, n), c in cell.items() if n == hi} == {12000}
     ratio = {r: cell[r, hi]["test_mse"] / cell["egnn", hi]["test_mse"] for r in routes}
@@ -631,6 +644,8 @@ def test_the_pool_30000_sentences_are_its_file():
              if (c["task"], c["n_train"]) == (task, lo)}
     assert all(other[r]["steps"] == cell[r, lo]["steps"] for r in routes)  # "the same … steps"
     draw = [cell[r, lo]["test_mse"] / other[r]["test_mse"] for r in routes]
+    says("on the 6000-step study's test systems it was above it")
+    assert other["frames"]["test_mse"] > other["egnn"]["test_mse"]
     from eqhelpers.budget import get_budget
 
     n_test = get_budget(prov["budget"]).n_test
