@@ -818,7 +818,8 @@ def _charged_sentences():
     still = [d for d in dbl if not d["converged"]]
     out.append("its doubling check "
                f"(`benchmarks/results/{chain[0]}.md`) "
-               f"counts {len(conv)} of its {len(dbl)} cells converged at 6000 steps (converged: "
+               f"counts {len(conv)} of its {len(dbl)} cells at {n} systems converged at 6000 steps "
+               "(converged: "
                f"{', '.join(conv)}; still improving: "
                + ", ".join(f"{labels[d['route']]} ({d['change']:+.0%})" for d in still) + ")")
     # each route at 3000 systems at the most steps it has had
