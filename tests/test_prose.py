@@ -938,13 +938,14 @@ def _charged_sentences():
                f"{by_steps['da']:.2f}× and {by_steps['remul']:.2f}×, more than the "
                f"{by_data['da']:.2f}× and {by_data['remul']:.2f}× that ten times the data gave at 6000 "
                "steps: their flat slopes are partly a shortage of steps at the largest size")
-    out += _charged_below(chain, sizes, n, mean, fits, labels)
+    out += _charged_below(chain, sizes, n, runs, fits, labels)
     return out
 
 
-def _charged_below(chain, sizes, n, mean, fits, labels):
+def _charged_below(chain, sizes, n, study_runs, fits, labels):
     """The doubling checks below 3000 systems on charged, and the size axis with each size at the
-    most steps it has had: the README's sentences, built from the chain's files."""
+    most steps it has had: the README's sentences, built from the 6000-step study's runs and its
+    chain's files."""
     from eqhelpers.results import power_law_fit
 
     files = [load(RESULTS / f"{name}.json") for name in chain]
@@ -970,16 +971,16 @@ def _charged_below(chain, sizes, n, mean, fits, labels):
 
     parts = []
     for m in below:
-        first = [d for d in files[0]["summary"] if d["n_train"] == m and d["route"] in routes]
-        at6000 = [d["route"] for d in first if d["converged"]]
+        at_m = [d for d in first if d["n_train"] == m and d["route"] in routes]
+        at6000 = [d["route"] for d in at_m if d["converged"]]
         verb = "passes" if len(at6000) == 1 else "pass"
         part = f"at {m} systems " + (f"{names(at6000)} {verb} it at 6000 steps ("
-                                     + ", ".join(change(d) for d in first if d["converged"]) + ")"
+                                     + ", ".join(change(d) for d in at_m if d["converged"]) + ")"
                                      if at6000 else "none passes it at 6000 steps")
         late = [r for r in routes if r not in at6000]
         if late:
             part += (f" and {names(late)} still improve{'s' if len(late) == 1 else ''} (" + ", ".join(
-                change(d) for d in first if d["route"] in late) + ")")
+                change(d) for d in at_m if d["route"] in late) + ")")
             for k in range(1, len(files)):
                 again = [d for d in files[k]["summary"] if d["n_train"] == m and d["route"] in routes]
                 if again:
@@ -994,8 +995,7 @@ def _charged_below(chain, sizes, n, mean, fits, labels):
     out = [f"Below {n} systems, the same check of {names(routes)} (in the same files) finds: "
            + "; ".join(parts)]
     # each size at the most steps it has had: the study's runs and every doubled run
-    runs = [x for name in ("data_scaling_cpu_charged_steps6000", *chain)
-            for x in load(RESULTS / f"{name}.json")["runs"] if x["route"] in routes]
+    runs = [x for x in study_runs + [x for f in files for x in f["runs"]] if x["route"] in routes]
     most = {(r, m): max(x["steps"] for x in runs if (x["route"], x["n_train"]) == (r, m))
             for r in routes for m in sizes}
     assert all(most[r, m] == last[r, m]["doubled_steps"] for r in routes for m in sizes)
@@ -1005,15 +1005,14 @@ def _charged_below(chain, sizes, n, mean, fits, labels):
                if x["route"] == r and x["steps"] == most[r, x["n_train"]]]
         assert len(pts) == 3 * len(sizes)
         top[r] = power_law_fit([p for p, _ in pts], [e for _, e in pts])
-    conv = all(last[r, m]["converged"] for r in routes for m in sizes)
-    out.append(("With each size at the most steps it has had (each passing its last check), "
-                if conv else "With each size at the most steps it has had, ")
-               + f"the test slopes over {sizes[0]}–{n} systems become "
+    assert all(last[r, m]["converged"] for r in routes for m in sizes)
+    out.append("With each size at the most steps it has had (each passing its last check), "
+               f"the test slopes over {sizes[0]}–{n} systems become "
                + ", ".join(f"{labels[r]} {top[r]['slope']:.2f} ± {top[r]['slope_ci95']:.2f} "
                            f"(at 6000 steps {fits[r]['slope']:.2f})" for r in routes)
                + ": trained to convergence at each size, DA and REMUL gain from data about as much "
                "as EGNN (their slope intervals overlap), at more steps the more data they have")
-    assert conv and {"da", "remul", "egnn"} <= set(routes)
+    assert {"da", "remul", "egnn"} <= set(routes)
     e = top["egnn"]
     assert all(abs(top[r]["slope"] - e["slope"]) < top[r]["slope_ci95"] + e["slope_ci95"]
                and top[r]["slope"] < fits[r]["slope"] - 0.2 for r in ("da", "remul"))
